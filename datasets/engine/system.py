@@ -1,0 +1,112 @@
+"""A molecule at one geometry with its PySCF mean-field object: ground state, Fock builds and observables.
+
+Hamiltonian in the length gauge: F(P, t) = h_core + V_eff[P] + E(t) . r, i.e. the dipole coupling -mu.E with the
+electronic dipole operator mu = -r. r is PySCF's ``int1e_r`` about the coordinate origin (the gauge origin; rtml
+geometries put the centre of nuclear charge there). Densities are AO-basis, stacked per spin ``[n_spin, nbf, nbf]``:
+one total density for closed shells (RKS/RHF), alpha and beta for open shells (UKS/UHF).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pyscf import dft, gto, scf
+
+from rtml.datasets.basis import BasisInfo, basis_info_from_mol
+from rtml.datasets.molecules import Molecule
+
+HF_NAMES = ("hf", "rhf", "uhf")
+
+
+@dataclass(kw_only=True)
+class SystemConfig:
+    """Electronic-structure settings. ``xc``: a PySCF functional string ('LDA,VWN' = NWChem 'slater vwn_5';
+    'PBE', 'B3LYP', ...) or 'HF'. ``grid_level``: PySCF DFT grid level. ``scf_conv_tol``: Hartree; ``scf_conv_tol_grad``:
+    orbital gradient (the density is only as good as sqrt(conv_tol) without it)."""
+
+    basis: str = "6-31g"
+    xc: str = "LDA,VWN"
+    grid_level: int = 3
+    scf_conv_tol: float = 1e-11
+    scf_conv_tol_grad: float = 1e-8
+    scf_max_cycle: int = 200
+    threads: int = 1  # OpenMP threads for PySCF; 1 is fastest for small molecules (run one trajectory per core)
+
+
+class ElectronicSystem:
+    """Ground state, Fock builds and observables of one molecule at one geometry."""
+
+    def __init__(self, molecule: Molecule, cfg: SystemConfig):
+        self.molecule, self.cfg = molecule, cfg
+        self.mol = gto.M(atom=molecule.pyscf_atom(), basis=cfg.basis, charge=molecule.charge,
+                         spin=molecule.multiplicity - 1, unit="Angstrom", cart=False, verbose=0)
+        self.open_shell = molecule.multiplicity != 1
+        self.is_hf = cfg.xc.lower() in HF_NAMES
+        if self.is_hf:
+            self.mf = scf.UHF(self.mol) if self.open_shell else scf.RHF(self.mol)
+        else:
+            self.mf = dft.UKS(self.mol) if self.open_shell else dft.RKS(self.mol)
+            self.mf.xc = cfg.xc
+            self.mf.grids.level = cfg.grid_level
+        self.mf.conv_tol = cfg.scf_conv_tol
+        self.mf.conv_tol_grad = cfg.scf_conv_tol_grad
+        self.mf.max_cycle = cfg.scf_max_cycle
+        # Pure functionals see only Re P (J and Vxc depend on the real symmetric part); exact exchange sees Im P too.
+        self.needs_complex = self.is_hf or bool(self.mf._numint.libxc.is_hybrid_xc(cfg.xc))
+        self.n_spin = 2 if self.open_shell else 1
+        self.overlap = self.mol.intor("int1e_ovlp")  # [nbf, nbf] float64
+        self.hcore = self.mf.get_hcore()  # [nbf, nbf] float64
+        with self.mol.with_common_orig((0.0, 0.0, 0.0)):
+            self.r_ints = self.mol.intor("int1e_r", comp=3)  # [3, nbf, nbf] float64, bohr
+        w, v = np.linalg.eigh(self.overlap)
+        self.x = (v / np.sqrt(w)) @ v.T  # S^-1/2, [nbf, nbf]
+        self.x_inv = (v * np.sqrt(w)) @ v.T  # S^+1/2
+        self.nuclear_dipole = np.einsum("a,ax->x", self.mol.atom_charges(), self.mol.atom_coords())  # [3] e*bohr
+        self.basis: BasisInfo = basis_info_from_mol(self.mol)
+        self._e_nuc = self.mol.energy_nuc()
+
+    @property
+    def nbf(self) -> int:
+        return self.overlap.shape[0]
+
+    def ground_state(self) -> np.ndarray:
+        """Converged SCF density [n_spin, nbf, nbf] complex128; raises if the SCF does not converge."""
+        self.mf.kernel()
+        if not self.mf.converged:
+            raise RuntimeError(f"SCF did not converge for {self.molecule.name} ({self.cfg.basis}, {self.cfg.xc}) "
+                               f"in {self.cfg.scf_max_cycle} cycles")
+        dm = np.asarray(self.mf.make_rdm1())
+        return dm.reshape(self.n_spin, self.nbf, self.nbf).astype(np.complex128)
+
+    def veff(self, p: np.ndarray):
+        """Effective two-electron potential of a complex Hermitian density [n_spin, nbf, nbf] (PySCF tagged array)."""
+        dm = p if self.open_shell else p[0]
+        return self.mf.get_veff(self.mol, dm if self.needs_complex else dm.real, hermi=1)
+
+    def fock(self, p: np.ndarray, e_field: np.ndarray):
+        """Fock matrices [n_spin, nbf, nbf] complex128 with the field term, and the veff for :meth:`energy`."""
+        vhf = self.veff(p)
+        f = self.hcore + np.asarray(vhf).reshape(self.n_spin, self.nbf, self.nbf)
+        f = f + np.einsum("x,xij->ij", e_field, self.r_ints)
+        return f, vhf
+
+    def energy(self, p: np.ndarray, vhf) -> float:
+        """Field-free total energy E[P] (Hartree, nuclear repulsion included)."""
+        dm = p if self.open_shell else p[0]
+        e_elec, _ = self.mf.energy_elec(dm if self.needs_complex else dm.real, self.hcore, vhf)
+        return float(np.real(e_elec)) + self._e_nuc
+
+    def dipole(self, p: np.ndarray) -> np.ndarray:
+        """Total dipole [3] (e*bohr): nuclear minus electronic, about the origin."""
+        return self.nuclear_dipole - np.einsum("xij,sji->x", self.r_ints, p).real
+
+    # Löwdin (orthonormal) basis: P' = S^1/2 P S^1/2, F' = S^-1/2 F S^-1/2.
+    def to_orth(self, p_ao: np.ndarray) -> np.ndarray:
+        return self.x_inv @ p_ao @ self.x_inv
+
+    def from_orth(self, p_orth: np.ndarray) -> np.ndarray:
+        return self.x @ p_orth @ self.x
+
+    def fock_to_orth(self, f_ao: np.ndarray) -> np.ndarray:
+        return self.x @ f_ao @ self.x

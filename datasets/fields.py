@@ -1,0 +1,96 @@
+"""External electric fields E(t) (vector, atomic units: 1 a.u. = 514.2 V/nm), sampled on the propagation grid.
+
+Kinds:
+* ``delta``: NWChem's delta kick: E = amplitude * polarization at the single grid time ``t0`` and 0 elsewhere.
+  With 2nd-order Magnus (trapezoidal field interpolation) this is an impulse of amplitude*dt/2 centred at t0 + dt/2.
+* ``gaussian``: ``amplitude * exp(-(t - t0)^2 / (2 sigma^2)) * sin(omega t + phase)``.
+* ``sine``: continuous ``amplitude * sin(omega t + phase)`` (switched on at t = 0).
+* ``none``: field-free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from rtml.datasets.errors import DataError
+
+KINDS = ("delta", "gaussian", "sine", "none")
+
+
+@dataclass(kw_only=True)
+class FieldSpec:
+    kind: str
+    amplitude: float = 0.0  # a.u.
+    polarization: tuple[float, float, float] = (1.0, 0.0, 0.0)  # normalised on use
+    t0: float = 0.0  # a.u. of time
+    sigma: float = 1.0  # a.u. of time (gaussian)
+    omega: float = 0.0  # Hartree (angular frequency, a.u.)
+    phase: float = 0.0
+    label: str = field(default="")
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise DataError("<field spec>", "kind", f"one of {KINDS}", repr(self.kind))
+        pol = np.asarray(self.polarization, float)
+        if pol.shape != (3,) or not np.all(np.isfinite(pol)) or np.linalg.norm(pol) == 0:
+            raise DataError("<field spec>", "polarization", "a non-zero 3-vector", repr(self.polarization))
+        self.polarization = tuple(float(v) for v in pol / np.linalg.norm(pol))
+        if self.kind == "gaussian" and self.sigma <= 0:
+            raise DataError("<field spec>", "sigma", "a positive pulse width (a.u.)", repr(self.sigma))
+
+    def values(self, t: np.ndarray, dt: float) -> np.ndarray:
+        """E at times ``t`` ([T] a.u.) -> [T, 3] float64. ``dt`` locates the delta kick's grid point."""
+        t = np.asarray(t, np.float64)
+        pol = np.asarray(self.polarization)
+        if self.kind == "delta":
+            amp = np.where(np.abs(t - self.t0) < 0.25 * dt, self.amplitude, 0.0)
+        elif self.kind == "gaussian":
+            amp = self.amplitude * np.exp(-((t - self.t0) ** 2) / (2 * self.sigma**2)) * np.sin(
+                self.omega * t + self.phase)
+        elif self.kind == "sine":
+            amp = np.where(t >= 0, self.amplitude * np.sin(self.omega * t + self.phase), 0.0)
+        else:
+            amp = np.zeros_like(t)
+        return amp[:, None] * pol[None, :]  # [T, 3] float64
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FieldSpec":
+        return cls(**{**d, "polarization": tuple(d.get("polarization", (1, 0, 0)))})
+
+
+def kick(amplitude: float = 1e-3, polarization=(1.0, 0.0, 0.0)) -> FieldSpec:
+    return FieldSpec(kind="delta", amplitude=amplitude, polarization=tuple(polarization), label="kick")
+
+
+def _random_direction(rng: np.random.Generator) -> tuple[float, float, float]:
+    v = rng.normal(size=3)
+    return tuple(float(x) for x in v / np.linalg.norm(v))
+
+
+def sample_field(kind: str, rng: np.random.Generator) -> FieldSpec:
+    """A random field of a named family, as used by ``rtml generate --fields``.
+
+    * ``kick``: delta kick, amplitude log-uniform in [1e-3, 1e-2] a.u., random direction.
+    * ``pulse``: Gaussian pulse, amplitude in [0.005, 0.03] a.u., omega in [0.1, 0.8] Ha, sigma in [5, 15] a.u.,
+      centred at 3 sigma, random direction.
+    * ``sine``: continuous wave, amplitude in [0.002, 0.01] a.u., omega in [0.1, 0.8] Ha, random direction.
+    """
+    if kind == "kick":
+        return FieldSpec(kind="delta", amplitude=float(10 ** rng.uniform(-3, -2)),
+                         polarization=_random_direction(rng), label="kick")
+    if kind == "pulse":
+        sigma = float(rng.uniform(5, 15))
+        return FieldSpec(kind="gaussian", amplitude=float(rng.uniform(0.005, 0.03)), omega=float(rng.uniform(0.1, 0.8)),
+                         sigma=sigma, t0=3 * sigma, polarization=_random_direction(rng), label="pulse")
+    if kind == "sine":
+        return FieldSpec(kind="sine", amplitude=float(rng.uniform(0.002, 0.01)), omega=float(rng.uniform(0.1, 0.8)),
+                         polarization=_random_direction(rng), label="sine")
+    raise DataError("<command line>", "fields", "a comma list of kick, pulse, sine", repr(kind))
+
+
+FIELD_FAMILIES = ("kick", "pulse", "sine")

@@ -1,0 +1,158 @@
+"""The one in-memory trajectory type of rtml, with validation.
+
+Units: atomic units everywhere except ``positions`` (Å, as in the HDF5 schema). ``density`` is the AO-basis one-electron
+density matrix: ``n_spin == 1`` holds the closed-shell total density (trace(P S) = N), ``n_spin == 2`` holds the alpha
+and beta densities (trace(P_a S) + trace(P_b S) = N). The phase convention is P_ij = sum_k n_k C_ik C_jk^*
+(PySCF's and NWChem's). ``dipole`` is nuclear + electronic, in e*bohr, about the coordinate origin (the gauge origin).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rtml.datasets.basis import BasisInfo
+from rtml.datasets.errors import DataError
+
+ELEMENTS = (
+    "X H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr".split()
+)
+
+
+def atomic_number(symbol: str, source: str = "<memory>") -> int:
+    """Z of an element symbol (case-insensitive, H..Kr)."""
+    sym = symbol.strip().capitalize()
+    if sym not in ELEMENTS[1:]:
+        raise DataError(source, "element", "a known element symbol (H..Kr)", repr(symbol))
+    return ELEMENTS.index(sym)
+
+
+@dataclass(kw_only=True)
+class Tolerances:
+    """Validation tolerances. ``hermiticity``: max |P - P^H|; ``trace``: |sum_s tr(P_s S) - N| (electrons)."""
+
+    hermiticity: float = 1e-5
+    trace: float = 1e-4
+
+
+@dataclass(kw_only=True)
+class Trajectory:
+    """One RT-TDDFT trajectory of one molecule at one geometry under one field."""
+
+    molecule: str
+    atomic_numbers: np.ndarray  # [n_atoms] int32
+    positions: np.ndarray  # [n_atoms, 3] float64, Å
+    charge: int
+    multiplicity: int
+    n_electrons: int
+    basis_name: str
+    functional: str
+    dt: float  # a.u. of time
+    basis: BasisInfo
+    overlap: np.ndarray  # [nbf, nbf] float64
+    core_hamiltonian: np.ndarray | None  # [nbf, nbf] float64
+    density: np.ndarray  # [T, n_spin, nbf, nbf] complex
+    field: np.ndarray  # [T, 3] float64, a.u. (E_h / (e a0))
+    time: np.ndarray  # [T] float64, a.u.
+    energy: np.ndarray  # [T] float64, Hartree, field-free total energy E[P(t)]
+    dipole: np.ndarray  # [T, 3] float64, e*bohr
+    meta: dict = field(default_factory=dict)  # free-form JSON-able provenance (field spec, integrator, seed, ...)
+
+    @property
+    def nbf(self) -> int:
+        return int(self.overlap.shape[0])
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.density.shape[0])
+
+    @property
+    def n_spin(self) -> int:
+        return int(self.density.shape[1])
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.atomic_numbers.shape[0])
+
+    def electron_count(self) -> np.ndarray:
+        """[T] float64: sum over spins of Re tr(P_s S)."""
+        return np.einsum("tsij,ji->t", self.density, self.overlap).real
+
+    def checksum(self) -> str:
+        """sha256 of the density bytes (complex128, C order): identifies the trajectory's content."""
+        return hashlib.sha256(np.ascontiguousarray(self.density, np.complex128).tobytes()).hexdigest()
+
+    def meta_json(self) -> str:
+        return json.dumps(self.meta, sort_keys=True, default=_jsonable)
+
+    def validate(self, source: str = "<memory>", tol: Tolerances | None = None) -> "Trajectory":
+        """Check shapes, dtypes, finiteness, Hermiticity, trace and basis metadata; raise :class:`DataError`."""
+        tol = tol or Tolerances()
+        n_atoms = _check_array(source, "geometry/atomic_numbers", self.atomic_numbers, 1, np.integer)[0]
+        if n_atoms < 1:
+            raise DataError(source, "geometry/atomic_numbers", "at least one atom", "0")
+        if np.any(self.atomic_numbers < 1) or np.any(self.atomic_numbers >= len(ELEMENTS)):
+            raise DataError(source, "geometry/atomic_numbers", f"Z in [1, {len(ELEMENTS) - 1}]",
+                            str(sorted(set(self.atomic_numbers.tolist()))))
+        _check_array(source, "geometry/positions", self.positions, 2, np.floating, (n_atoms, 3))
+        dens = _check_array(source, "dynamics/density", self.density, 4, np.complexfloating)
+        T, n_spin, nbf, nbf2 = dens
+        if T < 1 or nbf < 1 or nbf != nbf2 or n_spin not in (1, 2):
+            raise DataError(source, "dynamics/density", "shape (T>=1, n_spin in {1,2}, nbf, nbf)", str(dens))
+        _check_array(source, "matrices/overlap", self.overlap, 2, np.floating, (nbf, nbf))
+        if self.core_hamiltonian is not None:
+            _check_array(source, "matrices/core_hamiltonian", self.core_hamiltonian, 2, np.floating, (nbf, nbf))
+        _check_array(source, "dynamics/field", self.field, 2, np.floating, (T, 3))
+        _check_array(source, "dynamics/time", self.time, 1, np.floating, (T,))
+        _check_array(source, "dynamics/energy", self.energy, 1, np.floating, (T,))
+        _check_array(source, "dynamics/dipole", self.dipole, 2, np.floating, (T, 3))
+        self.basis.check(source, nbf, n_atoms)
+        if not np.isfinite(self.dt) or self.dt <= 0:
+            raise DataError(source, "attrs/dt", "a positive finite time step (a.u.)", repr(self.dt))
+        if T > 1 and np.max(np.abs(np.diff(self.time) - self.dt)) > 1e-6 * max(1.0, self.dt):
+            raise DataError(source, "dynamics/time", f"uniform spacing dt={self.dt}")
+        n_el = int(self.atomic_numbers.sum()) - int(self.charge)
+        if self.n_electrons != n_el:
+            raise DataError(source, "attrs/n_electrons", f"sum(Z) - charge = {n_el}", str(self.n_electrons))
+        if self.multiplicity < 1 or (self.multiplicity - 1) % 2 != n_el % 2:
+            raise DataError(source, "attrs/multiplicity", f"a multiplicity compatible with {n_el} electrons",
+                            str(self.multiplicity))
+        if n_spin == 1 and self.multiplicity != 1:
+            raise DataError(source, "dynamics/density", "n_spin=2 (alpha, beta) for an open-shell molecule",
+                            "n_spin=1")
+        herm = float(np.max(np.abs(self.density - np.conj(np.swapaxes(self.density, -1, -2)))))
+        if not herm <= tol.hermiticity:
+            raise DataError(source, "dynamics/density", f"Hermitian matrices (max|P - P^H| <= {tol.hermiticity:g})",
+                            f"max|P - P^H| = {herm:.3e}")
+        ne = self.electron_count()
+        worst = int(np.argmax(np.abs(ne - n_el)))
+        if not abs(ne[worst] - n_el) <= tol.trace:
+            raise DataError(source, "dynamics/density", f"trace(P S) = n_electrons = {n_el} (tol {tol.trace:g})",
+                            f"{ne[worst]:.8f} at step {worst}")
+        return self
+
+
+def _check_array(source, name, arr, ndim, kind, shape=None):
+    if not isinstance(arr, np.ndarray):
+        raise DataError(source, name, "a numpy array", type(arr).__name__)
+    if arr.ndim != ndim:
+        raise DataError(source, name, f"{ndim} dimensions", f"shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, kind):
+        raise DataError(source, name, f"dtype of kind {kind.__name__}", str(arr.dtype))
+    if shape is not None and tuple(arr.shape) != tuple(shape):
+        raise DataError(source, name, f"shape {tuple(shape)}", str(arr.shape))
+    if kind is not np.integer and not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0].tolist()
+        raise DataError(source, name, "finite values (no NaN/Inf)", f"{arr[tuple(bad)]} at index {bad}")
+    return arr.shape
+
+
+def _jsonable(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, np.generic):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
