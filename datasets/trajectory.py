@@ -112,7 +112,7 @@ class Trajectory:
         self.basis.check(source, nbf, n_atoms)
         if not np.isfinite(self.dt) or self.dt <= 0:
             raise DataError(source, "attrs/dt", "a positive finite time step (a.u.)", repr(self.dt))
-        if T > 1 and np.max(np.abs(np.diff(self.time) - self.dt)) > 1e-6 * max(1.0, self.dt):
+        if T > 1 and np.max(np.abs(np.diff(self.time) - self.dt)) > 1e-6 * max(1.0, float(np.abs(self.time).max())):
             raise DataError(source, "dynamics/time", f"uniform spacing dt={self.dt}")
         n_el = int(self.atomic_numbers.sum()) - int(self.charge)
         if self.n_electrons != n_el:

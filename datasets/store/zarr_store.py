@@ -1,0 +1,225 @@
+"""A Zarr v3 store of many trajectories (different molecules, different nbf).
+
+Layout (``STORE`` is a directory or any URL zarr can open)::
+
+    STORE/                        root group; attrs["rtml_store"] = {schema_version, density_dtype, index: [...]}
+    STORE/trajectories/<id>/      one group per trajectory; attrs: molecule, charge, multiplicity, n_electrons,
+                                  basis, functional, dt, meta (JSON)
+        density   [T, n_spin, nbf, nbf] complex64|complex128, chunks of `chunk_steps` steps inside shards of
+                  `shard_steps` steps (sharding codec), Zstd-compressed
+        field [T, 3], time [T], energy [T], dipole [T, 3]       float64
+        positions [n_atoms, 3] (Å), atomic_numbers [n_atoms]    float64 / int32
+        overlap, core_hamiltonian [nbf, nbf]                    float64
+        basis_atom_index, basis_l, basis_m, basis_shell [nbf]   int32
+
+The index entry of a trajectory is written *last*: a trajectory whose writer died half-way is not in the index,
+readers never see it, and the next append with that id replaces it. One process appends at a time (a lock file
+guards the index of local stores); any number of processes read concurrently.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import zarr
+
+from rtml.datasets.basis import BasisInfo
+from rtml.datasets.errors import DataError
+from rtml.datasets.trajectory import Tolerances, Trajectory
+
+SCHEMA_VERSION = 1
+DTYPES = {"float32": "complex64", "float64": "complex128"}
+
+
+def _digest(arr: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(arr).tobytes()).hexdigest()
+
+
+class TrajectoryStore:
+    """Open (``mode='r'``/``'a'``) or create (``mode='w'``, ``'a'`` on a missing path) a trajectory store."""
+
+    def __init__(self, path: str | Path, mode: str = "r", precision: str = "float32", chunk_steps: int = 8,
+                 shard_steps: int = 256):
+        self.path, self.mode = str(path), mode
+        self.chunk_steps, self.shard_steps = chunk_steps, shard_steps
+        is_local = "://" not in self.path
+        if mode == "r" and is_local and not Path(self.path).exists():
+            raise DataError(self.path, "store", "an existing Zarr trajectory store (run `rtml generate` or "
+                                                "`rtml convert` first)")
+        if precision not in DTYPES:
+            raise DataError(self.path, "precision", f"one of {sorted(DTYPES)}", repr(precision))
+        try:
+            self.root = zarr.open_group(self.path, mode=mode)
+        except (FileNotFoundError, ValueError, zarr.errors.GroupNotFoundError) as exc:
+            raise DataError(self.path, "store", "a Zarr v3 group", f"{type(exc).__name__}: {exc}") from None
+        info = self.root.attrs.get("rtml_store")
+        if info is None:
+            if mode == "r":
+                raise DataError(self.path, "attrs/rtml_store", "an rtml trajectory store (root attribute missing)")
+            info = {"schema_version": SCHEMA_VERSION, "density_dtype": DTYPES[precision], "index": [],
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            self.root.attrs["rtml_store"] = info
+        if info.get("schema_version") != SCHEMA_VERSION:
+            raise DataError(self.path, "attrs/rtml_store/schema_version", f"{SCHEMA_VERSION}",
+                            repr(info.get("schema_version")))
+        self.density_dtype = info["density_dtype"]
+
+    # -- index ---------------------------------------------------------------------------------------------------
+    @property
+    def index(self) -> list[dict]:
+        """One dict per complete trajectory: id, molecule, geometry, field, nbf, n_spin, n_steps, dt, checksums."""
+        return list(self._info()["index"])
+
+    def _info(self) -> dict:
+        return dict(zarr.open_group(self.path, mode="r").attrs["rtml_store"])  # fresh: sees other writers
+
+    def ids(self) -> list[str]:
+        return [e["id"] for e in self.index]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __contains__(self, traj_id: str) -> bool:
+        return traj_id in set(self.ids())
+
+    def entry(self, traj_id: str) -> dict:
+        for e in self.index:
+            if e["id"] == traj_id:
+                return e
+        raise DataError(self.path, "trajectory", f"an id in the store index ({len(self)} trajectories)", traj_id)
+
+    @contextmanager
+    def _lock(self):
+        if "://" in self.path:
+            yield
+            return
+        with open(os.path.join(self.path, ".rtml.lock"), "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    # -- writing ---------------------------------------------------------------------------------------------------
+    def append(self, traj: Trajectory, traj_id: str, **index_extra) -> dict:
+        """Write one validated trajectory under ``traj_id``; the index entry is committed last."""
+        if self.mode == "r":
+            raise DataError(self.path, "mode", "a store opened for writing (mode 'a' or 'w')", "read-only")
+        if traj_id in self:
+            raise DataError(self.path, "trajectory", "a new id (already in the index)", traj_id)
+        traj.validate(f"trajectory {traj_id}")
+        grp_path = f"trajectories/{traj_id}"
+        if grp_path in self.root:  # leftover of an interrupted append
+            del self.root[grp_path]
+        g = self.root.create_group(grp_path)
+        T, S, n, _ = traj.density.shape
+        dens = traj.density.astype(self.density_dtype)
+        shard = min(self.shard_steps, T)
+        chunk = min(self.chunk_steps, shard)
+        shard -= shard % chunk
+        a = g.create_array("density", shape=dens.shape, dtype=dens.dtype, chunks=(chunk, S, n, n),
+                           shards=(shard, S, n, n))
+        a[:] = dens
+        for name, arr in (("field", traj.field), ("time", traj.time), ("energy", traj.energy),
+                          ("dipole", traj.dipole), ("positions", traj.positions), ("overlap", traj.overlap),
+                          ("atomic_numbers", traj.atomic_numbers.astype(np.int32)),
+                          ("basis_atom_index", traj.basis.atom_index), ("basis_l", traj.basis.l),
+                          ("basis_m", traj.basis.m), ("basis_shell", traj.basis.shell_index)):
+            g.create_array(name, data=np.ascontiguousarray(arr))
+        if traj.core_hamiltonian is not None:
+            g.create_array("core_hamiltonian", data=np.ascontiguousarray(traj.core_hamiltonian))
+        g.attrs.update({"molecule": traj.molecule, "charge": int(traj.charge), "multiplicity": int(traj.multiplicity),
+                        "n_electrons": int(traj.n_electrons), "basis": traj.basis_name,
+                        "functional": traj.functional, "dt": float(traj.dt), "meta": traj.meta_json()})
+        entry = {"id": traj_id, "molecule": traj.molecule, "nbf": n, "n_spin": S, "n_steps": T, "dt": float(traj.dt),
+                 "n_atoms": traj.n_atoms, "basis": traj.basis_name, "functional": traj.functional,
+                 "field": traj.meta.get("field_spec", {}).get("label") or traj.meta.get("field_spec", {}).get("kind"),
+                 "checksum_density": _digest(dens), "checksum_dipole": _digest(traj.dipole), **index_extra}
+        with self._lock():
+            info = self._info()
+            info["index"] = [e for e in info["index"] if e["id"] != traj_id] + [entry]
+            self.root.attrs["rtml_store"] = info
+        return entry
+
+    # -- reading ---------------------------------------------------------------------------------------------------
+    def _array(self, traj_id: str, name: str):
+        key = f"trajectories/{traj_id}/{name}"
+        try:
+            return zarr.open_array(self.path, path=key, mode="r")
+        except Exception as exc:  # noqa: BLE001 - zarr raises many types for a missing/corrupt array
+            raise DataError(f"{self.path}/{key}", name, "a readable Zarr array", f"{type(exc).__name__}: {exc}") \
+                from None
+
+    def read_array(self, traj_id: str, name: str, sl=slice(None)) -> np.ndarray:
+        arr = self._array(traj_id, name)
+        try:
+            return np.asarray(arr[sl])
+        except Exception as exc:  # noqa: BLE001 - a corrupt chunk surfaces as a codec error deep inside zarr
+            raise DataError(f"{self.path}/trajectories/{traj_id}/{name}", name,
+                            "decodable chunks (the store is corrupt: re-generate or re-convert this trajectory)",
+                            f"{type(exc).__name__}: {exc}") from None
+
+    def static(self, traj_id: str) -> dict:
+        """Geometry, basis metadata and matrices of a trajectory (small; read once per trajectory)."""
+        g = zarr.open_group(self.path, path=f"trajectories/{traj_id}", mode="r")
+        out = {k: self.read_array(traj_id, k) for k in ("positions", "atomic_numbers", "overlap", "basis_atom_index",
+                                                         "basis_l", "basis_m", "basis_shell")}
+        out["core_hamiltonian"] = self.read_array(traj_id, "core_hamiltonian") if "core_hamiltonian" in g else None
+        out.update({k: g.attrs[k] for k in ("molecule", "charge", "multiplicity", "n_electrons", "basis",
+                                            "functional", "dt")})
+        out["meta"] = json.loads(g.attrs["meta"])
+        return out
+
+    def read(self, traj_id: str, verify: bool = True, tol: Tolerances | None = None) -> Trajectory:
+        """The whole trajectory; ``verify`` checks the density checksum against the index."""
+        entry = self.entry(traj_id)
+        st = self.static(traj_id)
+        dens = self.read_array(traj_id, "density")
+        if verify and _digest(dens) != entry["checksum_density"]:
+            raise DataError(f"{self.path}/trajectories/{traj_id}/density", "density",
+                            "content matching the index checksum (the store is corrupt)")
+        traj = Trajectory(
+            molecule=st["molecule"], atomic_numbers=st["atomic_numbers"], positions=st["positions"],
+            charge=st["charge"], multiplicity=st["multiplicity"], n_electrons=st["n_electrons"],
+            basis_name=st["basis"], functional=st["functional"], dt=st["dt"],
+            basis=BasisInfo(atom_index=st["basis_atom_index"], l=st["basis_l"], m=st["basis_m"],
+                            shell_index=st["basis_shell"]),
+            overlap=st["overlap"], core_hamiltonian=st["core_hamiltonian"], density=dens.astype(np.complex128),
+            field=self.read_array(traj_id, "field"), time=self.read_array(traj_id, "time"),
+            energy=self.read_array(traj_id, "energy"), dipole=self.read_array(traj_id, "dipole"), meta=st["meta"],
+        )
+        return traj.validate(f"{self.path}/trajectories/{traj_id}", tol)
+
+    def verify(self, progress: bool = False) -> list[str]:
+        """Re-read every trajectory, check checksums and physics; returns the problems found (empty if none)."""
+        from tqdm.auto import tqdm
+
+        problems = []
+        for tid in tqdm(self.ids(), desc="verify", disable=not progress):
+            try:
+                self.read(tid, verify=True)
+            except DataError as exc:
+                problems.append(str(exc))
+        return problems
+
+    def summary(self) -> dict:
+        idx = self.index
+        by_mol: dict[str, dict] = {}
+        for e in idx:
+            m = by_mol.setdefault(e["molecule"], {"trajectories": 0, "steps": 0, "nbf": e["nbf"], "fields": set()})
+            m["trajectories"] += 1
+            m["steps"] += e["n_steps"]
+            m["fields"].add(e.get("field") or "?")
+        for m in by_mol.values():
+            m["fields"] = sorted(m["fields"])
+        size = sum(f.stat().st_size for f in Path(self.path).rglob("*") if f.is_file()) if "://" not in self.path \
+            else None
+        return {"path": self.path, "trajectories": len(idx), "steps": sum(e["n_steps"] for e in idx),
+                "density_dtype": self.density_dtype, "bytes_on_disk": size, "molecules": by_mol}
