@@ -32,6 +32,7 @@ class IntegratorConfig:
     sc_rtol: float = 1e-6
     sc_atol: float = 1e-12
     sc_max_iter: int = 30
+    sc_noise_floor: float = 1e-9  # accept a stalled iteration below this (Fock-build noise, e.g. UKS grids)
     max_trace_drift: float = 1e-7
     max_idempotency: float = 1e-6
     max_energy_drift: float = 1e-3

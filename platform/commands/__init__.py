@@ -1,1 +1,1 @@
-"""platform/commands."""
+"""One module per ``rtml`` subcommand."""

@@ -1,0 +1,36 @@
+"""The ``rtml`` command line: ``main()`` parses, each command's ``run(cfg)`` works.
+
+Subcommands live in :mod:`rtml.platform.commands`, one module each, exposing ``add_parser(subparsers)`` (which sets
+``func`` to a function taking the parsed namespace) and a ``run(cfg)`` that tests call directly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rtml.datasets.errors import DataError, PropagationError
+from rtml.platform.commands import convert, generate, inspect, quickstart, validate_reference
+
+COMMANDS = (generate, convert, inspect, validate_reference, quickstart)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rtml", description="Learn to accelerate real-time TDDFT.")
+    sub = p.add_subparsers(dest="command", required=True)
+    for mod in COMMANDS:
+        mod.add_parser(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (DataError, PropagationError) as exc:
+        print(f"rtml {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
