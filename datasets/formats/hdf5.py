@@ -57,9 +57,13 @@ def _get(f, src, name, dtype):
     if name not in f:
         raise DataError(src, name, "a dataset (the file is missing it: truncated or not written by the schema)")
     try:
-        return np.asarray(f[name][()], dtype)
+        arr = np.asarray(f[name][()], dtype)
     except (OSError, ValueError, TypeError) as exc:
         raise DataError(src, name, "a readable dataset", f"{type(exc).__name__}: {exc}") from None
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))[0].tolist()
+        raise DataError(src, name, "finite values (no NaN/Inf)", f"{arr[tuple(bad)]} at index {bad}")
+    return arr
 
 
 def read_hdf5(path: str | Path, tol: Tolerances | None = None) -> Trajectory:

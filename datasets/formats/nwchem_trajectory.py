@@ -19,6 +19,14 @@ from rtml.datasets.formats.nwchem import read_output, read_restart
 from rtml.datasets.trajectory import Trajectory, atomic_number
 
 
+def hill_formula(symbols: list[str]) -> str:
+    """Lower-case Hill formula: C, H first when carbon is present, then alphabetical ('h2o', 'ch4', 'c6h6')."""
+    counts = {s: symbols.count(s) for s in symbols}
+    order = (["C", "H"] if "C" in counts else []) + sorted(s for s in counts if s not in (("C", "H") if "C" in counts
+                                                                                          else ()))
+    return "".join(f"{s}{counts[s] if counts[s] > 1 else ''}" for s in order if s in counts).lower()
+
+
 def nwchem_trajectory(outputs: str | Path | list, restarts: list[str | Path], basis: str, functional: str,
                       molecule: str | None = None, charge: int | None = None, multiplicity: int = 1) -> Trajectory:
     """Densities from ``restarts`` (each a ``.rt_restart`` at one time) plus the time series of ``outputs``."""
@@ -42,7 +50,10 @@ def nwchem_trajectory(outputs: str | Path | list, restarts: list[str | Path], ba
         times.append(t)
         dens.append(p)
     times = np.asarray(times)
-    dt = float(np.diff(times).mean()) if len(times) > 1 else float(run.dt or 0.0)
+    if len(times) > 1:
+        dt = float(np.diff(times).mean())
+    else:  # one density: the propagation step of the output (header, or the spacing of its time series)
+        dt = float(run.dt or np.diff(run.series_of("Dipole moment [system]")[0][:2])[0])
 
     def at(label):
         ts, vals = run.series_of(label)
@@ -53,7 +64,7 @@ def nwchem_trajectory(outputs: str | Path | list, restarts: list[str | Path], ba
 
     info = basis_info_from_mol(mol)
     return Trajectory(
-        molecule=molecule or "".join(run.symbols).lower(),
+        molecule=molecule or hill_formula(run.symbols),
         atomic_numbers=np.array([atomic_number(s) for s in run.symbols], np.int32), positions=run.positions,
         charge=q, multiplicity=multiplicity, n_electrons=int(mol.nelectron), basis_name=basis,
         functional=functional, dt=dt, basis=info, overlap=mol.intor("int1e_ovlp"),

@@ -20,6 +20,7 @@ class ConvertConfig:
     basis: str = "6-31g"
     xc: str = "LDA,VWN"
     molecule: str | None = None
+    charge: int | None = None
     precision: str = "float32"
 
 
@@ -32,10 +33,11 @@ def add_parser(sub) -> None:
     p.add_argument("--basis", default="6-31g", help="basis of the NWChem run (PySCF name)")
     p.add_argument("--xc", default="LDA,VWN", help="functional of the NWChem run (recorded)")
     p.add_argument("--molecule", default=None)
+    p.add_argument("--charge", type=int, default=None, help="charge (default: the output's 'System charge')")
     p.add_argument("--precision", default="float32", choices=["float32", "float64"])
     p.set_defaults(func=lambda a: run(ConvertConfig(
         out=a.out, hdf5=a.hdf5, nwchem_output=a.nwchem_output, nwchem_restart=a.nwchem_restart, basis=a.basis,
-        xc=a.xc, molecule=a.molecule, precision=a.precision)))
+        xc=a.xc, molecule=a.molecule, charge=a.charge, precision=a.precision)))
 
 
 def run(cfg: ConvertConfig) -> int:
@@ -48,7 +50,8 @@ def run(cfg: ConvertConfig) -> int:
         store.append(traj, Path(path).stem, source=str(path))
         n += 1
     if cfg.nwchem_output:
-        traj = nwchem_trajectory(cfg.nwchem_output, cfg.nwchem_restart, cfg.basis, cfg.xc, molecule=cfg.molecule)
+        traj = nwchem_trajectory(cfg.nwchem_output, cfg.nwchem_restart, cfg.basis, cfg.xc, molecule=cfg.molecule,
+                                 charge=cfg.charge)
         store.append(traj, Path(cfg.nwchem_output[0]).stem, source="nwchem")
         n += 1
     print(f"converted {n} trajectories into {cfg.out} ({len(store)} in the store)")

@@ -1,0 +1,35 @@
+"""Shared fixtures: small reference trajectories generated once per test session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rtml.datasets.engine.run import EngineConfig, propagate
+from rtml.datasets.engine.system import SystemConfig
+from rtml.datasets.fields import FieldSpec, kick
+from rtml.datasets.molecules import CATALOG, sample_geometry
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.fixture(scope="session")
+def h2_traj():
+    """H2 / 6-31G / LDA, Gaussian pulse, 40 steps."""
+    spec = FieldSpec(kind="gaussian", amplitude=0.02, omega=0.5, sigma=2.0, t0=4.0, polarization=(0.3, 0.2, 1.0))
+    return propagate(CATALOG["h2"], spec, EngineConfig(n_steps=40))
+
+
+@pytest.fixture(scope="session")
+def h2o_traj():
+    """H2O / 6-31G / LDA at a sampled (rotated, stretched) geometry, kick, 20 steps."""
+    mol = sample_geometry(CATALOG["h2o"], 1, seed=0)
+    return propagate(mol, kick(1e-2, (1.0, 1.0, 0.0)), EngineConfig(n_steps=20))
+
+
+@pytest.fixture(scope="session")
+def h2p_traj():
+    """H2+ doublet / STO-3G / UKS LDA, kick, 20 steps (open shell, n_spin = 2)."""
+    return propagate(CATALOG["h2p"], kick(1e-2, (0, 0, 1)),
+                     EngineConfig(system=SystemConfig(basis="sto-3g"), n_steps=20))
