@@ -45,7 +45,7 @@ def _digest(arr: np.ndarray) -> str:
 class TrajectoryStore:
     """Open (``mode='r'``/``'a'``) or create (``mode='w'``, ``'a'`` on a missing path) a trajectory store."""
 
-    def __init__(self, path: str | Path, mode: str = "r", precision: str = "float32", chunk_steps: int = 8,
+    def __init__(self, path: str | Path, mode: str = "r", precision: str = "float32", chunk_steps: int = 32,
                  shard_steps: int = 256):
         self.path, self.mode = str(path), mode
         self.chunk_steps, self.shard_steps = chunk_steps, shard_steps
@@ -149,10 +149,19 @@ class TrajectoryStore:
         return entry
 
     # -- reading ---------------------------------------------------------------------------------------------------
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_arrays", None)  # array handles are per process
+        return state
+
     def _array(self, traj_id: str, name: str):
         key = f"trajectories/{traj_id}/{name}"
+        cache = self.__dict__.setdefault("_arrays", {})
+        if key in cache:
+            return cache[key]
         try:
-            return zarr.open_array(self.path, path=key, mode="r")
+            cache[key] = zarr.open_array(self.path, path=key, mode="r")
+            return cache[key]
         except Exception as exc:  # noqa: BLE001 - zarr raises many types for a missing/corrupt array
             raise DataError(f"{self.path}/{key}", name, "a readable Zarr array", f"{type(exc).__name__}: {exc}") \
                 from None

@@ -1,0 +1,31 @@
+# Set-up and entry points. VENV can point anywhere (CI keeps a cached one outside the clone).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip -q --disable-pip-version-check
+STAMP := $(VENV)/.rtml-installed
+
+.PHONY: setup quickstart test test-slow validate bench
+
+$(STAMP): pyproject.toml .ci/constraints.txt
+	python3 -m venv $(VENV)
+	$(PIP) install -c .ci/constraints.txt torch==2.13.0
+	$(PIP) install -c .ci/constraints.txt -e '.[dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+quickstart: $(STAMP)  ## the main job, end to end on embedded defaults
+	$(VENV)/bin/rtml quickstart
+
+test: $(STAMP)  ## the default test suite (CPU, ~5 min on 2 cores)
+	PATH=$(abspath $(VENV))/bin:$$PATH pytest
+
+test-slow: $(STAMP)
+	PATH=$(abspath $(VENV))/bin:$$PATH pytest -m slow
+
+validate: $(STAMP)  ## long physics validation of the reference engine
+	$(VENV)/bin/rtml validate-reference
+
+bench: $(STAMP)
+	$(PY) benchmarks/bench_engine.py
+	$(PY) benchmarks/bench_store.py
