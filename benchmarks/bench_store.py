@@ -28,7 +28,7 @@ def synthetic(nbf: int, steps: int, seed: int) -> Trajectory:
     w = rng.normal(size=nbf) * 0.1
     ph = np.exp(-1j * np.outer(np.arange(steps) * 0.2, w))  # [T, nbf]
     dens = (ph[:, :, None] * p0[None] * ph.conj()[:, None, :])[:, None]  # [T, 1, nbf, nbf]
-    n = lambda *s: np.zeros(s)  # noqa: E731
+    n = lambda *s: np.zeros(s)
     return Trajectory(molecule="syn", atomic_numbers=np.array([8, 1], np.int32), positions=n(2, 3), charge=-1,
                       multiplicity=1, n_electrons=10, basis_name="x", functional="x", dt=0.2,
                       basis=BasisInfo(atom_index=np.zeros(nbf, np.int32), l=np.zeros(nbf, np.int32),
@@ -77,7 +77,7 @@ def main() -> None:
         fn()
         dt = time.perf_counter() - t0
         res[name.strip()] = a.windows / dt  # second pass (warm cache) overwrites the first
-    size = lambda p: sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size  # noqa
+    size = lambda p: sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
     for k in ("zarr", "hdf5"):
         print(f"{k:5s}: {res[k]:8.0f} windows/s, {res[k] * win_bytes / 1e6:7.1f} MB/s of density "
               f"(65 x {a.nbf}^2 complex64 per window)")

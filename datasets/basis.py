@@ -29,7 +29,7 @@ class BasisInfo:
     """Per-AO metadata. All arrays have shape [nbf] and dtype int32."""
 
     atom_index: np.ndarray
-    l: np.ndarray  # noqa: E741 - the physicists' name
+    l: np.ndarray
     m: np.ndarray
     shell_index: np.ndarray
 
@@ -75,7 +75,7 @@ def basis_info_from_mol(mol) -> BasisInfo:
     return info
 
 
-def shells_from_lm(atom_index: np.ndarray, l: np.ndarray, m: np.ndarray) -> np.ndarray:  # noqa: E741
+def shells_from_lm(atom_index: np.ndarray, l: np.ndarray, m: np.ndarray) -> np.ndarray:
     """Recover shell ids from (atom, l, m) in PySCF order: a new shell starts when atom or l changes or m repeats."""
     shell = np.zeros(len(l), np.int32)
     sid, seen = -1, set()

@@ -59,7 +59,7 @@ class FieldSpec:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FieldSpec":
+    def from_dict(cls, d: dict) -> FieldSpec:
         return cls(**{**d, "polarization": tuple(d.get("polarization", (1, 0, 0)))})
 
 

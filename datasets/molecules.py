@@ -35,7 +35,7 @@ class Molecule:
     def n_electrons(self) -> int:
         return int(self.atomic_numbers.sum()) - self.charge
 
-    def centred(self) -> "Molecule":
+    def centred(self) -> Molecule:
         z = self.atomic_numbers.astype(float)
         centre = (z[:, None] * self.positions).sum(0) / z.sum()
         return replace(self, positions=np.asarray(self.positions - centre, np.float64))
@@ -46,7 +46,7 @@ class Molecule:
 
 def _benzene() -> tuple[tuple[str, ...], np.ndarray]:
     ang = np.arange(6) * np.pi / 3
-    ring = lambda r: np.stack([r * np.cos(ang), r * np.sin(ang), np.zeros(6)], 1)  # noqa: E731
+    ring = lambda r: np.stack([r * np.cos(ang), r * np.sin(ang), np.zeros(6)], 1)
     return ("C",) * 6 + ("H",) * 6, np.concatenate([ring(1.397), ring(1.397 + 1.084)])
 
 

@@ -18,7 +18,7 @@ from rtml.datasets.basis import BasisInfo
 from rtml.datasets.errors import DataError
 
 ELEMENTS = (
-    "X H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga Ge As Se Br Kr".split()
+    ["X", "H", "He", "Li", "Be", "B", "C", "N", "O", "F", "Ne", "Na", "Mg", "Al", "Si", "P", "S", "Cl", "Ar", "K", "Ca", "Sc", "Ti", "V", "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn", "Ga", "Ge", "As", "Se", "Br", "Kr"]
 )
 
 
@@ -88,7 +88,7 @@ class Trajectory:
     def meta_json(self) -> str:
         return json.dumps(self.meta, sort_keys=True, default=_jsonable)
 
-    def validate(self, source: str = "<memory>", tol: Tolerances | None = None) -> "Trajectory":
+    def validate(self, source: str = "<memory>", tol: Tolerances | None = None) -> Trajectory:
         """Check shapes, dtypes, finiteness, Hermiticity, trace and basis metadata; raise :class:`DataError`."""
         tol = tol or Tolerances()
         n_atoms = _check_array(source, "geometry/atomic_numbers", self.atomic_numbers, 1, np.integer)[0]

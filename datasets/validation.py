@@ -49,7 +49,7 @@ def peak_check(molecule: str = "h2", basis: str = "6-31g", xc: str = "LDA,VWN", 
     mol = CATALOG[molecule]
     traj = propagate(mol, kick(kick_amplitude, DIAG),
                      EngineConfig(system=SystemConfig(basis=basis, xc=xc), integrator=IntegratorConfig(dt=dt),
-                                  n_steps=int(round(t_total / dt)) + 1), progress=progress)
+                                  n_steps=round(t_total / dt) + 1), progress=progress)
     e_lr, f_lr = linear_response(mol, basis, xc)
     kappa, t_kick = kick_of(traj)
     res_ev = 3.0 / t_total * HARTREE_EV

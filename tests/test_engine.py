@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from conftest import FIXTURES
+
 from rtml.datasets.engine.propagator import IntegratorConfig, expm_herm
 from rtml.datasets.engine.run import EngineConfig, propagate
 from rtml.datasets.engine.system import SystemConfig
@@ -69,7 +69,7 @@ def test_open_shell_uks(h2p_traj):
 
 
 def test_mmut_agrees_with_magnus_where_stable():
-    cfg = dict(system=SystemConfig(basis="sto-3g"), n_steps=60)
+    cfg = {"system": SystemConfig(basis="sto-3g"), "n_steps": 60}
     a = propagate(CATALOG["h2"], kick(1e-3, (0, 0, 1)), EngineConfig(**cfg))
     b = propagate(CATALOG["h2"], kick(1e-3, (0, 0, 1)), EngineConfig(integrator=IntegratorConfig(integrator="mmut"),
                                                                         **cfg))

@@ -5,12 +5,17 @@ import dataclasses
 import h5py
 import numpy as np
 import pytest
-
 from conftest import FIXTURES
+
 from rtml.datasets.errors import DataError
 from rtml.datasets.formats.hdf5 import read_hdf5, write_hdf5
-from rtml.datasets.formats.nwchem import (basis_permutation, parse_timeseries, read_density_snapshot, read_output,
-                                          read_restart)
+from rtml.datasets.formats.nwchem import (
+    basis_permutation,
+    parse_timeseries,
+    read_density_snapshot,
+    read_output,
+    read_restart,
+)
 from rtml.datasets.formats.nwchem_trajectory import nwchem_trajectory
 from rtml.datasets.molecules import read_xyz
 

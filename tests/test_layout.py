@@ -11,7 +11,7 @@ CONF = tomllib.loads((ROOT / "pyproject.toml").read_text())
 def test_mapped_folders_have_no_init():
     mapped = CONF["tool"]["setuptools"]["package-dir"]
     assert {"rtml.platform", "rtml.datasets", "rtml.models", "rtml.meta", "rtml.tune_spaces"} <= set(mapped)
-    for pkg, folder in mapped.items():
+    for folder in mapped.values():
         assert (ROOT / folder).is_dir(), folder
         assert not (ROOT / folder / "__init__.py").exists(), f"{folder}/__init__.py would shadow a top-level module"
 

@@ -3,8 +3,16 @@
 import numpy as np
 import pytest
 
-from rtml.datasets.observables import (HARTREE_EV, absorption_spectrum, dipole_from_density, dipole_nrmse, find_peaks,
-                                       scaled_l2, spectrum_nrmse, spectrum_overlap)
+from rtml.datasets.observables import (
+    HARTREE_EV,
+    absorption_spectrum,
+    dipole_from_density,
+    dipole_nrmse,
+    find_peaks,
+    scaled_l2,
+    spectrum_nrmse,
+    spectrum_overlap,
+)
 
 
 @pytest.mark.parametrize("window", ["exp", "gauss"])
@@ -14,7 +22,7 @@ def test_spectrum_of_known_oscillators(window):
     kappa = 1e-3
     mu = np.zeros((len(t), 3))
     mu[:, 1] = kappa * (0.3 * np.sin(w0 * t) + 0.1 * np.sin(w1 * t))  # alpha'' lines with strengths 0.3, 0.1
-    w, s, im = absorption_spectrum(t, mu, kappa, direction=(0, 1, 0), window=window, damping=0.004,
+    w, _s, im = absorption_spectrum(t, mu, kappa, direction=(0, 1, 0), window=window, damping=0.004,
                                    n_omega=20000, return_alpha=True)
     peaks = find_peaks(w, im, 0.1)
     np.testing.assert_allclose(peaks, [w0, w1], atol=2e-4 / HARTREE_EV * 10)

@@ -10,8 +10,13 @@ import pyscf
 from pyscf import lib
 from tqdm.auto import tqdm
 
-from rtml.datasets.engine.propagator import (INTEGRATORS, DriftMonitor, IntegratorConfig, expm_herm,
-                                             unitary_apply)
+from rtml.datasets.engine.propagator import (
+    INTEGRATORS,
+    DriftMonitor,
+    IntegratorConfig,
+    expm_herm,
+    unitary_apply,
+)
 from rtml.datasets.engine.system import ElectronicSystem, SystemConfig
 from rtml.datasets.errors import DataError
 from rtml.datasets.fields import FieldSpec
@@ -29,7 +34,7 @@ class EngineConfig:
     n_steps: int = 400
 
     @classmethod
-    def from_dict(cls, d: dict) -> "EngineConfig":
+    def from_dict(cls, d: dict) -> EngineConfig:
         return cls(system=SystemConfig(**d.get("system", {})), integrator=IntegratorConfig(**d.get("integrator", {})),
                    n_steps=int(d.get("n_steps", 400)))
 

@@ -95,7 +95,7 @@ def parse_geometry(text: str, source: str) -> tuple[list[str], np.ndarray]:
 
 def parse_basis(text: str, source: str) -> dict[str, list[int]]:
     """Shell angular momenta per element, in NWChem order, from the ``basis print`` block."""
-    m = re.search(r'Basis "ao basis" -> "ao basis" \((\w+)\)\n(.*?)\n\s*Summary of', text, re.S)
+    m = re.search(r'Basis "ao basis" -> "ao basis" \((\w+)\)\n(.*?)\n\s*Summary of', text, re.DOTALL)
     if m is None:
         raise DataError(source, "basis", "a printed 'Basis \"ao basis\"' block (add 'basis print' to the input)")
     shells: dict[str, list[int]] = {}
@@ -107,17 +107,15 @@ def parse_basis(text: str, source: str) -> dict[str, list[int]]:
             shells[element] = []
             continue
         sh = re.match(rf"^\s*(\d+)\s+([SPDF]|SP|L)\s+{_FLOAT}", line)
-        if sh and element is not None:
-            if sh[1] != last:
-                kind = sh[2]
-                if kind in ("SP", "L"):
-                    shells[element] += [0, 1]
-                else:
-                    shells[element].append(_NL[kind])
-                last = sh[1]
-    if m[1] != "cartesian" or any(lv > 1 for v in shells.values() for lv in v):
-        if any(lv > 1 for v in shells.values() for lv in v):
-            raise DataError(source, "basis", "s and p shells only (d/f ordering versus PySCF is not supported)")
+        if sh and element is not None and sh[1] != last:
+            kind = sh[2]
+            if kind in ("SP", "L"):
+                shells[element] += [0, 1]
+            else:
+                shells[element].append(_NL[kind])
+            last = sh[1]
+    if any(lv > 1 for v in shells.values() for lv in v):
+        raise DataError(source, "basis", "s and p shells only (d/f ordering versus PySCF is not supported)")
     if not shells:
         raise DataError(source, "basis", "at least one element with shells in the 'ao basis' block")
     return shells

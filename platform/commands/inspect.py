@@ -14,8 +14,8 @@ def add_parser(sub) -> None:
 
 def format_summary(s: dict) -> str:
     size = f"{s['bytes_on_disk'] / 1e6:.1f} MB" if s["bytes_on_disk"] is not None else "remote"
-    lines = [f"store {s['path']}: {s['trajectories']} trajectories, {s['steps']} steps, density "
-             f"{s['density_dtype']}, {size}",
+    lines = [(f"store {s['path']}: {s['trajectories']} trajectories, {s['steps']} steps, density "
+             f"{s['density_dtype']}, {size}"),
              f"{'molecule':<10}{'nbf':>5}{'traj':>6}{'steps':>8}  fields"]
     for name, m in sorted(s["molecules"].items()):
         lines.append(f"{name:<10}{m['nbf']:>5}{m['trajectories']:>6}{m['steps']:>8}  {','.join(m['fields'])}")
