@@ -7,8 +7,7 @@ Convention (PySCF, spherical basis, ``mol.cart == False``), which every trajecto
   px -> m=+1, py -> m=-1, pz -> m=0.
 * Within a shell of l >= 2 the order is m = -l, ..., +l (real solid harmonics; d: xy, yz, z^2, xz, x^2-y^2).
 
-e3nn orders every irrep as m = -l..+l (for l=1 that is (y, z, x)); :func:`e3nn_permutation` gives the index array that
-reorders an AO axis from PySCF's order to e3nn's (sorting by m inside each shell).
+The map to e3nn's irreps (identity for p shells, an orthogonal mix for d and f) is in ``rtml.models.irreps``.
 NWChem orders shells per atom as in the basis library (Pople SP shells become S then P), see
 ``rtml.datasets.formats.nwchem``.
 """
@@ -86,9 +85,3 @@ def shells_from_lm(atom_index: np.ndarray, l: np.ndarray, m: np.ndarray) -> np.n
         seen.add(int(m[i]))
         shell[i] = sid
     return shell
-
-
-def e3nn_permutation(info: BasisInfo) -> np.ndarray:
-    """Index array ``perm`` with ``x_e3nn = x_pyscf[perm]``: inside each shell, order functions by m = -l..l."""
-    order = np.lexsort((info.m, info.shell_index))
-    return order.astype(np.int64)

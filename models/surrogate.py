@@ -1,0 +1,237 @@
+"""The rtml surrogate: ρ(t) -> ρ(t+Δt) for any molecule and basis, driven by E(t). One parameter set for all nbf.
+
+Pipeline of one model step (bundle of k sub-steps), all in the Löwdin basis, all exactly rotation-equivariant:
+
+1. static, once per trajectory (:meth:`Surrogate.prepare`): geometry encoder -> atom irreps g_a; shell-pair
+   embeddings; the decoder's static per-pair weights and sources; S^±½; N_σ = tr ρ_σ(t0); open-shell flag.
+2. encode: ρ(t) and Δρ(t) = ρ(t) - ρ(t-k) -> pair irreps -> atom irreps d_a; E_mid = (E(t) + E(t+1))/2 -> field
+   irreps f_a = TP(g_a, E); invariants (scalars, norms, d_a·f_a) -> one token per atom [d_model].
+3. dynamics: Mamba + FiLM(geometry scalars) over time per atom, with the Hamiltonian residual (rtml.models.dynamics).
+4. decode: latent of both atoms gates the equivariant sources of every shell-pair block -> k Hermitian matrices.
+5. head:
+   * ``unitary`` — the k matrices are effective Hamiltonians (Hartree): H_j = h_scale·M_j + c ∘ G, with
+     G = (i/(kΔt))[Δρ_o, ρ_o] the generator that repeats the last observed rotation and c the learned atom-pair
+     coefficient (1 at init); ρ_o <- U ρ_o U†, U = exp(-i H_j Δt). Hermiticity, trace and idempotency are exact.
+   * ``density`` — the matrices are increments: ρ_o <- Π(ρ_o + d_scale·M_j + c ∘ Δρ_o/k), Π = Hermitise, trace,
+     McWeeny, trace.
+At initialisation both heads reproduce linear extrapolation of the last step (decoder output is zero).
+Closed-shell inputs stay closed-shell exactly (the α−β output channels are masked).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+
+import torch
+from e3nn import o3
+from torch import nn
+
+from rtml.models.density_codec import (CODEC_PRESETS, BlockDecoder, DensityCodecConfig, DensityEncoder,
+                                       PairEmbedding, irrep_mul, spin_channels, split_irreps, to_pair_irreps)
+from rtml.models.dynamics import DYNAMICS_PRESETS, Dynamics, DynamicsConfig
+from rtml.models.field_encoder import FIELD_PRESETS, FieldEncoder, FieldEncoderConfig
+from rtml.models.geometry_encoder import GEOMETRY_PRESETS, GeometryEncoder, GeometryEncoderConfig
+from rtml.models.inputs import MoleculeBatch
+from rtml.models.layout import BasisLayout, build_layout
+from rtml.models.physics import hermitize, lowdin, project_density, sandwich, spin_traces, unitary_propagate
+
+HEADS = ("unitary", "density")
+
+
+@dataclass(kw_only=True)
+class SurrogateConfig:
+    geometry: GeometryEncoderConfig = dc_field(default_factory=GeometryEncoderConfig)
+    field: FieldEncoderConfig = dc_field(default_factory=FieldEncoderConfig)
+    codec: DensityCodecConfig = dc_field(default_factory=DensityCodecConfig)
+    dynamics: DynamicsConfig = dc_field(default_factory=DynamicsConfig)
+    head: str = "unitary"  # unitary | density
+    bundle: int = 1  # sub-steps predicted per model call (temporal bundling)
+    h_scale: float = 0.1  # Hartree per unit decoder output (unitary head)
+    d_scale: float = 1e-3  # density change per unit decoder output (density head)
+    extrapolate: bool = True  # include the last-step generator / increment term
+    purify_steps: int = 3
+
+    def __post_init__(self):
+        if self.head not in HEADS:
+            raise ValueError(f"model.head: expected one of {HEADS}, got {self.head!r}")
+        if self.bundle < 1:
+            raise ValueError(f"model.bundle: expected an integer >= 1, got {self.bundle}")
+
+
+def preset(name: str, **overrides) -> SurrogateConfig:
+    """Named sizes: ``debug`` (tests, smoke runs), ``small`` (laptop), ``base`` (cluster)."""
+    if name not in GEOMETRY_PRESETS:
+        raise ValueError(f"model preset: expected one of {sorted(GEOMETRY_PRESETS)}, got {name!r}")
+    cfg = SurrogateConfig(geometry=copy.deepcopy(GEOMETRY_PRESETS[name]), field=copy.deepcopy(FIELD_PRESETS[name]),
+                          codec=copy.deepcopy(CODEC_PRESETS[name]), dynamics=copy.deepcopy(DYNAMICS_PRESETS[name]))
+    for k, v in overrides.items():
+        setattr(cfg, k, v)
+    cfg.__post_init__()
+    return cfg
+
+
+@dataclass
+class Static:
+    """Per-trajectory constants produced by :meth:`Surrogate.prepare`."""
+    mol: MoleculeBatch
+    layout: BasisLayout
+    s_half: torch.Tensor  # [B, N, N]
+    s_inv_half: torch.Tensor  # [B, N, N]
+    geo: dict  # {(L,p): [B*A, mul, 2L+1]}
+    geo_flat: torch.Tensor  # [B*A, irreps_geo.dim]
+    cond: torch.Tensor  # [B*A, d_cond] FiLM conditioning
+    static_w: list
+    static_src: list
+    n_sigma: torch.Tensor  # [B, 2] electrons per spin
+    spin_mask: torch.Tensor  # [B] 1.0 for open-shell molecules, 0.0 for closed-shell
+    atom_ao: torch.Tensor  # [B, N] flattened atom index of each AO (0 on padding)
+
+
+class Surrogate(nn.Module):
+    def __init__(self, cfg: SurrogateConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.geometry = GeometryEncoder(cfg.geometry)
+        g_irreps = self.geometry.irreps_out
+        self.field = FieldEncoder(g_irreps, cfg.field)
+        f_irreps = self.field.irreps_out
+        n0 = irrep_mul(g_irreps, 0, "e")
+        self.pairs = PairEmbedding(cfg.codec, n0)
+        self.encoder = DensityEncoder(cfg.codec)
+        mul = cfg.codec.mul
+        self.dot_keys = [(L, p) for L, p in self.encoder.keys if irrep_mul(f_irreps, L, p)]
+        self.field_to_mul = nn.ModuleDict({f"{L}{p}": o3.Linear(o3.Irreps(f"{irrep_mul(f_irreps, L, p)}x{L}{p}"),
+                                                                o3.Irreps(f"{mul}x{L}{p}"))
+                                           for L, p in self.dot_keys})
+        n_tok = self.encoder.n_invariants + len(self.dot_keys) * mul + irrep_mul(f_irreps, 0, "e")
+        d = cfg.dynamics.d_model
+        self.tokenizer = nn.Sequential(nn.Linear(n_tok, d), nn.SiLU(), nn.Linear(d, d))
+        self.generators = nn.Linear(irrep_mul(f_irreps, 0, "e"), cfg.dynamics.n_generators, bias=False)
+        self.dynamics = Dynamics(cfg.dynamics, 2 * n0)
+        self.decoder = BlockDecoder(cfg.codec, g_irreps, f_irreps, d, n_out=4 * cfg.bundle)
+        self.coef = nn.Linear(d, 1)
+        nn.init.zeros_(self.coef.weight)
+        nn.init.zeros_(self.coef.bias)
+
+    # ------------------------------------------------------------------ static
+    def prepare(self, mol: MoleculeBatch, rho0: torch.Tensor) -> Static:
+        """mol (bohr), rho0 [B, 2, N, N] AO density at the first input time -> :class:`Static`."""
+        dtype = self.coef.weight.dtype
+        mol = mol.to(device=self.coef.weight.device, dtype=dtype)
+        layout = build_layout(mol, dtype).to(device=mol.overlap.device)
+        B, A = layout.B, layout.A
+        s_half, s_inv = lowdin(mol.overlap)
+        pos = mol.positions.reshape(B * A, 3)
+        batch = torch.arange(B, device=pos.device).repeat_interleave(A)
+        amask = mol.atom_mask.reshape(-1)
+        geo_flat = pos.new_zeros(B * A, self.geometry.irreps_out.dim)
+        geo_flat[amask] = self.geometry(mol.atomic_numbers.reshape(-1)[amask], pos[amask], batch[amask])
+        geo = split_irreps(geo_flat, self.geometry.irreps_out)
+        scal = geo[(0, "e")][..., 0]  # [B*A, n0]
+        mean = (scal.reshape(B, A, -1) * mol.atom_mask[..., None]).sum(1) / mol.atom_mask.sum(1, keepdim=True)
+        cond = torch.cat([scal, mean.repeat_interleave(A, dim=0)], dim=-1)
+        pair_emb = self.pairs(layout, pos, scal)
+        rho0 = rho0.to(s_half.device, dtype=torch.complex128 if dtype == torch.float64 else torch.complex64)
+        rho0_o = sandwich(s_half, rho0)
+        spin_mask = ((rho0[:, 0] - rho0[:, 1]).abs().amax(dim=(-1, -2)) > 1e-10).to(dtype)
+        atom_ao = (mol.basis_atom.clamp_min(0) + torch.arange(B, device=pos.device)[:, None] * A)
+        return Static(mol=mol, layout=layout, s_half=s_half, s_inv_half=s_inv, geo=geo, geo_flat=geo_flat, cond=cond,
+                      static_w=self.decoder.static_weights(layout, pair_emb),
+                      static_src=self.decoder.static_sources(layout, geo, pos), n_sigma=spin_traces(rho0_o),
+                      spin_mask=spin_mask, atom_ao=atom_ao)
+
+    # ------------------------------------------------------------------ pieces
+    def _encode(self, st: Static, rho_o, drho_o, e_mid):
+        """rho_o, drho_o [*, B, 2, N, N]; e_mid [*, B, 3] -> tokens [*, B*A, d], phi [*, B*A, G], cache."""
+        B, A = st.layout.B, st.layout.A
+        chans = torch.cat([spin_channels(rho_o), self.cfg.codec.delta_scale * spin_channels(drho_o)], dim=-4)
+        pair_irr = to_pair_irreps(st.layout, chans)  # per group [*, P, 8, D]
+        atoms = self.encoder(st.layout, pair_irr, self._pair_emb_cache(st))
+        e_atoms = e_mid.repeat_interleave(A, dim=-2)  # [*, B*A, 3]
+        f_flat = self.field(st.geo_flat.expand(*e_atoms.shape[:-1], -1), e_atoms)
+        f_atoms = split_irreps(f_flat, self.field.irreps_out)
+        dots = [(atoms[k] * self.field_to_mul[f"{k[0]}{k[1]}"](
+            f_atoms[k].flatten(-2).contiguous()).reshape(atoms[k].shape)).sum(-1) for k in self.dot_keys]
+        f_scal = f_atoms[(0, "e")][..., 0]
+        tokens = self.tokenizer(torch.cat([self.encoder.invariants(atoms), *dots, f_scal], dim=-1))
+        return tokens, self.generators(f_scal), (pair_irr, atoms, f_atoms)
+
+    def _pair_emb_cache(self, st: Static):
+        if not hasattr(st, "_pair_emb"):
+            pos = st.mol.positions.reshape(-1, 3)
+            st._pair_emb = self.pairs(st.layout, pos, st.geo[(0, "e")][..., 0])
+        return st._pair_emb
+
+    def _decode_and_step(self, st: Static, latent, cache, rho_o, drho_o, e_sub, dt):
+        """latent [*, B*A, d]; e_sub [*, k, B, 3] midpoint fields of the k sub-steps -> states [*, k, B, 2, N, N]."""
+        pair_irr, atoms, f_atoms = cache
+        k = self.cfg.bundle
+        e_scaled = e_sub * self.cfg.field.field_scale
+        mats = self.decoder(st.layout, pair_irr, atoms, f_atoms, e_scaled[..., 0, :, :], latent, st.static_w,
+                            st.static_src)  # [*, 4k, B, N, N] real
+        mats = mats.unflatten(-4, (k, 4))  # [*, k, 4, B, N, N]
+        mask = st.spin_mask[:, None, None]
+        sym = mats[..., 0, :, :, :] + 1j * mats[..., 1, :, :, :]
+        dif = (mats[..., 2, :, :, :] + 1j * mats[..., 3, :, :, :]) * mask
+        m = torch.stack([sym + dif, sym - dif], dim=-3)  # [*, k, B, 2, N, N]
+        m = 0.5 * (m.real + m.real.mT) + 0.5j * (m.imag - m.imag.mT)  # Hermitian in the AO-ordered Löwdin basis
+        psi = self.coef(latent)[..., 0]  # [*, B*A]
+        c = 1.0 + psi[..., st.atom_ao][..., :, :, None] + psi[..., st.atom_ao][..., :, None, :]  # [*, B, N, N]
+        c = c * st.mol.basis_mask[:, :, None] * st.mol.basis_mask[:, None, :]
+        c = c.unsqueeze(-3).to(rho_o.dtype)  # [*, B, 1, N, N]
+        out, cur = [], rho_o
+        for j in range(k):
+            if self.cfg.head == "unitary":
+                h = self.cfg.h_scale * m[..., j, :, :, :, :]
+                if self.cfg.extrapolate:
+                    h = h + c * hermitize(1j / (k * dt) * (drho_o @ rho_o - rho_o @ drho_o))
+                cur = unitary_propagate(cur, h, dt)
+            else:
+                inc = self.cfg.d_scale * m[..., j, :, :, :, :]
+                if self.cfg.extrapolate:
+                    inc = inc + c * drho_o / k
+                cur = project_density(cur + inc, st.n_sigma, self.cfg.purify_steps)
+            out.append(cur)
+        return torch.stack(out, dim=-5)
+
+    # ------------------------------------------------------------------ public API
+    def forward(self, mol: MoleculeBatch, rho: torch.Tensor, field: torch.Tensor, dt: float,
+                rho_prev: torch.Tensor | None = None) -> torch.Tensor:
+        """Teacher-forced prediction over a window (training).
+
+        rho [B, T+1, 2, N, N] AO (reference), field [B, T+1, 3] a.u. on the same grid, dt (a.u.) between frames;
+        T divisible by ``bundle`` = k. Inputs are ρ(0), ρ(k), ...; each predicts the next k frames from the
+        reference input. ``rho_prev`` [B, 2, N, N] = ρ(-k) gives the first Δρ (else zero).
+        Returns predictions [B, T, 2, N, N] of rho[:, 1:]."""
+        B, T1 = rho.shape[:2]
+        k, T = self.cfg.bundle, T1 - 1
+        if T % k:
+            raise ValueError(f"window length {T} is not a multiple of model.bundle={k}")
+        st = self.prepare(mol, rho[:, 0])
+        cdt = st.s_half.dtype
+        rho = rho.to(device=st.s_half.device, dtype=torch.complex128 if cdt == torch.float64 else torch.complex64)
+        field = field.to(device=st.s_half.device, dtype=cdt)
+        rho_o = sandwich(st.s_half, rho.transpose(0, 1))  # [T+1, B, 2, N, N]
+        inp = rho_o[0:T:k]  # [n, B, 2, N, N]
+        first = torch.zeros_like(inp[:1]) if rho_prev is None else \
+            (inp[:1] - sandwich(st.s_half, rho_prev.to(rho.dtype))[None])
+        drho = torch.cat([first, inp[1:] - inp[:-1]], dim=0)
+        e_mid = 0.5 * (field[:, 1:] + field[:, :-1]).transpose(0, 1)  # [T, B, 3]
+        e_sub = e_mid.unflatten(0, (T // k, k))  # [n, k, B, 3]
+        tokens, phi, cache = self._encode(st, inp, drho, e_sub[:, 0])
+        latent, _ = self.dynamics(tokens.transpose(0, 1), st.cond, phi.transpose(0, 1))  # [B*A, n, d]
+        pred_o = self._decode_and_step(st, latent.transpose(0, 1), cache, inp, drho, e_sub, dt)  # [n,k,B,2,N,N]
+        pred = sandwich(st.s_inv_half, pred_o.flatten(0, 1))  # [T, B, 2, N, N]
+        return pred.transpose(0, 1)
+
+    def init_state(self, st: Static):
+        return self.dynamics.init_state(st.layout.B * st.layout.A, st.s_half.dtype, st.s_half.device)
+
+    def step(self, st: Static, state, rho_o, drho_o, e_sub, dt):
+        """One recurrent model call in the Löwdin basis: rho_o, drho_o [B, 2, N, N]; e_sub [k, B, 3] midpoint
+        fields -> (next k states [k, B, 2, N, N], new recurrent state)."""
+        tokens, phi, cache = self._encode(st, rho_o, drho_o, e_sub[0])
+        latent, state = self.dynamics.step(tokens, st.cond, phi, state)
+        return self._decode_and_step(st, latent, cache, rho_o, drho_o, e_sub, dt), state
