@@ -80,12 +80,31 @@ def shell_transform(shell_l: list[int] | np.ndarray, dtype=torch.float64) -> tor
     return torch.block_diag(*[pyscf_to_e3nn(int(l), dtype) for l in shell_l])
 
 
+def wigner_d(l: int, R: torch.Tensor) -> torch.Tensor:
+    """Real Wigner-D [2l+1, 2l+1] of a proper rotation R in e3nn's basis, accurate to rounding.
+
+    e3nn's ``D_from_matrix`` goes through Euler angles (acos) and loses ~1e-8 near gimbal lock; here D is solved
+    from Y(R x) = D Y(x) on fixed sphere points (least squares, exact for this linear relation)."""
+    if l == 0:
+        return torch.ones(1, 1, dtype=R.dtype)
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(4 * (2 * l + 1), 3, generator=g, dtype=R.dtype)
+    y = o3.spherical_harmonics(l, x, normalize=True, normalization="norm")  # [n, 2l+1]
+    y_rot = o3.spherical_harmonics(l, x @ R.T, normalize=True, normalization="norm")
+    return torch.linalg.lstsq(y, y_rot).solution.T  # y_rot = y @ D^T
+
+
+def irreps_rotation(irreps: o3.Irreps | str, R: torch.Tensor) -> torch.Tensor:
+    """Block-diagonal D [dim, dim] acting on features of ``irreps`` (proper rotations: parity plays no role)."""
+    return torch.block_diag(*[wigner_d(ir.l, R) for mul, ir in o3.Irreps(irreps) for _ in range(mul)])
+
+
 def ao_rotation(R: torch.Tensor, shell_l: list[int] | np.ndarray) -> torch.Tensor:
     """W [nbf, nbf] with ``M_rot = W @ M @ W.T`` for an AO matrix of a molecule rotated by R (positions r -> R r)."""
     blocks = []
     for l in shell_l:
         q = pyscf_to_e3nn(int(l), R.dtype)
-        d = o3.Irrep(int(l), (-1) ** int(l)).D_from_matrix(R)  # [2l+1, 2l+1]
+        d = wigner_d(int(l), R)  # [2l+1, 2l+1]
         blocks.append(q.T @ d @ q)
     return torch.block_diag(*blocks)
 

@@ -30,6 +30,7 @@ from torch import nn
 
 from rtml.models.density_codec import (CODEC_PRESETS, BlockDecoder, DensityCodecConfig, DensityEncoder,
                                        PairEmbedding, irrep_mul, spin_channels, split_irreps, to_pair_irreps)
+from rtml.models.dtype import building
 from rtml.models.dynamics import DYNAMICS_PRESETS, Dynamics, DynamicsConfig
 from rtml.models.field_encoder import FIELD_PRESETS, FieldEncoder, FieldEncoderConfig
 from rtml.models.geometry_encoder import GEOMETRY_PRESETS, GeometryEncoder, GeometryEncoderConfig
@@ -90,9 +91,16 @@ class Static:
 
 
 class Surrogate(nn.Module):
-    def __init__(self, cfg: SurrogateConfig):
+    """The model; ``dtype`` float32 (training) or float64 (exact-equivariance checks), see rtml.models.dtype."""
+
+    def __init__(self, cfg: SurrogateConfig, dtype: torch.dtype = torch.float32):
         super().__init__()
         self.cfg = cfg
+        with building(dtype):
+            self._build(cfg)
+        self.to(dtype)
+
+    def _build(self, cfg: SurrogateConfig):
         self.geometry = GeometryEncoder(cfg.geometry)
         g_irreps = self.geometry.irreps_out
         self.field = FieldEncoder(g_irreps, cfg.field)

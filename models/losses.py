@@ -1,0 +1,126 @@
+"""Training losses. Densities are spin-resolved AO matrices [B, T, 2, N, N] complex; S [B, N, N]; N_σ [B, 2].
+
+Every term is >= 0 and exactly 0 at the target (or, for the penalties, on the physical manifold). Default weights
+are the design guide's: reconstruction 1, derivative 10, Hermiticity 1, trace 5, idempotency 0.5.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def element_variance_weights(target: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
+    """w_ij = 1 / (Var_t ρ_ij + eps), normalised to mean 1 per molecule: [B, T, 2, N, N] -> [B, 1, 2, N, N]."""
+    var = target.real.var(dim=1, keepdim=True) + target.imag.var(dim=1, keepdim=True)
+    w = 1.0 / (var + eps)
+    return w / w.mean(dim=(-3, -2, -1), keepdim=True)
+
+
+def reconstruction_loss(pred, target, weights=None) -> torch.Tensor:
+    """Mean (weighted) |ρ_pred - ρ_ref|²."""
+    err = (pred - target).abs().square()
+    return (err * weights).mean() if weights is not None else err.mean()
+
+
+def derivative_loss(pred, target, rho0, dt: float) -> torch.Tensor:
+    """Mean |dρ_pred/dt - dρ_ref/dt|² with finite differences along time, ρ(0) = rho0 [B, 2, N, N] for both."""
+    p = torch.cat([rho0[:, None], pred], dim=1)
+    t = torch.cat([rho0[:, None], target], dim=1)
+    return ((p.diff(dim=1) - t.diff(dim=1)) / dt).abs().square().mean()
+
+
+def hermiticity_penalty(rho) -> torch.Tensor:
+    return (rho - rho.mH).abs().mean()
+
+
+def trace_penalty(rho, overlap, n_sigma) -> torch.Tensor:
+    """Mean |tr(ρ_σ S) - N_σ|; S [B, N, N], N_σ [B, 2]."""
+    s = overlap.to(rho.dtype)[:, None, None]
+    tr = torch.diagonal(rho @ s, dim1=-2, dim2=-1).sum(-1).real  # [B, T, 2]
+    return (tr - n_sigma[:, None]).abs().mean()
+
+
+def idempotency_penalty(rho, overlap) -> torch.Tensor:
+    """Mean |ρ S ρ - ρ| (per spin, AO basis)."""
+    s = overlap.to(rho.dtype)[:, None, None]
+    return (rho @ s @ rho - rho).abs().mean()
+
+
+def scaled_l2(pred, target) -> torch.Tensor:
+    """sqrt(Σ|Δρ|² / Σ|ρ_ref|²) per trajectory, averaged over the batch."""
+    num = (pred - target).abs().square().flatten(1).sum(-1)
+    den = target.abs().square().flatten(1).sum(-1).clamp_min(1e-30)
+    return (num / den).sqrt().mean()
+
+
+def dipole(rho, dipole_ints) -> torch.Tensor:
+    """Electronic dipole -Σ_σ tr(ρ_σ r) [B, T, 3] from AO dipole integrals r [B, 3, N, N] (a.u., same origin)."""
+    return -torch.einsum("btsij,bxji->btx", rho, dipole_ints.to(rho.dtype)).real
+
+
+def scaled_dipole(pred, target, dipole_ints, target_mean: bool = True) -> torch.Tensor:
+    """‖μ_pred - μ_ref‖ / ‖μ_ref - <μ_ref>_t‖ per trajectory (the induced dipole is the signal), batch mean."""
+    mp, mt = dipole(pred, dipole_ints), dipole(target, dipole_ints)
+    ref = mt - mt.mean(dim=1, keepdim=True) if target_mean else mt
+    num = (mp - mt).square().flatten(1).sum(-1)
+    return (num / ref.square().flatten(1).sum(-1).clamp_min(1e-30)).sqrt().mean()
+
+
+def wavefunction_alignment_loss(pred, target, s_half, w_frontier: float = 1.0, w_other: float = 0.1,
+                                n_virtual_frontier: int = 1) -> torch.Tensor:
+    """WALoss analogue for densities: express ρ_pred in the reference natural orbitals (eigenvectors of the
+    Löwdin-basis reference ρ_o, computed without gradient) and match the diagonal to the reference occupations.
+    Occupied orbitals and the first ``n_virtual_frontier`` virtuals weigh ``w_frontier``, the rest ``w_other``.
+    No back-propagation through the eigendecomposition."""
+    s = s_half.to(pred.dtype)[:, None, None]
+    p_o, t_o = s @ pred @ s, s @ target @ s
+    with torch.no_grad():
+        occ, c = torch.linalg.eigh(t_o)  # ascending occupations, [B, T, 2, N]
+        n_occ = (occ > 0.5).sum(-1, keepdim=True)  # [B, T, 2, 1]
+        rank_from_top = torch.arange(occ.shape[-1] - 1, -1, -1, device=occ.device)  # 0 = most occupied
+        weight = torch.where(rank_from_top < n_occ + n_virtual_frontier, w_frontier, w_other)
+    diag = torch.diagonal(c.mH @ p_o @ c, dim1=-2, dim2=-1).real
+    return (weight * (diag - occ).square()).mean()
+
+
+@dataclass(kw_only=True)
+class LossConfig:
+    reconstruction: float = 1.0
+    derivative: float = 10.0
+    hermiticity: float = 1.0
+    trace: float = 5.0
+    idempotency: float = 0.5
+    scaled_l2: float = 0.0
+    scaled_dipole: float = 0.0  # needs dipole integrals
+    wavefunction_alignment: float = 0.0
+    variance_weighting: bool = True
+
+
+def total_loss(pred, target, rho0, overlap, n_sigma, dt, cfg: LossConfig, s_half=None, dipole_ints=None):
+    """Weighted sum of the configured terms -> (total, {name: detached value})."""
+    terms = {}
+    w = element_variance_weights(target) if cfg.variance_weighting else None
+    if cfg.reconstruction:
+        terms["reconstruction"] = reconstruction_loss(pred, target, w)
+    if cfg.derivative:
+        terms["derivative"] = derivative_loss(pred, target, rho0, dt)
+    if cfg.hermiticity:
+        terms["hermiticity"] = hermiticity_penalty(pred)
+    if cfg.trace:
+        terms["trace"] = trace_penalty(pred, overlap, n_sigma)
+    if cfg.idempotency:
+        terms["idempotency"] = idempotency_penalty(pred, overlap)
+    if cfg.scaled_l2:
+        terms["scaled_l2"] = scaled_l2(pred, target)
+    if cfg.scaled_dipole:
+        if dipole_ints is None:
+            raise ValueError("loss.scaled_dipole > 0 needs dipole integrals (dipole_ints [B, 3, N, N])")
+        terms["scaled_dipole"] = scaled_dipole(pred, target, dipole_ints)
+    if cfg.wavefunction_alignment:
+        if s_half is None:
+            raise ValueError("loss.wavefunction_alignment > 0 needs S^1/2 (s_half [B, N, N])")
+        terms["wavefunction_alignment"] = wavefunction_alignment_loss(pred, target, s_half)
+    total = sum(getattr(cfg, k) * v for k, v in terms.items())
+    return total, {k: float(v.detach()) for k, v in terms.items()}

@@ -1,0 +1,88 @@
+"""Autoregressive rollout: ``rollout(model, mol, initial_state, field, n_steps, dt)``.
+
+Keeps the Mamba recurrent state, batches trajectories of different molecules (padded :class:`MoleculeBatch`), and
+streams: only the current and previous density live in memory unless frames are stored (``store_every``; 0 stores
+none), so memory does not grow with ``n_steps``. ``context`` frames (reference densities ending at the initial
+state) warm up the recurrent state with teacher forcing first. Push-forward training windows: :func:`pushforward`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tqdm.auto import tqdm
+
+from rtml.models.inputs import MoleculeBatch
+from rtml.models.physics import sandwich
+
+
+@dataclass
+class RolloutResult:
+    states: torch.Tensor  # [B, n_stored, 2, N, N] AO densities at steps `steps`
+    steps: list[int]  # frame index (1..n_steps) of each stored state
+    final: torch.Tensor  # [B, 2, N, N] AO density after n_steps
+
+
+def rollout(model, mol: MoleculeBatch, initial_state: torch.Tensor, field: torch.Tensor, n_steps: int, dt: float,
+            store_every: int = 1, context: torch.Tensor | None = None, progress: bool = False,
+            callback=None) -> RolloutResult:
+    """initial_state [B, 2, N, N] AO; field [B, n_steps+1, 3] a.u. on the frame grid starting at the initial state;
+    context [B, Tc, 2, N, N] reference frames *before* the initial state (optional, spacing dt).
+    ``callback(step, rho_ao)`` is called for every frame (e.g. to accumulate dipoles without storing)."""
+    k = model.cfg.bundle
+    if n_steps % k:
+        raise ValueError(f"n_steps={n_steps} must be a multiple of model.bundle={k}")
+    if field.shape[1] < n_steps + 1:
+        raise ValueError(f"field has {field.shape[1]} frames; rollout of {n_steps} steps needs {n_steps + 1}")
+    st = model.prepare(mol, initial_state if context is None else context[:, 0])
+    cdt = torch.complex128 if st.s_half.dtype == torch.float64 else torch.complex64
+    field = field.to(device=st.s_half.device, dtype=st.s_half.dtype)
+    e_mid = 0.5 * (field[:, 1:] + field[:, :-1]).transpose(0, 1)  # [n_steps, B, 3]
+    state = model.init_state(st)
+    prev = None
+    if context is not None:  # teacher-forced warm-up at stride k
+        ctx = sandwich(st.s_half, context.to(device=st.s_half.device, dtype=cdt).transpose(0, 1))
+        for i in range(0, ctx.shape[0], k):
+            drho = torch.zeros_like(ctx[i]) if prev is None else ctx[i] - prev
+            e = torch.zeros(k, *e_mid.shape[1:], dtype=e_mid.dtype, device=e_mid.device)
+            _, state = model.step(st, state, ctx[i], drho, e, dt)
+            prev = ctx[i]
+    cur = sandwich(st.s_half, initial_state.to(device=st.s_half.device, dtype=cdt))
+    stored, steps = [], []
+    bar = tqdm(total=n_steps, desc="rollout", disable=not progress, unit="step")
+    for t in range(0, n_steps, k):
+        drho = torch.zeros_like(cur) if prev is None else cur - prev
+        nxt, state = model.step(st, state, cur, drho, e_mid[t:t + k], dt)  # [k, B, 2, N, N]
+        for j in range(k):
+            frame = t + j + 1
+            if callback is not None or (store_every and frame % store_every == 0):
+                ao = sandwich(st.s_inv_half, nxt[j])
+                if callback is not None:
+                    callback(frame, ao)
+                if store_every and frame % store_every == 0:
+                    stored.append(ao)
+                    steps.append(frame)
+        prev, cur = cur, nxt[-1]
+        bar.update(k)
+    bar.close()
+    final = sandwich(st.s_inv_half, cur)
+    states = torch.stack(stored, dim=1) if stored else final.new_zeros(final.shape[0], 0, *final.shape[1:])
+    return RolloutResult(states=states, steps=steps, final=final)
+
+
+def pushforward(model, mol: MoleculeBatch, rho: torch.Tensor, field: torch.Tensor, dt: float, n_unroll: int):
+    """Push-forward training (Brandstetter et al. 2022): roll the model ``n_unroll`` calls from rho[:, 0] without
+    gradient, then predict the rest of the window teacher-forced from that (slightly wrong) state, with gradient.
+    rho [B, T+1, 2, N, N]; returns (predictions [B, T - n_unroll·k, 2, N, N], their targets)."""
+    k = model.cfg.bundle
+    m = n_unroll * k
+    if m >= rho.shape[1] - 1:
+        raise ValueError(f"n_unroll={n_unroll} x bundle={k} leaves no frames of a {rho.shape[1] - 1}-step window")
+    with torch.no_grad():
+        res = rollout(model, mol, rho[:, 0], field[:, :m + 1], m, dt, store_every=k)
+    start = res.states[:, -1]
+    prev = res.states[:, -2] if res.states.shape[1] > 1 else rho[:, 0]
+    window = torch.cat([start[:, None].to(rho.dtype), rho[:, m + 1:]], dim=1)
+    pred = model(mol, window, field[:, m:], dt, rho_prev=prev.to(rho.dtype))
+    return pred, rho[:, m + 1:]

@@ -1,0 +1,45 @@
+"""Cheap model inputs for tests: a PySCF molecule's overlap, basis metadata and a (non-SCF) guess density."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from rtml.datasets.basis import basis_info_from_mol
+from rtml.datasets.molecules import get_molecule
+from rtml.models.inputs import MoleculeBatch, spin_resolved
+
+
+def pyscf_mol(name: str, basis: str, positions=None):
+    from pyscf import gto
+
+    m = get_molecule(name)
+    pos = m.positions if positions is None else positions
+    mol = gto.M(atom=[(s, p) for s, p in zip(m.symbols, pos)], basis=basis, unit="Angstrom", charge=m.charge,
+                spin=m.multiplicity - 1, verbose=0)
+    return m, mol
+
+
+def guess_inputs(names_bases: list[tuple[str, str]], seed: int = 0, noise: float = 1e-3):
+    """MoleculeBatch + [B, 2, N, N] complex128 densities: minao guess plus a small Hermitian perturbation."""
+    from pyscf import scf
+
+    trajs, rhos = [], []
+    rng = np.random.default_rng(seed)
+    for name, basis in names_bases:
+        m, mol = pyscf_mol(name, basis)
+        mf = scf.UHF(mol)
+        dm = mf.get_init_guess()  # [2, n, n]
+        n = mol.nao_nr()
+        pert = rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))
+        rhos.append(dm + noise * (pert + pert.conj().T))
+
+        class T:  # the fields MoleculeBatch.from_trajectories reads
+            pass
+        t = T()
+        t.positions, t.atomic_numbers, t.overlap = m.positions, m.atomic_numbers, mol.intor("int1e_ovlp")
+        t.basis = basis_info_from_mol(mol)
+        trajs.append(t)
+    mb = MoleculeBatch.from_trajectories(trajs)
+    rho = torch.stack([spin_resolved(torch.from_numpy(r), mb.nbf) for r in rhos])
+    return mb, rho
