@@ -23,7 +23,7 @@ import torch
 from e3nn import o3
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pyscf_to_e3nn_np(l: int) -> np.ndarray:
     if l < 0 or l > 4:
         raise ValueError(f"angular momentum l={l}: rtml supports shells with 0 <= l <= 4")
@@ -57,7 +57,7 @@ def pyscf_to_e3nn(l: int, dtype=torch.float64) -> torch.Tensor:
     return torch.as_tensor(_pyscf_to_e3nn_np(int(l)), dtype=dtype)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _block_basis_np(l1: int, l2: int) -> np.ndarray:
     mats = [o3.wigner_3j(l1, l2, L, dtype=torch.float64).numpy() * np.sqrt(2 * L + 1)
             for L in range(abs(l1 - l2), l1 + l2 + 1)]

@@ -116,7 +116,7 @@ class Mamba(nn.Module):
 
     def forward(self, u: torch.Tensor, state=None):
         """u [b, T, d_model] -> (y [b, T, d_model], new state). Continues from ``state`` when given."""
-        b, T, _ = u.shape
+        b = u.shape[0]
         x, z = self.in_proj(u).chunk(2, dim=-1)  # [b, T, d_inner] each
         conv_state, ssm_state = state if state is not None else self.init_state(b, u.dtype, u.device)
         xpad = torch.cat([conv_state[..., 1:], x.transpose(1, 2)], dim=-1)  # [b, d_inner, d_conv-1+T]

@@ -28,8 +28,17 @@ import torch
 from e3nn import o3
 from torch import nn
 
-from rtml.models.density_codec import (CODEC_PRESETS, BlockDecoder, DensityCodecConfig, DensityEncoder,
-                                       PairEmbedding, irrep_mul, spin_channels, split_irreps, to_pair_irreps)
+from rtml.models.density_codec import (
+    CODEC_PRESETS,
+    BlockDecoder,
+    DensityCodecConfig,
+    DensityEncoder,
+    PairEmbedding,
+    irrep_mul,
+    spin_channels,
+    split_irreps,
+    to_pair_irreps,
+)
 from rtml.models.dtype import building
 from rtml.models.dynamics import DYNAMICS_PRESETS, Dynamics, DynamicsConfig
 from rtml.models.field_encoder import FIELD_PRESETS, FieldEncoder, FieldEncoderConfig
@@ -83,6 +92,7 @@ class Static:
     geo: dict  # {(L,p): [B*A, mul, 2L+1]}
     geo_flat: torch.Tensor  # [B*A, irreps_geo.dim]
     cond: torch.Tensor  # [B*A, d_cond] FiLM conditioning
+    pair_emb: list  # per pair group [P, d_pair]
     static_w: list
     static_src: list
     n_sigma: torch.Tensor  # [B, 2] electrons per spin
@@ -146,17 +156,17 @@ class Surrogate(nn.Module):
         spin_mask = ((rho0[:, 0] - rho0[:, 1]).abs().amax(dim=(-1, -2)) > 1e-10).to(dtype)
         atom_ao = (mol.basis_atom.clamp_min(0) + torch.arange(B, device=pos.device)[:, None] * A)
         return Static(mol=mol, layout=layout, s_half=s_half, s_inv_half=s_inv, geo=geo, geo_flat=geo_flat, cond=cond,
-                      static_w=self.decoder.static_weights(layout, pair_emb),
+                      pair_emb=pair_emb, static_w=self.decoder.static_weights(layout, pair_emb),
                       static_src=self.decoder.static_sources(layout, geo, pos), n_sigma=spin_traces(rho0_o),
                       spin_mask=spin_mask, atom_ao=atom_ao)
 
     # ------------------------------------------------------------------ pieces
     def _encode(self, st: Static, rho_o, drho_o, e_mid):
         """rho_o, drho_o [*, B, 2, N, N]; e_mid [*, B, 3] -> tokens [*, B*A, d], phi [*, B*A, G], cache."""
-        B, A = st.layout.B, st.layout.A
+        A = st.layout.A
         chans = torch.cat([spin_channels(rho_o), self.cfg.codec.delta_scale * spin_channels(drho_o)], dim=-4)
         pair_irr = to_pair_irreps(st.layout, chans)  # per group [*, P, 8, D]
-        atoms = self.encoder(st.layout, pair_irr, self._pair_emb_cache(st))
+        atoms = self.encoder(st.layout, pair_irr, st.pair_emb)
         e_atoms = e_mid.repeat_interleave(A, dim=-2)  # [*, B*A, 3]
         f_flat = self.field(st.geo_flat.expand(*e_atoms.shape[:-1], -1), e_atoms)
         f_atoms = split_irreps(f_flat, self.field.irreps_out)
@@ -165,12 +175,6 @@ class Surrogate(nn.Module):
         f_scal = f_atoms[(0, "e")][..., 0]
         tokens = self.tokenizer(torch.cat([self.encoder.invariants(atoms), *dots, f_scal], dim=-1))
         return tokens, self.generators(f_scal), (pair_irr, atoms, f_atoms)
-
-    def _pair_emb_cache(self, st: Static):
-        if not hasattr(st, "_pair_emb"):
-            pos = st.mol.positions.reshape(-1, 3)
-            st._pair_emb = self.pairs(st.layout, pos, st.geo[(0, "e")][..., 0])
-        return st._pair_emb
 
     def _decode_and_step(self, st: Static, latent, cache, rho_o, drho_o, e_sub, dt):
         """latent [*, B*A, d]; e_sub [*, k, B, 3] midpoint fields of the k sub-steps -> states [*, k, B, 2, N, N]."""
@@ -213,7 +217,7 @@ class Surrogate(nn.Module):
         T divisible by ``bundle`` = k. Inputs are ρ(0), ρ(k), ...; each predicts the next k frames from the
         reference input. ``rho_prev`` [B, 2, N, N] = ρ(-k) gives the first Δρ (else zero).
         Returns predictions [B, T, 2, N, N] of rho[:, 1:]."""
-        B, T1 = rho.shape[:2]
+        T1 = rho.shape[1]
         k, T = self.cfg.bundle, T1 - 1
         if T % k:
             raise ValueError(f"window length {T} is not a multiple of model.bundle={k}")

@@ -4,6 +4,7 @@ must be the rotated one."""
 
 import pytest
 import torch
+from model_inputs import guess_inputs
 
 from rtml.models.dtype import building
 from rtml.models.equivariance import equivariance_error, random_rotation, rotate_irreps
@@ -12,7 +13,6 @@ from rtml.models.geometry_encoder import GEOMETRY_PRESETS, GeometryEncoder
 from rtml.models.inputs import MoleculeBatch
 from rtml.models.irreps import ao_rotation, shell_l_of
 from rtml.models.surrogate import Surrogate, preset
-from model_inputs import guess_inputs
 
 TOL = 1e-10
 

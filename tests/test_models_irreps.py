@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from model_inputs import pyscf_mol
 
 from rtml.datasets.basis import basis_info_from_mol
 from rtml.models.equivariance import random_rotation
 from rtml.models.irreps import ao_rotation, block_basis, pyscf_to_e3nn, shell_l_of, wigner_d
-from model_inputs import pyscf_mol
 
 
 @pytest.mark.parametrize("l", [0, 1, 2, 3])

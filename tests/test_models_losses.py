@@ -55,7 +55,7 @@ def test_losses_zero_at_target_positive_away():
 
 
 def test_walign_weights_occupied_and_frontier_more():
-    rho, S, s_half, n_sigma, _ = _data()
+    rho, _, s_half, _, _ = _data()
     target = rho[:, 1:]
     bump = 1e-2 * torch.randn_like(target)
     a = L.wavefunction_alignment_loss(target + bump, target, s_half, w_frontier=1.0, w_other=0.0)

@@ -4,12 +4,18 @@ import pytest
 import torch
 
 from rtml.models.dynamics import DYNAMICS_PRESETS, Dynamics
-from rtml.models.mamba import Mamba, cuda_backend_available, resolve_backend, selective_scan, selective_scan_reference
+from rtml.models.mamba import (
+    Mamba,
+    cuda_backend_available,
+    resolve_backend,
+    selective_scan,
+    selective_scan_reference,
+)
 
 
 def _scan_inputs(b=3, T=37, d=8, n=4, seed=0):
     g = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)  # noqa: E731
+    r = lambda *s: torch.randn(*s, generator=g, dtype=torch.float64)
     return (r(b, T, d), torch.nn.functional.softplus(r(b, T, d)), -torch.rand(d, n, generator=g, dtype=torch.float64)
             * 3, r(b, T, n), r(b, T, n), r(d), r(b, T, d), r(b, d, n))
 

@@ -2,12 +2,12 @@
 
 import pytest
 import torch
+from model_inputs import guess_inputs
 
 from rtml.models.inputs import MoleculeBatch, spin_resolved
 from rtml.models.physics import project_density, sandwich, spin_traces, violations
 from rtml.models.rollout import rollout
 from rtml.models.surrogate import Surrogate, preset
-from model_inputs import guess_inputs
 
 N_LONG = 10_000
 
