@@ -17,6 +17,9 @@ class DataError(ValueError):
             msg += f", got {got}"
         super().__init__(msg)
 
+    def __reduce__(self):  # picklable, so it crosses Ray process boundaries intact
+        return (DataError, (self.source, self.field, self.expected, self.got))
+
 
 class PropagationError(RuntimeError):
     """The reference propagator detected a blow-up (energy or trace drift) and stopped instead of writing garbage."""

@@ -106,13 +106,14 @@ class WindowDataset(IterableDataset):
         n = len(self._windows()) if self.cfg.mode == "sequential" else self.cfg.samples_per_epoch
         return n // self.world_size
 
-    def sample(self, traj_id: str, start: int) -> dict:
+    def sample(self, traj_id: str, start: int, length: int | None = None) -> dict:
+        """Window of ``length`` transitions (default ``cfg.window``) starting at frame ``start``."""
         if self._store is None:
             self._store = TrajectoryStore(self.store_path)
         if traj_id not in self._static:
             self._static[traj_id] = self._store.static(traj_id)
         st = self._static[traj_id]
-        sl = slice(start, start + self.cfg.window + 1)
+        sl = slice(start, start + (length or self.cfg.window) + 1)
         return {"traj_id": traj_id, "start": start, "static": st,
                 "rho": self._store.read_array(traj_id, "density", sl),  # [T+1, S, nbf, nbf]
                 "field": self._store.read_array(traj_id, "field", sl),  # [T+1, 3]

@@ -10,9 +10,12 @@ import argparse
 import sys
 
 from rtml.datasets.errors import DataError, PropagationError
-from rtml.platform.commands import convert, generate, inspect, quickstart, validate_reference
+from rtml.platform.commands import convert, generate, inspect, quickstart, train, validate_reference
+from rtml.platform.configio import ConfigError
+from rtml.platform.modelio import ModelFileError
+from rtml.platform.tracking import TrackingError
 
-COMMANDS = (generate, convert, inspect, validate_reference, quickstart)
+COMMANDS = (generate, convert, inspect, validate_reference, quickstart, train)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (DataError, PropagationError) as exc:
+    except (DataError, PropagationError, ConfigError, TrackingError, ModelFileError) as exc:
         print(f"rtml {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,72 @@
+"""Trained-model files: a plain consolidated state dict that loads without DeepSpeed.
+
+``model.pt`` = ``{"format": "rtml-surrogate", "version": 1, "config": <SurrogateConfig as dict>, "state_dict": ...,
+"meta": {...}}``, readable with ``torch.load(path, weights_only=True)``. :func:`load_model` also takes an MLflow
+model URI (``runs:/<id>/model``, ``models:/...``) logged by ``rtml train``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from rtml.models.surrogate import Surrogate, SurrogateConfig
+from rtml.platform.configio import ConfigError, from_dict, to_dict
+
+FORMAT, VERSION = "rtml-surrogate", 1
+
+
+class ModelFileError(ValueError):
+    pass
+
+
+def save_model(model: Surrogate, path: str | Path, meta: dict | None = None) -> Path:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    sd = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    torch.save({"format": FORMAT, "version": VERSION, "config": to_dict(model.cfg), "state_dict": sd,
+                "meta": meta or {}}, p)
+    return p
+
+
+def load_model(spec: str | Path, device: str | torch.device = "cpu") -> Surrogate:
+    """A model from a ``model.pt`` file, a run directory holding one, or an MLflow model URI."""
+    s = str(spec)
+    if s.startswith(("runs:/", "models:/", "mlflow-artifacts:/")):
+        return _load_mlflow(s, device)
+    p = Path(s)
+    if p.is_dir():
+        p = p / "model.pt"
+    if not p.is_file():
+        raise ModelFileError(f"{spec}: no such model file (expected a model.pt from `rtml train`, a run directory "
+                             "holding one, or an MLflow URI runs:/<run_id>/model)")
+    try:
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - pickle/zip errors of arbitrary files
+        raise ModelFileError(f"{p}: not an rtml model file ({type(exc).__name__}: {exc})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise ModelFileError(f"{p}: field 'format': expected '{FORMAT}' (an rtml model file), got "
+                             f"{blob.get('format') if isinstance(blob, dict) else type(blob).__name__!r}")
+    if blob.get("version") != VERSION:
+        raise ModelFileError(f"{p}: field 'version': expected {VERSION}, got {blob.get('version')!r}")
+    try:
+        cfg = from_dict(SurrogateConfig, blob["config"], str(p))
+    except ConfigError as exc:
+        raise ModelFileError(str(exc)) from None
+    model = Surrogate(cfg)
+    model.load_state_dict(blob["state_dict"])
+    return model.to(device).eval()
+
+
+def _load_mlflow(uri: str, device) -> Surrogate:
+    import mlflow.exceptions
+    import mlflow.pytorch
+
+    try:
+        model = mlflow.pytorch.load_model(uri, map_location=torch.device(device))
+    except (mlflow.exceptions.MlflowException, OSError) as exc:
+        raise ModelFileError(f"{uri}: MLflow model not found ({str(exc).splitlines()[0]})") from None
+    if not isinstance(model, Surrogate):
+        raise ModelFileError(f"{uri}: not an rtml model (got {type(model).__name__})")
+    return model.eval()

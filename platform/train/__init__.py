@@ -1,0 +1,1 @@
+"""Distributed training: Ray Train ``TorchTrainer`` workers, each running a DeepSpeed engine (rtml.platform.train)."""

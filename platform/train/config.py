@@ -1,0 +1,184 @@
+"""The training configuration: typed sections, recipes ``debug`` (CI) / ``small`` (laptop) / ``base`` (cluster).
+
+``rtml train RECIPE_OR_YAML [section.field=value ...]``: a recipe name or a YAML file (sections as below; missing
+fields keep the recipe defaults of the YAML's ``recipe:`` key, else ``debug``), then dotted overrides. The fully
+resolved config is saved as ``config.yaml`` in the run directory and logged to MLflow.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rtml.models.losses import LossConfig
+from rtml.models.surrogate import HEADS
+from rtml.platform.configio import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
+
+MODEL_PRESETS = ("debug", "small", "base")
+
+
+@dataclass(kw_only=True)
+class DataConfig:
+    """``store``: Zarr trajectory store (path or URL); ``val_store``: held-out store (None: the 'val' split of
+    ``store``); ``horizons``: window lengths (steps) of the horizon curriculum, ``steps_per_stage`` each;
+    ``batch_size``: windows per worker per step; ``val_windows``: windows per worker for validation."""
+    store: str = "runs/quickstart/train.zarr"
+    val_store: str | None = None
+    horizons: tuple[int, ...] = (8, 16)
+    steps_per_stage: int = 40
+    batch_size: int = 4
+    val_windows: int = 8
+    split_seed: int = 0
+    split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
+    cutoff: float = 5.0
+    prefetch: int = 2
+
+
+@dataclass(kw_only=True)
+class ModelSection:
+    preset: str = "debug"
+    head: str = "unitary"
+    bundle: int = 1
+
+
+@dataclass(kw_only=True)
+class OptimConfig:
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 10
+    min_lr_ratio: float = 0.1  # cosine decay to lr * min_lr_ratio at max_steps
+    grad_clip: float = 1.0
+
+
+@dataclass(kw_only=True)
+class DeepSpeedSection:
+    """``zero_stage`` 0/1/2; ``precision`` 'fp32' or 'bf16' (torch autocast on GPU; the physics stays complex64)."""
+    zero_stage: int = 1
+    precision: str = "fp32"
+
+
+@dataclass(kw_only=True)
+class LoopConfig:
+    max_steps: int = 60
+    log_every: int = 5
+    checkpoint_every: int = 20
+    eval_every: int = 20
+    keep_checkpoints: int = 2
+    seed: int = 0
+    nan_at_step: int | None = None  # fault injection: make the loss NaN at this step (tests the NaN guard)
+
+
+@dataclass(kw_only=True)
+class ScalingSection:
+    """``address``: Ray cluster (None: RAY_ADDRESS, else a local Ray); ``cpus_per_worker`` is the Ray resource
+    and the torch thread count; ``max_failures``: worker-group restarts from the last checkpoint."""
+    num_workers: int = 2
+    use_gpu: bool = False
+    cpus_per_worker: float = 1.0
+    address: str | None = None
+    max_failures: int = 2
+
+
+@dataclass(kw_only=True)
+class TrackingSection:
+    """``uri``: MLflow tracking URI (None: $MLFLOW_TRACKING_URI, else ``sqlite:///<cwd>/mlflow.db``)."""
+    uri: str | None = None
+    experiment: str = "rtml"
+    run_name: str | None = None
+
+
+@dataclass(kw_only=True)
+class EvalSection:
+    """Rollout evaluation at the end of training on up to ``max_trajectories`` held-out trajectories."""
+    max_trajectories: int = 4
+    max_steps: int | None = None
+    context: int = 1
+
+
+@dataclass(kw_only=True)
+class TrainConfig:
+    recipe: str = "debug"
+    name: str = "rtml-train"
+    storage: str = "runs/ray"  # Ray Train storage_path (checkpoints); local dir or URI
+    out: str = "runs/train"  # plots, exported model, summary
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelSection = field(default_factory=ModelSection)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    deepspeed: DeepSpeedSection = field(default_factory=DeepSpeedSection)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    scaling: ScalingSection = field(default_factory=ScalingSection)
+    tracking: TrackingSection = field(default_factory=TrackingSection)
+    eval: EvalSection = field(default_factory=EvalSection)
+
+    def __post_init__(self):
+        check(self)
+
+
+def check(cfg: TrainConfig, source: str = "<config>") -> None:
+    if cfg.model.preset not in MODEL_PRESETS:
+        raise ConfigError(source, "model.preset", f"one of {MODEL_PRESETS}", cfg.model.preset)
+    if cfg.model.head not in HEADS:
+        raise ConfigError(source, "model.head", f"one of {HEADS}", cfg.model.head)
+    if cfg.deepspeed.zero_stage not in (0, 1, 2):
+        raise ConfigError(source, "deepspeed.zero_stage",
+                          "0, 1 or 2 (stage 3 partitions parameters, and the surrogate reads parameters outside "
+                          "module forward calls, e.g. static decoder weights)", cfg.deepspeed.zero_stage)
+    if cfg.deepspeed.precision not in ("fp32", "bf16"):
+        raise ConfigError(source, "deepspeed.precision", "'fp32' or 'bf16'", cfg.deepspeed.precision)
+    if cfg.deepspeed.precision == "bf16" and not cfg.scaling.use_gpu:
+        raise ConfigError(source, "deepspeed.precision", "'fp32' on CPU workers (bf16 autocast is for GPUs)", "bf16")
+    bad = [h for h in cfg.data.horizons if h < 1 or h % cfg.model.bundle]
+    if not cfg.data.horizons or bad:
+        raise ConfigError(source, "data.horizons", f"positive multiples of model.bundle={cfg.model.bundle}",
+                          list(cfg.data.horizons))
+    for name in ("max_steps", "log_every", "checkpoint_every", "eval_every"):
+        if getattr(cfg.loop, name) < 1:
+            raise ConfigError(source, f"loop.{name}", "an integer >= 1", getattr(cfg.loop, name))
+    if cfg.scaling.num_workers < 1:
+        raise ConfigError(source, "scaling.num_workers", "an integer >= 1", cfg.scaling.num_workers)
+    if cfg.data.batch_size < 1:
+        raise ConfigError(source, "data.batch_size", "an integer >= 1", cfg.data.batch_size)
+
+
+RECIPES: dict[str, dict] = {
+    "debug": {},
+    "small": {"data": {"horizons": [8, 16, 32], "steps_per_stage": 300, "batch_size": 4},
+              "model": {"preset": "small"}, "optim": {"lr": 2e-3, "warmup_steps": 50},
+              "loop": {"max_steps": 1500, "log_every": 10, "checkpoint_every": 250, "eval_every": 250}},
+    "base": {"data": {"horizons": [16, 32, 64, 128], "steps_per_stage": 5000, "batch_size": 8},
+             "model": {"preset": "base"}, "optim": {"lr": 1e-3, "warmup_steps": 1000},
+             "deepspeed": {"zero_stage": 2, "precision": "bf16"},
+             "loop": {"max_steps": 50000, "log_every": 50, "checkpoint_every": 2000, "eval_every": 2000},
+             "scaling": {"num_workers": 8, "use_gpu": True, "cpus_per_worker": 8.0},
+             "eval": {"max_trajectories": 32}},
+}
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def recipe_dict(name: str, source: str = "<command line>") -> dict:
+    if name not in RECIPES:
+        raise ConfigError(source, "recipe", f"one of {sorted(RECIPES)} or a YAML file path", name)
+    return _merge(to_dict(TrainConfig()), {**RECIPES[name], "recipe": name})
+
+
+def load_train_config(spec: str = "debug", overrides: list[str] | None = None) -> TrainConfig:
+    """``spec``: a recipe name or a YAML path; ``overrides``: ``section.field=value`` strings."""
+    if spec in RECIPES:
+        data, source = recipe_dict(spec), f"recipe '{spec}'"
+    elif spec.endswith((".yaml", ".yml")) or Path(spec).exists():
+        user = load_yaml(spec)
+        data, source = _merge(recipe_dict(user.get("recipe", "debug"), spec), user), spec
+    else:
+        raise ConfigError("<command line>", "CONFIG", f"a recipe {sorted(RECIPES)} or a YAML file", spec)
+    data = apply_overrides(data, list(overrides or []))
+    cfg = from_dict(TrainConfig, data, source)
+    check(cfg, source)
+    return cfg

@@ -1,0 +1,136 @@
+"""``run(cfg)``: one training run = one Ray Train ``TorchTrainer`` fit = one MLflow run.
+
+The driver validates the inputs (stores, tracking server) before any worker starts, creates (or, when the run name
+already exists in ``storage``, re-opens) the MLflow run, and hands the workers everything through ``config``.
+Re-running with the same ``name`` and ``storage`` resumes from the last checkpoint (Ray Train restores its
+checkpoint manager from storage) and keeps writing to the same MLflow run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from rtml.datasets.errors import DataError
+from rtml.datasets.store.zarr_store import TrajectoryStore
+from rtml.platform import tracking
+from rtml.platform.configio import save_yaml, to_dict
+from rtml.platform.train.config import TrainConfig
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+class NonFiniteLossError(TrainingError):
+    pass
+
+
+def check_inputs(cfg: TrainConfig) -> None:
+    for path in filter(None, (cfg.data.store, cfg.data.val_store)):
+        store = TrajectoryStore(path)
+        if not len(store):
+            raise DataError(path, "index", "at least one trajectory", "an empty store")
+
+
+def init_ray(cfg: TrainConfig) -> None:
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = cfg.scaling.address or os.environ.get("RAY_ADDRESS")
+    ray.init(address=address, include_dashboard=False, log_to_driver=True, configure_logging=False,
+             num_cpus=None if address else max(os.cpu_count() or 1, int(cfg.scaling.num_workers *
+                                                                           cfg.scaling.cpus_per_worker + 0.999)))
+
+
+def worker_env(cfg: TrainConfig) -> dict:
+    env = {"TORCH_EXTENSIONS_DIR": os.environ.get("TORCH_EXTENSIONS_DIR",
+                                                  str(Path.home() / ".cache" / "torch_extensions")),
+           "OMP_NUM_THREADS": str(max(1, int(cfg.scaling.cpus_per_worker)))}
+    if not cfg.scaling.use_gpu:
+        env["DS_ACCELERATOR"] = "cpu"
+    return env
+
+
+def build_trainer(cfg: TrainConfig, uri: str, run_id: str, callbacks=None):
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from rtml.platform.train.worker import train_fn
+
+    out = Path(cfg.out).resolve()
+    storage = cfg.storage if "://" in cfg.storage else str(Path(cfg.storage).resolve())
+    return TorchTrainer(
+        train_fn,
+        train_loop_config={"train": to_dict(cfg), "tracking_uri": uri, "run_id": run_id, "out": str(out)},
+        torch_config=TorchConfig(backend="nccl" if cfg.scaling.use_gpu else "gloo"),
+        scaling_config=ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
+                                     resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}),
+        run_config=RunConfig(name=cfg.name, storage_path=storage, callbacks=callbacks,
+                             failure_config=FailureConfig(max_failures=cfg.scaling.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=cfg.loop.keep_checkpoints),
+                             worker_runtime_env={"env_vars": worker_env(cfg)}),
+    )
+
+
+def open_run(cfg: TrainConfig, uri: str, parent_run_id: str | None = None) -> str:
+    """The MLflow run of ``cfg.name`` (re-opened when resuming), else a new one with the config as params."""
+    existing = tracking.find_run(uri, cfg.tracking.experiment, "rtml.run_name", cfg.name)
+    if existing:
+        tracking.client(uri).update_run(existing, status="RUNNING")
+        return existing
+    return tracking.start_run(uri, cfg.tracking.experiment, cfg.tracking.run_name or cfg.name, cfg,
+                              tags={"rtml.run_name": cfg.name, "rtml.recipe": cfg.recipe},
+                              parent_run_id=parent_run_id)
+
+
+def fit(cfg: TrainConfig, uri: str, run_id: str, callbacks=None) -> dict:
+    """Run the trainer; returns the final reported metrics; raises TrainingError / NonFiniteLossError."""
+    from ray.train import TrainingFailedError
+
+    c = tracking.client(uri)
+    try:
+        result = build_trainer(cfg, uri, run_id, callbacks).fit()
+    except TrainingFailedError as exc:
+        c.set_terminated(run_id, status="FAILED")
+        raise TrainingError(f"training run '{cfg.name}' failed after {cfg.scaling.max_failures} restarts: "
+                            f"{str(exc).strip().splitlines()[-1]}") from exc
+    metrics = dict(result.metrics or {})
+    if metrics.get("status") == "nan_loss":
+        c.set_terminated(run_id, status="FAILED")
+        ckpt = result.checkpoint.path if result.checkpoint else "none (no checkpoint was written before)"
+        raise NonFiniteLossError(f"training run '{cfg.name}': the loss became NaN/inf at step {metrics['step']}; "
+                                 f"stopped before the optimiser step. Last good checkpoint (step "
+                                 f"{metrics['last_good_step']}): {ckpt}")
+    c.set_terminated(run_id, status="FINISHED")
+    metrics["checkpoint"] = result.checkpoint.path if result.checkpoint else None
+    return metrics
+
+
+def absolute_paths(cfg: TrainConfig) -> None:
+    """Workers do not run in the driver's directory: make local paths absolute."""
+    def fix(p):
+        return p if p is None or "://" in p else str(Path(p).resolve())
+    cfg.data.store, cfg.data.val_store = fix(cfg.data.store), fix(cfg.data.val_store)
+    cfg.out, cfg.storage = fix(cfg.out), fix(cfg.storage)
+
+
+def run(cfg: TrainConfig) -> dict:
+    t0 = time.perf_counter()
+    absolute_paths(cfg)
+    check_inputs(cfg)
+    uri = tracking.resolve_uri(cfg.tracking.uri)
+    tracking.check_reachable(uri)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_yaml(cfg, out / "config.yaml")
+    run_id = open_run(cfg, uri)
+    init_ray(cfg)
+    metrics = fit(cfg, uri, run_id)
+    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+    summary.update(run_id=run_id, tracking_uri=uri, final=metrics, wall_seconds=time.perf_counter() - t0)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary

@@ -1,0 +1,55 @@
+"""End of training on rank 0: consolidated model file, held-out rollout evaluation, plots, MLflow artifacts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from rtml.platform import tracking
+from rtml.platform.configio import save_yaml
+from rtml.platform.evaluate import RolloutEvalConfig, aggregate, evaluate_store, plot_results
+from rtml.platform.modelio import load_model, save_model
+from rtml.platform.train.config import TrainConfig
+
+
+def held_out_ids(cfg: TrainConfig) -> tuple[str, list[str] | None]:
+    """(store, ids) of the held-out trajectories: ``data.val_store``, else the 'val' split of ``data.store``."""
+    if cfg.data.val_store:
+        return cfg.data.val_store, None
+    from rtml.datasets.store.zarr_store import TrajectoryStore
+    from rtml.datasets.windows import split_of
+
+    ids = [i for i in TrajectoryStore(cfg.data.store).ids()
+           if split_of(i, cfg.data.split_seed, tuple(cfg.data.split_fractions)) == "val"]
+    return cfg.data.store, ids
+
+
+def export_model(module, cfg: TrainConfig, out: Path, uri: str, run_id: str) -> dict:
+    import mlflow
+    import mlflow.pytorch
+
+    out.mkdir(parents=True, exist_ok=True)
+    path = save_model(module, out / "model.pt", meta={"mlflow_run_id": run_id, "recipe": cfg.recipe})
+    module = load_model(path)  # a clean copy: the engine's module carries DeepSpeed hooks and process groups
+    store, ids = held_out_ids(cfg)
+    ecfg = RolloutEvalConfig(max_trajectories=cfg.eval.max_trajectories, max_steps=cfg.eval.max_steps,
+                             context=cfg.eval.context)
+    results = evaluate_store(module, store, ids, ecfg, progress=False) if ids is None or ids else []
+    agg = aggregate(results)
+    plots = plot_results(results, out / "plots") if results else []
+    summary = {"model": str(path), "held_out_store": store, "held_out": [r["id"] for r in results],
+               "rollout": agg, "per_trajectory": [{"id": r["id"], "model": r["model"], "trivial": r["trivial"]}
+                                                  for r in results], "plots": [str(p) for p in plots]}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    save_yaml(cfg, out / "config.yaml")
+    tracking.log_metrics(uri, run_id, {f"eval/{k}": v for k, v in agg.items()}, step=cfg.loop.max_steps)
+    mlflow.set_tracking_uri(uri)
+    with mlflow.start_run(run_id=run_id, log_system_metrics=False):
+        for f in [out / "config.yaml", out / "summary.json", path, *plots]:
+            mlflow.log_artifact(str(f))
+        with torch.no_grad():
+            mlflow.pytorch.log_model(module, name="model", serialization_format="pickle",  # pt2 traces fixed shapes
+                                     pip_requirements=["torch==2.13.0", "rtml"])
+    return summary
