@@ -10,12 +10,22 @@ import argparse
 import sys
 
 from rtml.datasets.errors import DataError, PropagationError
-from rtml.platform.commands import convert, generate, inspect, quickstart, train, validate_reference
+from rtml.platform.commands import (
+    convert,
+    evaluate,
+    generate,
+    inspect,
+    quickstart,
+    train,
+    tune,
+    validate_reference,
+)
 from rtml.platform.configio import ConfigError
 from rtml.platform.modelio import ModelFileError
 from rtml.platform.tracking import TrackingError
+from rtml.platform.train.driver import TrainingError
 
-COMMANDS = (generate, convert, inspect, validate_reference, quickstart, train)
+COMMANDS = (generate, convert, inspect, validate_reference, quickstart, train, tune, evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (DataError, PropagationError, ConfigError, TrackingError, ModelFileError) as exc:
+    except (DataError, PropagationError, ConfigError, TrackingError, ModelFileError,
+            TrainingError) as exc:
         print(f"rtml {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

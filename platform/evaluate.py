@@ -42,7 +42,8 @@ def _total(rho_spin: np.ndarray, n_spin: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def evaluate_trajectory(model, traj, cfg: RolloutEvalConfig, device=torch.device("cpu"), source="<memory>") -> dict:
+def evaluate_trajectory(model, traj, cfg: RolloutEvalConfig, device=None, source="<memory>") -> dict:
+    device = device or torch.device("cpu")
     k, c = model.cfg.bundle, max(1, cfg.context)
     n = traj.n_steps - 1 - c
     if cfg.max_steps:
@@ -103,7 +104,7 @@ def aggregate(results: list[dict]) -> dict:
 
 
 def evaluate_store(model, store_path: str, ids: list[str] | None, cfg: RolloutEvalConfig,
-                   device=torch.device("cpu"), progress: bool = True) -> list[dict]:
+                   device=None, progress: bool = True) -> list[dict]:
     from tqdm.auto import tqdm
 
     from rtml.datasets.store.zarr_store import TrajectoryStore

@@ -33,3 +33,25 @@ def h2p_traj():
     """H2+ doublet / STO-3G / UKS LDA, kick, 20 steps (open shell, n_spin = 2)."""
     return propagate(CATALOG["h2p"], kick(1e-2, (0, 0, 1)),
                      EngineConfig(system=SystemConfig(basis="sto-3g"), n_steps=20))
+
+
+@pytest.fixture(scope="session")
+def small_store(tmp_path_factory):
+    """A tiny training store: H2 and LiH, 2 geometries, kick + pulse, 40 frames (serial engine, ~20 s)."""
+    from rtml.datasets.generate import GenerateConfig, generate
+
+    path = str(tmp_path_factory.mktemp("stores") / "train.zarr")
+    generate(GenerateConfig(out=path, molecules=["h2", "lih"], n_geometries=2, steps=40, executor="serial",
+                            progress=False))
+    return path
+
+
+@pytest.fixture(scope="session")
+def heldout_store(tmp_path_factory):
+    """Held-out store: other geometries and fields (seed 1), one geometry per molecule."""
+    from rtml.datasets.generate import GenerateConfig, generate
+
+    path = str(tmp_path_factory.mktemp("stores") / "heldout.zarr")
+    generate(GenerateConfig(out=path, molecules=["h2", "lih"], n_geometries=1, steps=40, seed=1,
+                            executor="serial", progress=False))
+    return path

@@ -93,7 +93,7 @@ class EvalSection:
     """Rollout evaluation at the end of training on up to ``max_trajectories`` held-out trajectories."""
     max_trajectories: int = 4
     max_steps: int | None = None
-    context: int = 1
+    context: int = 2  # reference frames before the rollout start (2: past a kick's discontinuity at t=dt/2)
 
 
 @dataclass(kw_only=True)

@@ -25,9 +25,10 @@ class WindowStream:
 
     def __init__(self, store: str, split: str, horizons: tuple[int, ...], steps_per_stage: int, batch_size: int,
                  rank: int = 0, world_size: int = 1, seed: int = 0, split_seed: int = 0,
-                 split_fractions=(0.8, 0.1, 0.1), cutoff: float = 5.0):
+                 split_fractions=(0.8, 0.1, 0.1), cutoff: float = 5.0, prev_frame: bool = True):
+        self.extra = int(prev_frame)  # one frame before the window: the model's first Δρ, as in a rollout
         self.curriculum = HorizonCurriculum(stages=tuple(horizons), steps_per_stage=steps_per_stage)
-        wcfg = WindowConfig(window=max(horizons), seed=split_seed, split_fractions=tuple(split_fractions),
+        wcfg = WindowConfig(window=max(horizons) + self.extra, seed=split_seed, split_fractions=tuple(split_fractions),
                             cutoff=cutoff)
         ids = None
         if split == "all":
@@ -38,7 +39,7 @@ class WindowStream:
         self.batch_size, self.rank, self.world_size, self.seed = batch_size, rank, world_size, seed
         self.cutoff = cutoff
         self.n_steps = {e["id"]: e["n_steps"] for e in self.ds.entries}
-        if min(self.n_steps.values()) - max(horizons) < world_size:
+        if min(self.n_steps.values()) - max(horizons) - self.extra < world_size:
             raise DataError(store, "n_steps", f"trajectories longer than the horizon {max(horizons)} + "
                                               f"{world_size} (one start per rank)", str(min(self.n_steps.values())))
 
@@ -46,8 +47,9 @@ class WindowStream:
         return self.curriculum.horizon(step)
 
     def plan(self, step: int) -> list[tuple[str, int, int]]:
-        """(trajectory id, start frame, length) of the windows of ``step`` on this rank."""
-        h = self.horizon(step)
+        """(trajectory id, start frame, length) of the windows of ``step`` on this rank (length includes the
+        previous frame when ``prev_frame``)."""
+        h = self.horizon(step) + self.extra
         rng = np.random.default_rng([self.seed, step, self.rank])
         ids = list(self.n_steps)
         w = np.array([self.n_steps[i] - h for i in ids], float)

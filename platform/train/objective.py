@@ -27,13 +27,18 @@ def electrons_per_spin(rho0: torch.Tensor, overlap: torch.Tensor) -> torch.Tenso
     return torch.diagonal(rho0 @ overlap.to(rho0.dtype)[:, None], dim1=-2, dim2=-1).sum(-1).real
 
 
-def window_loss(model, batch: WindowBatch, loss_cfg: LossConfig, device: torch.device):
-    """-> (total loss, {term: float}, predictions [B, T, 2, N, N], targets [B, T, 2, N, N])."""
+def window_loss(model, batch: WindowBatch, loss_cfg: LossConfig, device: torch.device, prev_frame: bool = True):
+    """-> (total loss, {term: float}, predictions [B, T, 2, N, N], targets [B, T, 2, N, N]).
+
+    ``prev_frame``: the batch's first frame is ρ(t0 - Δt), which gives the first input its Δρ (as in a rollout)."""
     mol = MoleculeBatch.from_window(batch).to(device)
-    rho = batch.rho.to(device)  # [B, T+1, 2, N, N] complex64
-    field = batch.field.to(device)  # [B, T+1, 3]
+    rho = batch.rho.to(device)  # [B, T+1(+1), 2, N, N] complex64
+    field = batch.field.to(device)  # [B, T+1(+1), 3]
     dt = batch_dt(batch)
-    pred = model(mol, rho, field, dt)  # [B, T, 2, N, N]
+    prev = rho[:, 0] if prev_frame else None
+    if prev_frame:
+        rho, field = rho[:, 1:], field[:, 1:]
+    pred = model(mol, rho, field, dt, rho_prev=prev)  # [B, T, 2, N, N]
     target, rho0 = rho[:, 1:], rho[:, 0]
     overlap = batch.overlap.to(device)
     total, terms = total_loss(pred, target, rho0, overlap, electrons_per_spin(rho0, overlap), dt, loss_cfg)
@@ -47,12 +52,12 @@ def validation_metrics(model, batches: list[WindowBatch], loss_cfg: LossConfig, 
            "val_max_hermiticity": 0.0, "val_max_trace": 0.0, "val_max_idempotency": 0.0}
     for b in batches:
         total, _, pred, target = window_loss(model, b, loss_cfg, device)
-        trivial = b.rho[:, :-1].to(device)
+        trivial = b.rho[:, 1:-1].to(device)
         out["val_loss_sum"] += float(total) * len(b.traj_ids)
         out["val_sq_err"] += float((pred - target).abs().square().sum())
         out["val_sq_err_trivial"] += float((trivial - target).abs().square().sum())
         out["val_count"] += len(b.traj_ids)
-        rho0 = b.rho[:, 0].to(device)
+        rho0 = b.rho[:, 1].to(device)
         v = violations(pred.transpose(0, 1), b.overlap.to(device), electrons_per_spin(rho0, b.overlap.to(device)))
         for k, val in v.items():
             out[f"val_max_{k}"] = max(out[f"val_max_{k}"], float(val.max()))

@@ -19,13 +19,19 @@ import ray.train
 import torch
 import torch.distributed as dist
 
+from rtml.models.physics import violations
 from rtml.platform import tracking
 from rtml.platform.configio import from_dict
 from rtml.platform.train.config import TrainConfig
 from rtml.platform.train.data import WindowStream
 from rtml.platform.train.engine import build_engine, set_distributed_env
 from rtml.platform.train.export import export_model
-from rtml.platform.train.objective import finish_validation, validation_metrics, window_loss
+from rtml.platform.train.objective import (
+    electrons_per_spin,
+    finish_validation,
+    validation_metrics,
+    window_loss,
+)
 
 CKPT_TAG = "ckpt"
 
@@ -93,6 +99,11 @@ def train_fn(config: dict) -> None:
             return
         engine.backward(total)
         engine.step()
+        with torch.no_grad():
+            rho0 = batch.rho[:, 1].to(device)
+            viol = violations(pred.detach().transpose(0, 1), batch.overlap.to(device),
+                              electrons_per_spin(rho0, batch.overlap.to(device)))
+        acc["max_violation"] = max(acc.get("max_violation", 0.0), max(float(v.max()) for v in viol.values()))
         for k, v in {**terms, "loss": float(total.detach()), "data_wait_s": wait, "windows": len(batch.traj_ids)}.items():
             acc[k] = acc.get(k, 0.0) + v
         acc["n"] = acc.get("n", 0) + 1
@@ -100,9 +111,11 @@ def train_fn(config: dict) -> None:
         _progress(out, rank, step=done, resumed_from=start if ckpt else None)
         if done % cfg.loop.log_every == 0 or done == cfg.loop.max_steps:
             now = time.perf_counter()
+            vmax = _allreduce({"v": acc.pop("max_violation")}, dist.ReduceOp.MAX)["v"]
             red = _allreduce(acc)
             n = red.pop("n")
             metrics = {k: v / n for k, v in red.items() if k not in ("windows", "data_wait_s")}
+            metrics["max_violation"] = vmax
             metrics.update(windows_per_s=red["windows"] / (now - t_last), data_wait_frac=red["data_wait_s"] /
                            (world * (now - t_last)), lr=engine.get_lr()[0], horizon=stream.horizon(step))
             if rank == 0:

@@ -1,0 +1,142 @@
+"""Training configuration, data stream, model files and tracking checks that need no Ray cluster."""
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from rtml.platform.configio import ConfigError, to_dict
+from rtml.platform.modelio import ModelFileError, load_model, save_model
+from rtml.platform.tracking import TrackingError, check_reachable
+from rtml.platform.train.config import RECIPES, TrainConfig, load_train_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("name", sorted(RECIPES))
+def test_recipe_yaml_files_match_the_recipes(name):
+    """configs/<recipe>.yaml is the documented form of each recipe: keep them in sync."""
+    on_disk = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
+    assert on_disk == to_dict(load_train_config(name))
+    assert to_dict(load_train_config(str(ROOT / "configs" / f"{name}.yaml"))) == on_disk
+
+
+def test_overrides_are_typed_and_nested():
+    cfg = load_train_config("small", ["optim.lr=1e-4", "data.horizons=[4, 8]", "data.val_store=null",
+                                      "scaling.num_workers=1"])
+    assert cfg.optim.lr == 1e-4 and cfg.data.horizons == (4, 8) and cfg.scaling.num_workers == 1
+    assert cfg.model.preset == "small" and cfg.data.val_store is None
+
+
+@pytest.mark.parametrize("override, field", [
+    (["optim.lrr=3"], "optim.lrr"),
+    (["model.preset=huge"], "model.preset"),
+    (["deepspeed.zero_stage=3"], "deepspeed.zero_stage"),
+    (["deepspeed.precision=bf16"], "deepspeed.precision"),
+    (["loop.max_steps=abc"], "loop.max_steps"),
+    (["data.horizons=[3]", "model.bundle=2"], "data.horizons"),
+    (["nonsense"], "nonsense"),
+])
+def test_bad_configs_name_the_field(override, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.").replace("[", r"\[")):
+        load_train_config("debug", override)
+
+
+def test_unknown_recipe_and_missing_file():
+    with pytest.raises(ConfigError, match="recipe"):
+        load_train_config("gigantic")
+    with pytest.raises(ConfigError, match="YAML"):
+        load_train_config("nope/missing.yaml")
+
+
+def test_config_error_survives_pickling():
+    err = pickle.loads(pickle.dumps(ConfigError("f.yaml", "a.b", "x", 3)))
+    assert str(err) == "f.yaml: field 'a.b': expected x, got 3"
+
+
+def test_unreachable_tracking_server_fails_fast():
+    with pytest.raises(TrackingError, match="unreachable"):
+        check_reachable("http://127.0.0.1:9", timeout=2)
+
+
+def test_model_file_roundtrip_without_deepspeed(tmp_path):
+    from rtml.models.surrogate import Surrogate, preset
+
+    torch.manual_seed(0)
+    model = Surrogate(preset("debug"))
+    for p in model.parameters():
+        p.data.add_(0.01 * torch.randn_like(p))
+    path = save_model(model, tmp_path / "model.pt", meta={"note": "test"})
+    blob = torch.load(path, weights_only=True)  # plain state dict + config, no DeepSpeed, no pickle of classes
+    assert blob["format"] == "rtml-surrogate" and "state_dict" in blob
+    again = load_model(tmp_path)
+    for (k, a), b in zip(model.state_dict().items(), again.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_not_an_rtml_model(tmp_path):
+    (tmp_path / "x.pt").write_bytes(b"not a zip")
+    with pytest.raises(ModelFileError, match="not an rtml model"):
+        load_model(tmp_path / "x.pt")
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "y.pt")
+    with pytest.raises(ModelFileError, match="format"):
+        load_model(tmp_path / "y.pt")
+    with pytest.raises(ModelFileError, match="no such model"):
+        load_model(tmp_path / "missing.pt")
+
+
+def test_window_stream_is_deterministic_sharded_and_follows_the_curriculum(small_store):
+    from rtml.platform.train.data import WindowStream
+
+    def stream(rank):
+        return WindowStream(small_store, "all", (4, 8), 3, 6, rank=rank, world_size=2, seed=5)
+
+    a, b, r1 = stream(0), stream(0), stream(1)
+    assert a.plan(7) == b.plan(7)  # resumable: the batch of a step depends only on (seed, step, rank)
+    assert a.plan(7) != a.plan(8)
+    assert all(s % 2 == 0 for _, s, _ in a.plan(2)) and all(s % 2 == 1 for _, s, _ in r1.plan(2))
+    assert {h for _, _, h in a.plan(0)} == {5} and {h for _, _, h in a.plan(3)} == {9}  # + previous frame
+    batch = a.batch(4)
+    assert batch.rho.shape[:2] == (6, 10)
+    items = list(a.iterate(0, 5, prefetch=2))
+    assert [s for s, _, _ in items] == list(range(5))
+    assert torch.equal(items[4][1].rho, a.batch(4).rho)
+
+
+def test_dipole_integrals_reproduce_the_engine_dipole(small_store):
+    """The evaluation's dipole operator (recomputed from geometry + basis name) equals the engine's."""
+    from rtml.datasets.integrals import dipole_integrals
+    from rtml.datasets.observables import dipole_from_density
+    from rtml.datasets.store.zarr_store import TrajectoryStore
+
+    store = TrajectoryStore(small_store)
+    for tid in store.ids()[:2]:
+        traj = store.read(tid)
+        r, nuc = dipole_integrals(traj)
+        mu = dipole_from_density(traj.density, r, nuc)
+        np.testing.assert_allclose(mu, traj.dipole, atol=2e-6)
+
+
+def test_rollout_evaluation_metrics_and_trivial_baseline(small_store, tmp_path):
+    from rtml.datasets.store.zarr_store import TrajectoryStore
+    from rtml.models.surrogate import Surrogate, preset
+    from rtml.platform.evaluate import RolloutEvalConfig, aggregate, evaluate_trajectory, plot_results
+
+    store = TrajectoryStore(small_store)
+    kicked = next(i for i in store.ids() if "kick" in i)
+    model = Surrogate(preset("debug")).eval()
+    res = evaluate_trajectory(model, store.read(kicked), RolloutEvalConfig(max_steps=20), source=kicked)
+    assert res["frames"] == 20
+    for who in ("model", "trivial"):
+        assert {"scaled_l2", "dipole_nrmse", "spectrum_nrmse", "spectrum_overlap"} <= set(res[who])
+    assert res["model"]["steps_to_violation"] == 20  # unitary head: no violation
+    agg = aggregate([res])
+    assert agg["trivial/dipole_nrmse"] > 0.5
+    assert [p.name for p in plot_results([res], tmp_path)] == ["dipole.png", "spectrum.png"]
+
+
+def test_default_train_config_is_valid():
+    assert TrainConfig().model.preset == "debug"

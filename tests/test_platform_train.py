@@ -1,0 +1,130 @@
+"""Ray Train + DeepSpeed training end to end on 2 local CPU workers (each test starts real Ray workers)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from mlflow.tracking import MlflowClient
+from platform_helpers import runs_named, tiny_config
+
+from rtml.datasets.errors import DataError
+from rtml.platform.train.driver import NonFiniteLossError, run
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_train_zero2_logs_everything_and_exports_a_plain_model(tmp_path, small_store, heldout_store):
+    cfg = tiny_config(tmp_path, small_store, heldout_store, name="e2e", max_steps=20)
+    cfg.deepspeed.zero_stage = 2
+    summary = run(cfg)
+    assert summary["final"]["step"] == 20 and summary["final"]["checkpoint"]
+    uri = cfg.tracking.uri
+    (r,) = runs_named(uri, "e2e")
+    assert r.info.status == "FINISHED"
+    m = r.data.metrics
+    for key in ("train/loss", "train/reconstruction", "train/trace", "train/windows_per_s", "train/max_violation",
+                "val_loss", "val_mse_ratio", "eval/model/dipole_nrmse", "eval/trivial/dipole_nrmse",
+                "eval/model/spectrum_overlap", "eval/model/steps_to_violation"):
+        assert key in m, key
+    assert r.data.params["deepspeed.zero_stage"] == "2" and r.data.tags["rtml.git_commit"]
+    assert "version.deepspeed" in r.data.tags
+    arts = {a.path for a in MlflowClient(uri).list_artifacts(r.info.run_id)}
+    assert {"config.yaml", "model.pt", "dipole.png", "spectrum.png", "summary.json"} <= arts
+    blob = torch.load(os.path.join(cfg.out, "model.pt"), weights_only=True)
+    assert blob["format"] == "rtml-surrogate"
+    import mlflow.pytorch
+
+    from rtml.platform.modelio import load_model
+
+    logged = mlflow.pytorch.load_model(f"runs:/{r.info.run_id}/model")
+    plain = load_model(cfg.out)
+    for (k, a), b in zip(plain.state_dict().items(), logged.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, small_store, heldout_store):
+    cfg = tiny_config(tmp_path, small_store, heldout_store, name="nan", max_steps=30, checkpoint_every=5,
+                      eval_every=5, nan_at_step=12)
+    with pytest.raises(NonFiniteLossError, match=r"step 12.*step 10\)") as err:
+        run(cfg)
+    ckpt = str(err.value).rsplit(": ", 1)[-1]
+    assert os.path.isdir(ckpt) and any(n.endswith("model_states.pt") for _, _, f in os.walk(ckpt) for n in f)
+    (r,) = runs_named(cfg.tracking.uri, "nan")
+    assert r.info.status == "FAILED"
+
+
+def test_bad_inputs_fail_before_training(tmp_path, small_store, heldout_store):
+    cfg = tiny_config(tmp_path, str(tmp_path / "missing.zarr"), heldout_store, name="bad")
+    with pytest.raises(DataError, match="missing.zarr"):
+        run(cfg)
+    import shutil
+
+    import zarr
+
+    wrong = tmp_path / "v99.zarr"
+    shutil.copytree(small_store, wrong)
+    g = zarr.open_group(str(wrong), mode="a")
+    info = dict(g.attrs["rtml_store"])
+    info["schema_version"] = 99
+    g.attrs["rtml_store"] = info
+    with pytest.raises(DataError, match="schema_version"):
+        run(tiny_config(tmp_path, str(wrong), heldout_store, name="bad2"))
+    from rtml.platform.tracking import TrackingError
+
+    cfg = tiny_config(tmp_path, small_store, heldout_store, name="bad3")
+    cfg.tracking.uri = "http://127.0.0.1:9"
+    with pytest.raises(TrackingError, match="unreachable"):
+        run(cfg)
+
+
+def test_killed_worker_recovers_from_last_checkpoint(tmp_path, small_store, heldout_store):
+    """SIGKILL rank 1 mid-run (a separate `rtml train` process): Ray restarts the worker group from the last
+    checkpoint, the run finishes, at most one checkpoint interval is redone, and MLflow has one run."""
+    every, uri = 5, f"sqlite:///{tmp_path / 'mlflow.db'}"
+    cmd = [sys.executable, "-m", "rtml.platform.cli", "train", "debug", f"data.store={small_store}",
+           f"data.val_store={heldout_store}", "data.horizons=[4, 8]", "data.batch_size=2", "data.val_windows=2",
+           "eval.max_trajectories=1", "eval.max_steps=8", "name=ft", f"out={tmp_path / 'ft'}",
+           f"storage={tmp_path / 'ray'}", f"tracking.uri={uri}", "loop.max_steps=60",
+           f"loop.checkpoint_every={every}", f"loop.eval_every={every}", "scaling.max_failures=2"]
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    progress = tmp_path / "ft" / "progress" / "rank1.json"
+    killed_at = None
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if progress.exists():
+            try:
+                info = json.loads(progress.read_text())
+            except json.JSONDecodeError:
+                continue
+            if info["step"] >= 2 * every + 2:
+                os.kill(info["pid"], signal.SIGKILL)
+                killed_at = info["step"]
+                break
+        time.sleep(0.02)
+    out, _ = proc.communicate(timeout=400)
+    assert killed_at is not None, out[-3000:]
+    assert proc.returncode == 0, out[-3000:]
+    (r,) = runs_named(uri, "ft")  # one MLflow run, not two
+    assert r.info.status == "FINISHED"
+    resumed = MlflowClient(uri).get_metric_history(r.info.run_id, "resumed_from_step")
+    assert resumed, "the run did not resume from a checkpoint"
+    lost = killed_at - resumed[-1].value
+    assert 0 <= lost <= every, (killed_at, resumed[-1].value)
+    final = json.loads((tmp_path / "ft" / "summary.json").read_text())
+    assert final["final"]["step"] == 60

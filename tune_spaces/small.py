@@ -1,0 +1,15 @@
+"""``small`` sweep (laptop / one GPU node): learning rate, horizon curriculum and model head."""
+
+from ray import tune
+
+from rtml.platform.tune import SweepSpace
+
+
+def space() -> SweepSpace:
+    return SweepSpace(base="small",
+                      params={"optim.lr": tune.loguniform(3e-4, 1e-2),
+                              "data.steps_per_stage": tune.choice([100, 300]),
+                              "model.head": tune.choice(["unitary", "density"]),
+                              "loss.derivative": tune.choice([1.0, 10.0])},
+                      num_samples=16, max_concurrent_trials=2, grace_period=2, reduction_factor=3,
+                      searcher="random")
