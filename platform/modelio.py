@@ -30,11 +30,12 @@ def save_model(model: Surrogate, path: str | Path, meta: dict | None = None) -> 
     return p
 
 
-def load_model(spec: str | Path, device: str | torch.device = "cpu") -> Surrogate:
-    """A model from a ``model.pt`` file, a run directory holding one, or an MLflow model URI."""
+def load_model(spec: str | Path, device: str | torch.device = "cpu", tracking_uri: str | None = None) -> Surrogate:
+    """A model from a ``model.pt`` file, a run directory holding one, or an MLflow model URI (resolved against
+    ``tracking_uri``, default $MLFLOW_TRACKING_URI or the local ./mlflow.db)."""
     s = str(spec)
     if s.startswith(("runs:/", "models:/", "mlflow-artifacts:/")):
-        return _load_mlflow(s, device)
+        return _load_mlflow(s, device, tracking_uri)
     p = Path(s)
     if p.is_dir():
         p = p / "model.pt"
@@ -59,10 +60,13 @@ def load_model(spec: str | Path, device: str | torch.device = "cpu") -> Surrogat
     return model.to(device).eval()
 
 
-def _load_mlflow(uri: str, device) -> Surrogate:
+def _load_mlflow(uri: str, device, tracking_uri: str | None) -> Surrogate:
     import mlflow.exceptions
     import mlflow.pytorch
 
+    from rtml.platform.tracking import resolve_uri
+
+    mlflow.set_tracking_uri(resolve_uri(tracking_uri))
     try:
         model = mlflow.pytorch.load_model(uri, map_location=torch.device(device))
     except (mlflow.exceptions.MlflowException, OSError) as exc:

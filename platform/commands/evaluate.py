@@ -51,7 +51,7 @@ def run(cfg: EvaluateConfig) -> dict:
     TrajectoryStore(cfg.store)  # clear error for a missing/invalid store before loading anything else
     uri = tracking.resolve_uri(cfg.tracking_uri)
     tracking.check_reachable(uri)
-    model = load_model(cfg.model)
+    model = load_model(cfg.model, tracking_uri=uri)
     results = evaluate_store(model, cfg.store, cfg.ids, cfg.rollout)
     agg = aggregate(results)
     out = Path(cfg.out)

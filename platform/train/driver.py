@@ -92,6 +92,8 @@ def fit(cfg: TrainConfig, uri: str, run_id: str, callbacks=None) -> dict:
     from ray.train import TrainingFailedError
 
     c = tracking.client(uri)
+    marker = Path(cfg.out) / "nan_loss.json"
+    marker.unlink(missing_ok=True)
     try:
         result = build_trainer(cfg, uri, run_id, callbacks).fit()
     except TrainingFailedError as exc:
@@ -99,6 +101,8 @@ def fit(cfg: TrainConfig, uri: str, run_id: str, callbacks=None) -> dict:
         raise TrainingError(f"training run '{cfg.name}' failed after {cfg.scaling.max_failures} restarts: "
                             f"{str(exc).strip().splitlines()[-1]}") from exc
     metrics = dict(result.metrics or {})
+    if marker.exists():
+        metrics.update(json.loads(marker.read_text()))
     if metrics.get("status") == "nan_loss":
         c.set_terminated(run_id, status="FAILED")
         ckpt = result.checkpoint.path if result.checkpoint else "none (no checkpoint was written before)"

@@ -94,7 +94,11 @@ def train_fn(config: dict) -> None:
             total = total * float("nan")
         bad = _allreduce({"bad": float(not torch.isfinite(total))}, dist.ReduceOp.MAX)["bad"]
         if bad:
-            ray.train.report({"step": step, "status": "nan_loss", "last_good_step": start_or_last(start, step, cfg)})
+            info = {"step": step, "status": "nan_loss", "last_good_step": start_or_last(start, step, cfg)}
+            if rank == 0:  # the driver reads this marker: Ray's result carries the last *checkpointed* metrics
+                (out / "nan_loss.json").write_text(json.dumps(info))
+                tracking.log_metrics(uri, run_id, {"nan_loss_at_step": step}, step=step)
+            ray.train.report(info)
             _progress(out, rank, step=step, status="nan_loss")
             return
         engine.backward(total)
