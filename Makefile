@@ -17,7 +17,7 @@ setup: $(STAMP)
 quickstart: $(STAMP)  ## the main job, end to end on embedded defaults
 	$(VENV)/bin/rtml quickstart
 
-test: $(STAMP)  ## the default test suite (CPU, ~5 min on 2 cores)
+test: $(STAMP)  ## the default test suite (CPU, ~12 min on 2 cores)
 	PATH=$(abspath $(VENV))/bin:$$PATH pytest
 
 test-slow: $(STAMP)
@@ -29,3 +29,5 @@ validate: $(STAMP)  ## long physics validation of the reference engine
 bench: $(STAMP)
 	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/bench_store.py
+	$(PY) benchmarks/bench_model.py
+	$(PY) benchmarks/bench_train.py --store runs/quickstart/train.zarr

@@ -140,6 +140,7 @@ def run(cfg: TuneConfig) -> dict:
                "best_trial": Path(best.path).name}
     tracking.log_params(uri, parent, {f"best.{k}": v for k, v in best.config["params"].items()})
     tracking.log_metrics(uri, parent, {f"best_{space.metric}": summary["best_metrics"].get(space.metric)}, step=0)
+    Path(path, "rtml_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     _close_children(uri, cfg.experiment, parent)
     tracking.client(uri).set_terminated(parent, status="FINISHED" if not grid.errors else "FAILED")
     return summary

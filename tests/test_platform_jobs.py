@@ -60,7 +60,7 @@ def test_tune_debug_sweep_nests_trials_and_resumes(tmp_path, small_store, heldou
            "--tracking-uri", uri]
     first = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=800)
     assert first.returncode == 0, (first.stdout + first.stderr)[-4000:]
-    summary = json.loads(first.stdout[first.stdout.index("{\n"):])
+    summary = json.loads((tmp_path / "tune" / "sw" / "rtml_summary.json").read_text())
     assert summary["trials"] == 2 and summary["errors"] == 0 and "optim.lr" in summary["best_params"]
     c = MlflowClient(uri)
     exp = c.get_experiment_by_name("rtml-sweeps")

@@ -1,0 +1,27 @@
+"""The README's main job, end to end with reduced sizes (slow: data generation + Ray Train + evaluation)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_quickstart_small(tmp_path):
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    r = subprocess.run([str(BIN / "rtml"), "quickstart", "--out", str(tmp_path / "qs"), "--steps", "80",
+                        "--n-geometries", "1", "--train-steps", "60",
+                        "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "loop.checkpoint_every=30",
+                        "loop.eval_every=30", "data.horizons=[8, 16]"],
+                       check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=850)
+    assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
+    assert "one-step MSE / trivial" in r.stdout and "dipole_nrmse" in r.stdout
+    s = json.loads((tmp_path / "qs" / "summary.json").read_text())
+    assert s["final"]["step"] == 60 and s["final"]["val_mse_ratio"] < 1.0  # better than ρ(t+Δt) = ρ(t)
+    assert all(Path(p).exists() for p in s["plots"])
