@@ -4,7 +4,7 @@ Same store, model, batch size per worker and steps; each configuration is a real
 Throughput = windows/s over all workers from the run's own `train/windows_per_s` metric (first log interval, which
 includes start-up, dropped). The loader rate is one process reading and collating windows with no model.
 
-    python benchmarks/bench_train.py --store runs/quickstart/train.zarr [--steps 120] [--preset debug]
+    python benchmarks/bench_train.py --store runs/quickstart/train.zarr --val-store runs/quickstart/heldout.zarr [--steps 120] [--preset debug]
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ def loader_rate(store: str, horizon: int, batch: int, n: int = 30) -> float:
     return n * batch / (time.perf_counter() - t0)
 
 
-def train_rate(store: str, workers: int, steps: int, preset: str, horizon: int, batch: int, tmp: Path) -> float:
+def train_rate(store: str, val_store: str, workers: int, steps: int, preset: str, horizon: int, batch: int, tmp: Path) -> float:
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     cfg = load_train_config("debug", [
-        f"data.store={store}", f"data.horizons=[{horizon}]", f"data.batch_size={batch}", f"model.preset={preset}",
+        f"data.store={store}", f"data.val_store={val_store}", f"data.horizons=[{horizon}]", f"data.batch_size={batch}", f"model.preset={preset}",
         f"loop.max_steps={steps}", f"loop.log_every={max(steps // 6, 1)}", f"loop.checkpoint_every={steps}",
         f"loop.eval_every={steps}", "eval.max_trajectories=0", f"scaling.num_workers={workers}",
         f"scaling.cpus_per_worker={2 / workers}", f"name=bench-{workers}w", f"out={tmp / f'out{workers}'}",
@@ -51,6 +51,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--store", default="runs/quickstart/train.zarr")
     p.add_argument("--steps", type=int, default=120)
+    p.add_argument("--val-store", default="runs/quickstart/heldout.zarr")
     p.add_argument("--preset", default="debug")
     p.add_argument("--horizon", type=int, default=16)
     p.add_argument("--batch", type=int, default=4, help="windows per worker per step")
@@ -60,8 +61,8 @@ def main() -> None:
         tmp = Path(d)
         init_ray(load_train_config("debug", ["scaling.num_workers=2"]))
         load = loader_rate(a.store, a.horizon, a.batch)
-        r1 = train_rate(a.store, 1, a.steps, a.preset, a.horizon, a.batch, tmp)
-        r2 = train_rate(a.store, 2, a.steps, a.preset, a.horizon, a.batch, tmp)
+        r1 = train_rate(a.store, a.val_store, 1, a.steps, a.preset, a.horizon, a.batch, tmp)
+        r2 = train_rate(a.store, a.val_store, 2, a.steps, a.preset, a.horizon, a.batch, tmp)
     print(f"\nstore {a.store}, preset {a.preset}, horizon {a.horizon}, {a.batch} windows/worker/step, "
           f"{a.steps} steps, {os.cpu_count()} cores")
     print(f"{'configuration':<34}{'windows/s':>12}")

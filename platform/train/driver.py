@@ -33,6 +33,12 @@ def check_inputs(cfg: TrainConfig) -> None:
         store = TrajectoryStore(path)
         if not len(store):
             raise DataError(path, "index", "at least one trajectory", "an empty store")
+    if not cfg.data.val_store:
+        from rtml.platform.train.export import held_out_ids
+
+        if not held_out_ids(cfg)[1]:
+            raise DataError(cfg.data.store, "split 'val'", "at least one validation trajectory (the hash split "
+                            f"{list(cfg.data.split_fractions)} left none): set data.val_store", "0 trajectories")
 
 
 def init_ray(cfg: TrainConfig) -> None:
