@@ -1,5 +1,6 @@
 """Training configuration, data stream, model files and tracking checks that need no Ray cluster."""
 
+import json
 import pickle
 from pathlib import Path
 
@@ -140,3 +141,22 @@ def test_rollout_evaluation_metrics_and_trivial_baseline(small_store, tmp_path):
 
 def test_default_train_config_is_valid():
     assert TrainConfig().model.preset == "debug"
+
+
+def test_evaluate_command_logs_a_run(small_store, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from rtml.models.surrogate import Surrogate, preset
+    from rtml.platform.cli import main
+
+    save_model(Surrogate(preset("debug")), tmp_path / "m" / "model.pt")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["evaluate", str(tmp_path / "m"), small_store, "--out", str(tmp_path / "ev"), "--max-trajectories",
+                 "2", "--max-steps", "10", "--tracking-uri", uri]) == 0
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert len(metrics["per_trajectory"]) == 2 and "model/dipole_nrmse" in metrics["rollout"]
+    c = MlflowClient(uri)
+    (run,) = c.search_runs([c.get_experiment_by_name("rtml-evaluate").experiment_id])
+    assert "model/scaled_l2" in run.data.metrics and run.data.tags["rtml.model"] == str(tmp_path / "m")
+    assert main(["evaluate", str(tmp_path / "nothing.pt"), small_store, "--tracking-uri", uri]) == 2
+    assert main(["evaluate", str(tmp_path / "m"), str(tmp_path / "missing.zarr"), "--tracking-uri", uri]) == 2
