@@ -11,10 +11,12 @@ import sys
 
 from rtml.datasets.errors import DataError, PropagationError
 from rtml.platform.commands import (
+    adapt,
     convert,
     evaluate,
     generate,
     inspect,
+    meta_train,
     quickstart,
     train,
     tune,
@@ -25,7 +27,8 @@ from rtml.platform.modelio import ModelFileError
 from rtml.platform.tracking import TrackingError
 from rtml.platform.train.driver import TrainingError
 
-COMMANDS = (generate, convert, inspect, validate_reference, quickstart, train, tune, evaluate)
+COMMANDS = (generate, convert, inspect, validate_reference, quickstart, train, tune, evaluate, meta_train,
+            adapt)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,7 +1,8 @@
 """Trained-model files: a plain consolidated state dict that loads without DeepSpeed.
 
 ``model.pt`` = ``{"format": "rtml-surrogate", "version": 1, "config": <SurrogateConfig as dict>, "state_dict": ...,
-"meta": {...}}``, readable with ``torch.load(path, weights_only=True)``. :func:`load_model` also takes an MLflow
+"meta": {...}}``, readable with ``torch.load(path, weights_only=True)``. A loaded model carries ``meta`` as
+``model.rtml_meta`` (its MLflow run id; for meta-trained models the meta-learner state). :func:`load_model` also takes an MLflow
 model URI (``runs:/<id>/model``, ``models:/...``) logged by ``rtml train``.
 """
 
@@ -57,6 +58,7 @@ def load_model(spec: str | Path, device: str | torch.device = "cpu", tracking_ur
         raise ModelFileError(str(exc)) from None
     model = Surrogate(cfg)
     model.load_state_dict(blob["state_dict"])
+    model.rtml_meta = dict(blob.get("meta") or {})  # provenance: MLflow run id, meta-learner state, ...
     return model.to(device).eval()
 
 
@@ -73,4 +75,6 @@ def _load_mlflow(uri: str, device, tracking_uri: str | None) -> Surrogate:
         raise ModelFileError(f"{uri}: MLflow model not found ({str(exc).splitlines()[0]})") from None
     if not isinstance(model, Surrogate):
         raise ModelFileError(f"{uri}: not an rtml model (got {type(model).__name__})")
+    if not getattr(model, "rtml_meta", None):
+        model.rtml_meta = {"mlflow_run_id": uri.split("/")[1]} if uri.startswith("runs:/") else {}
     return model.eval()

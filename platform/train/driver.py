@@ -61,11 +61,15 @@ def worker_env(cfg: TrainConfig) -> dict:
     return env
 
 
-def build_trainer(cfg: TrainConfig, uri: str, run_id: str, callbacks=None):
+def build_trainer(cfg: TrainConfig, uri: str, run_id: str, callbacks=None, train_fn=None):
+    """A ``TorchTrainer`` running ``train_fn`` (default: the surrogate's :func:`~rtml.platform.train.worker.train_fn`;
+    meta-training passes its own) on ``cfg.scaling`` workers; any config with the sections ``scaling``, ``loop``
+    and the fields ``name``/``storage``/``out`` works."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from rtml.platform.train.worker import train_fn
+    if train_fn is None:
+        from rtml.platform.train.worker import train_fn
 
     out = Path(cfg.out).resolve()
     storage = cfg.storage if "://" in cfg.storage else str(Path(cfg.storage).resolve())
@@ -93,7 +97,7 @@ def open_run(cfg: TrainConfig, uri: str, parent_run_id: str | None = None) -> st
                               parent_run_id=parent_run_id)
 
 
-def fit(cfg: TrainConfig, uri: str, run_id: str, callbacks=None) -> dict:
+def fit(cfg: TrainConfig, uri: str, run_id: str, callbacks=None, train_fn=None) -> dict:
     """Run the trainer; returns the final reported metrics; raises TrainingError / NonFiniteLossError."""
     from ray.train import TrainingFailedError
 
@@ -101,7 +105,7 @@ def fit(cfg: TrainConfig, uri: str, run_id: str, callbacks=None) -> dict:
     marker = Path(cfg.out) / "nan_loss.json"
     marker.unlink(missing_ok=True)
     try:
-        result = build_trainer(cfg, uri, run_id, callbacks).fit()
+        result = build_trainer(cfg, uri, run_id, callbacks, train_fn).fit()
     except TrainingFailedError as exc:
         c.set_terminated(run_id, status="FAILED")
         raise TrainingError(f"training run '{cfg.name}' failed after {cfg.scaling.max_failures} restarts: "

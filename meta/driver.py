@@ -1,0 +1,57 @@
+"""``run(cfg)``: one meta-training run = one Ray Train ``TorchTrainer`` fit of :func:`meta_train_fn` = one MLflow
+run. Same name + storage resumes from the last checkpoint into the same MLflow run (as ``rtml train``)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from rtml.meta.config import MetaTrainConfig, check
+from rtml.meta.tasks import TaskSampler
+from rtml.platform import tracking
+from rtml.platform.configio import save_yaml
+from rtml.platform.train.driver import fit, init_ray, open_run
+
+
+def absolute_paths(cfg: MetaTrainConfig) -> None:
+    """Workers do not run in the driver's directory: make local paths absolute."""
+    def fix(p):
+        return p if not p or "://" in p or p.startswith(("runs:/", "models:/")) else str(Path(p).resolve())
+    cfg.tasks.store, cfg.model.init, cfg.out, cfg.storage = (fix(cfg.tasks.store), fix(cfg.model.init),
+                                                            fix(cfg.out), fix(cfg.storage))
+
+
+def check_inputs(cfg: MetaTrainConfig, uri: str) -> dict:
+    """Fail before Ray starts: the store yields tasks; the initial model loads. -> parent model meta."""
+    t = cfg.tasks
+    TaskSampler(t.store, t.shots, t.query, t.horizon, t.molecules, t.exclude)
+    if not cfg.model.init:
+        return {}
+    from rtml.platform.modelio import load_model
+
+    return getattr(load_model(cfg.model.init, "cpu", uri), "rtml_meta", {}) or {}
+
+
+def run(cfg: MetaTrainConfig) -> dict:
+    from rtml.meta.worker import meta_train_fn
+
+    t0 = time.perf_counter()
+    check(cfg)
+    absolute_paths(cfg)
+    uri = tracking.resolve_uri(cfg.tracking.uri)
+    tracking.check_reachable(uri)
+    parent = check_inputs(cfg, uri)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_yaml(cfg, out / "config.yaml")
+    run_id = open_run(cfg, uri)
+    if parent.get("mlflow_run_id"):
+        tracking.client(uri).set_tag(run_id, "rtml.parent_model_run_id", parent["mlflow_run_id"])
+    tracking.client(uri).set_tag(run_id, "rtml.kind", "meta-train")
+    init_ray(cfg)
+    metrics = fit(cfg, uri, run_id, train_fn=meta_train_fn)
+    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+    summary.update(run_id=run_id, tracking_uri=uri, final=metrics, wall_seconds=time.perf_counter() - t0)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary

@@ -1,0 +1,54 @@
+"""Plots of an adaptation run: query dipoles of the three models against the reference, and per-trajectory
+dipole nRMSE bars."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+LABELS = {"zero_shot": "zero-shot", "finetune": "fine-tune (Adam)", "adapted": "adapted (MAML)"}
+
+
+def plot_comparison(results: dict, out_dir: str | Path, max_panels: int = 3) -> list[Path]:
+    """``results``: {method: [rollout results per query trajectory]} -> [dipole.png, nrmse.png]."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    first = results["zero_shot"][:max_panels]
+    fig, axes = plt.subplots(len(first), 1, figsize=(7, 2.3 * len(first)), squeeze=False)
+    for j, (ax, r0) in enumerate(zip(axes[:, 0], first)):
+        i = int(np.argmax(np.ptp(r0["mu_ref"], axis=0)))
+        ax.plot(r0["time"], r0["mu_ref"][:, i], "k-", lw=1.4, label="reference (PySCF RT-TDDFT)")
+        for c, (name, label) in enumerate(LABELS.items()):
+            r = results[name][j]
+            ax.plot(r["time"], r["mu_pred"][:, i], f"C{c}--", lw=1.1,
+                    label=f"{label}: nRMSE {r['model']['dipole_nrmse']:.3g}")
+        ax.set_title(f"{r0['id']}: μ_{'xyz'[i]}", fontsize=8)
+        ax.set_ylabel("dipole (a.u.)")
+        ax.legend(fontsize=6)
+    axes[-1, 0].set_xlabel("time (a.u.)")
+    fig.tight_layout()
+    paths = [out_dir / "adapt_dipole.png"]
+    fig.savefig(paths[0], dpi=110)
+    plt.close(fig)
+
+    ids = [r["id"] for r in results["zero_shot"]]
+    x = np.arange(len(ids))
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(ids)), 3))
+    for c, (name, label) in enumerate(LABELS.items()):
+        ax.bar(x + (c - 1) * 0.27, [r["model"]["dipole_nrmse"] for r in results[name]], 0.27, label=label,
+               color=f"C{c}")
+    ax.set_yscale("log")
+    ax.set_xticks(x, ids, rotation=30, ha="right", fontsize=7)
+    ax.set_ylabel("dipole nRMSE (query)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(out_dir / "adapt_nrmse.png")
+    fig.savefig(paths[1], dpi=110)
+    plt.close(fig)
+    return paths
