@@ -19,11 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from rtml.meta.config import LearnerConfig
+from rtml.meta.config import LearnerConfig, task_loss_config
 from rtml.meta.learner import MetaLearner
 from rtml.meta.tasks import Task, WindowSource
 from rtml.meta.worker import task_loss_fn
-from rtml.models.losses import LossConfig
 from rtml.platform.evaluate import RolloutEvalConfig, aggregate, evaluate_trajectory
 
 METHODS = ("zero_shot", "finetune", "adapted")
@@ -34,7 +33,7 @@ class AdaptSettings:
     """``steps``: gradient steps for both fine-tuning and MAML (None: the meta-learner's inner steps, else 5);
     ``horizon``/``windows``: support windows per step; ``max_steps``: rollout frames per query trajectory."""
     steps: int | None = None
-    inner_lr: float = 0.1
+    inner_lr: float = 1e-3
     finetune_lr: float = 1e-3
     horizon: int = 16
     windows: int = 4
@@ -45,12 +44,12 @@ class AdaptSettings:
 
 
 def learner_for(model, settings: AdaptSettings) -> MetaLearner:
-    loss_fn = task_loss_fn(LossConfig(), torch.device("cpu"))
+    loss_fn = task_loss_fn(task_loss_config(), torch.device("cpu"))
     state = (getattr(model, "rtml_meta", None) or {}).get("meta_learner")
     if state:
         return MetaLearner.from_state(model, loss_fn, state)
     return MetaLearner(model, loss_fn, LearnerConfig(inner_steps=settings.steps or 5, inner_lr=settings.inner_lr,
-                                                     meta_sgd=False))
+                                                     meta_sgd=False))  # update: 'adam' (the default)
 
 
 def finetune(model, loss_fn, batches: list, steps: int, lr: float):

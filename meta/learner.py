@@ -4,8 +4,16 @@ The whole interface is ``adapt(params, support) -> params`` plus ``meta_loss(sup
 plain ``{name: tensor}`` dict and the model is evaluated with ``torch.func.functional_call``, so the inner loop is
 ordinary differentiable tensor algebra:
 
-    θ'_0 = θ,   θ'_{j+1} = θ'_j − α_g ∘ ∇_θ' L_support(θ'_j, batch_j)          (only the adapted names change)
+    θ'_0 = θ,   θ'_{j+1} = θ'_j − α_g ∘ u_g(∇_θ' L_support(θ'_j, batch_j))      (only the adapted names change)
     meta-loss = L_query(θ'_n)
+
+with ``update='sgd'``: u(g) = g; ``'normalized'``: u(g) = g / ‖g_group‖ (α_g is a step length per group);
+``'adam'``: u = m̂ / (√v̂ + ε), Adam's moments carried through the inner steps — differentiable, and the same
+update family as the fine-tuning baseline, so "equal steps" compares like with like. Adam's first steps are close
+to sign(g): their derivative is ≈ 0 except where |g| ~ ε, where it is ~1/ε, so second-order MAML through 'adam'
+is nearly singular (finite differences cannot even check it) — use it with ``first_order=True`` (the meta-gradient
+then still reaches θ and, through α_g·u, the learning rates). The surrogate's gradients span
+orders of magnitude between and within groups: plain SGD cannot lower its loss with any single step size.
 
 With ``first_order=False`` the inner gradients are built with ``create_graph=True`` and ∂meta-loss/∂θ includes the
 second-order terms (Hessian-vector products through the inner steps); ``first_order=True`` detaches them (FOMAML).
@@ -68,12 +76,13 @@ class MetaLearner(nn.Module):
     def state(self) -> dict:
         """JSON-safe description saved with a meta-trained model (:func:`from_state` restores it)."""
         return {"inner_lrs": self.inner_lrs(), "inner_steps": self.cfg.inner_steps, "adapt": list(self.cfg.adapt),
-                "first_order": self.cfg.first_order, "meta_sgd": self.cfg.meta_sgd}
+                "first_order": self.cfg.first_order, "meta_sgd": self.cfg.meta_sgd, "update": self.cfg.update}
 
     @classmethod
     def from_state(cls, model: nn.Module, loss_fn: Callable, state: dict) -> MetaLearner:
         cfg = LearnerConfig(inner_steps=int(state["inner_steps"]), inner_lr=1.0, first_order=bool(
-            state["first_order"]), meta_sgd=bool(state["meta_sgd"]), adapt=list(state["adapt"]))
+            state["first_order"]), meta_sgd=bool(state["meta_sgd"]), adapt=list(state["adapt"]),
+                            update=state.get("update", "sgd"))
         learner = cls(model, loss_fn, cfg)
         with torch.no_grad():
             for g, lr in state["inner_lrs"].items():
@@ -91,18 +100,37 @@ class MetaLearner(nn.Module):
         if create_graph is None:
             create_graph = not self.cfg.first_order and torch.is_grad_enabled()
         outer = torch.is_grad_enabled()  # False at test time: plain, memory-light SGD on detached tensors
-        params = dict(params)
+        params, moments = dict(params), {}
         for j in range(steps or self.cfg.inner_steps):
             with torch.enable_grad():
                 loss = self.loss(params, support[j % len(support)])
                 leaves = [params[n] for n in self.adapted]
                 grads = torch.autograd.grad(loss, leaves, create_graph=create_graph, allow_unused=True)
-                for n, g in zip(self.adapted, grads):
-                    if g is None:  # parameter not used by this batch (e.g. no d shells): unchanged
-                        continue
-                    new = params[n] - self.log_lrs[group_of(n)].exp() * (g if create_graph else g.detach())
+                grads = {n: (g if create_graph else g.detach()) for n, g in zip(self.adapted, grads) if g is not None}
+                # absent names: parameters this batch does not use (e.g. no d shells) stay unchanged
+                for n, u in self._directions(grads, moments, j + 1).items():
+                    new = params[n] - self.log_lrs[group_of(n)].exp() * u
                     params[n] = new if outer else new.detach().requires_grad_()
         return params
+
+    def _directions(self, grads: dict, moments: dict, t: int) -> dict:
+        """Update directions u from gradients (see the module docstring); ``moments`` carries Adam's m, v."""
+        if self.cfg.update == "sgd":
+            return grads
+        if self.cfg.update == "normalized":
+            norms: dict = {}
+            for n, g in grads.items():
+                norms[group_of(n)] = norms.get(group_of(n), 0.0) + g.square().sum()
+            return {n: g / (norms[group_of(n)] + 1e-24).sqrt() for n, g in grads.items()}  # smooth at 0
+        b1, b2, eps = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults
+        out = {}
+        for n, g in grads.items():
+            m, v = moments.get(n, (0.0, 0.0))
+            m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g * g
+            moments[n] = (m, v)
+            # torch.optim.Adam's step; the clamp keeps the derivative of √ finite where a gradient is exactly zero
+            out[n] = (m / (1 - b1**t)) / ((v / (1 - b2**t)).clamp_min(1e-30).sqrt() + eps)
+        return out
 
     def meta_loss(self, support: list, query: list) -> torch.Tensor:
         """L_query(adapt(θ, support)) averaged over the query batches; differentiable w.r.t. θ and log α."""

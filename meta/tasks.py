@@ -75,10 +75,13 @@ class TaskSampler:
 
 
 class WindowSource:
-    """Random windows of chosen trajectories of a store (the dataset opens the store lazily: picklable)."""
+    """Random windows of chosen trajectories of a store (the dataset opens the store lazily: picklable).
 
-    def __init__(self, store: str, horizon: int, cutoff: float = 5.0, prev_frame: bool = True):
-        self.horizon, self.extra, self.cutoff = horizon, int(prev_frame), cutoff
+    Windows start at frame ``first`` or later (default 1: the first input's Δρ never spans a kick applied between
+    frames 0 and 1, the same convention as the rollout evaluation's ``context``)."""
+
+    def __init__(self, store: str, horizon: int, cutoff: float = 5.0, prev_frame: bool = True, first: int = 1):
+        self.horizon, self.extra, self.cutoff, self.first = horizon, int(prev_frame), cutoff, first
         st = TrajectoryStore(store)
         self.n_steps = {e["id"]: e["n_steps"] for e in st.index}
         self.ds = WindowDataset(store, split="all", cfg=WindowConfig(window=horizon + self.extra, cutoff=cutoff),
@@ -91,7 +94,7 @@ class WindowSource:
         samples = []
         for j in range(n_windows):
             tid = ids[order[j % len(ids)]]
-            samples.append(self.ds.sample(tid, int(rng.integers(0, self.n_steps[tid] - h)), h))
+            samples.append(self.ds.sample(tid, int(rng.integers(self.first, self.n_steps[tid] - h)), h))
         return collate_windows(samples, self.cutoff)
 
     def batches(self, ids: list[str], n_windows: int, n_batches: int, seed) -> list[WindowBatch]:

@@ -52,15 +52,17 @@ def _analytic(learner, model, support, query, v):
     return sum(float((gi * d).sum()) for gi, d in zip(g, v) if gi is not None)
 
 
-def test_second_order_meta_gradient_matches_finite_difference(setup):
+@pytest.mark.parametrize("update,lr", [("sgd", 0.1), ("normalized", 0.05)])
+def test_second_order_meta_gradient_matches_finite_difference(setup, update, lr):
     model, support, query = setup
     gen = torch.Generator().manual_seed(1)
     v = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in model.parameters()]
-    cfg = LearnerConfig(inner_steps=2, inner_lr=0.1, meta_sgd=False)
+    cfg = LearnerConfig(inner_steps=2, inner_lr=lr, meta_sgd=False, update=update)
     fd = _directional(MetaLearner(model, _loss, cfg), model, support, query, v)
     second = _analytic(MetaLearner(model, _loss, cfg), model, support, query, v)
-    first = _analytic(MetaLearner(model, _loss, LearnerConfig(inner_steps=2, inner_lr=0.1, meta_sgd=False,
-                                                              first_order=True)), model, support, query, v)
+    first = _analytic(MetaLearner(model, _loss, LearnerConfig(inner_steps=2, inner_lr=lr, meta_sgd=False,
+                                                              first_order=True, update=update)),
+                      model, support, query, v)
     assert abs(second - fd) <= 1e-6 * abs(fd), (second, fd)
     # FOMAML drops the Hessian terms: visibly different at this inner learning rate (the check can fail)
     assert abs(first - fd) > 1e-3 * abs(fd), (first, fd)
@@ -68,7 +70,7 @@ def test_second_order_meta_gradient_matches_finite_difference(setup):
 
 def test_meta_sgd_learning_rates_get_the_right_gradient(setup):
     model, support, query = setup
-    learner = MetaLearner(model, _loss, LearnerConfig(inner_steps=2, inner_lr=0.1, meta_sgd=True))
+    learner = MetaLearner(model, _loss, LearnerConfig(inner_steps=2, inner_lr=0.1, meta_sgd=True, update="sgd"))
     g = torch.autograd.grad(learner.meta_loss(support, query), list(learner.log_lrs.values()))
     k = list(learner.log_lrs).index("decoder")
     eps, vals = 1e-4, []
@@ -101,7 +103,7 @@ def test_anil_subset_adapts_only_the_chosen_parameters(setup):
 
 def test_test_time_adaptation_lowers_support_loss_and_state_round_trips(setup):
     model, support, _ = setup
-    learner = MetaLearner(model, _loss, LearnerConfig(inner_steps=3, inner_lr=0.02, meta_sgd=True))
+    learner = MetaLearner(model, _loss, LearnerConfig(inner_steps=3, inner_lr=0.02, meta_sgd=True, update="sgd"))
     with torch.no_grad():
         learner.log_lrs["decoder"].fill_(math.log(0.05))
         before = float(learner.loss(learner.params(), support[0]))
@@ -112,6 +114,20 @@ def test_test_time_adaptation_lowers_support_loss_and_state_round_trips(setup):
     again = MetaLearner.from_state(model, _loss, learner.state())
     assert again.inner_lrs() == pytest.approx(learner.inner_lrs(), rel=1e-12)
     assert again.cfg.inner_steps == 3
+
+
+def test_inner_adam_matches_torch_adam_finetuning(setup):
+    """update='adam' with one fixed learning rate is plain Adam: the same steps as the fine-tuning baseline."""
+    from rtml.meta.adapt import finetune
+
+    model, support, _ = setup
+    learner = MetaLearner(model, _loss, LearnerConfig(inner_steps=3, inner_lr=1e-3, meta_sgd=False, update="adam"))
+    with torch.no_grad():
+        adapted = learner.adapt(learner.params(), support)
+    tuned = dict(finetune(model, _loss, support, 3, 1e-3).named_parameters())
+    moved = max(float((tuned[n] - p).abs().max()) for n, p in model.named_parameters())
+    diff = max(float((tuned[n] - adapted[n]).abs().max()) for n in tuned)
+    assert moved > 1e-4 and diff < 1e-6 * moved / 1e-3, (moved, diff)
 
 
 def test_task_sampler_is_reproducible_and_checks_shots(small_store):

@@ -45,8 +45,9 @@ def add_parser(sub) -> None:
     p.add_argument("--generate", type=int, default=0, help="generate K support trajectories with the engine")
     p.add_argument("--query", type=int, default=None, help="query trajectories (default: all others; 3 generated)")
     p.add_argument("--basis", default="6-31g", help="declared basis of the support data")
+    p.add_argument("--frames", type=int, default=200, help="frames per generated trajectory")
     p.add_argument("--steps", type=int, default=None, help="gradient steps (default: the meta-learner's)")
-    p.add_argument("--inner-lr", type=float, default=0.1, help="inner LR when the model has no meta-learned LRs")
+    p.add_argument("--inner-lr", type=float, default=1e-3, help="inner LR when the model has no meta-learned LRs")
     p.add_argument("--finetune-lr", type=float, default=1e-3)
     p.add_argument("--rollout-steps", type=int, default=100, help="rollout frames per query trajectory")
     p.add_argument("--seed", type=int, default=0)
@@ -54,7 +55,7 @@ def add_parser(sub) -> None:
     p.add_argument("--tracking-uri", default=None)
     p.set_defaults(func=lambda a: report(run(AdaptConfig(
         model=a.model, molecule=a.molecule, support=a.support, shots=a.shots, generate=a.generate, query=a.query,
-        basis=a.basis, out=a.out, tracking_uri=a.tracking_uri,
+        basis=a.basis, frames=a.frames, out=a.out, tracking_uri=a.tracking_uri,
         settings=AdaptSettings(steps=a.steps, inner_lr=a.inner_lr, finetune_lr=a.finetune_lr, seed=a.seed,
                                max_steps=a.rollout_steps)))))
 
