@@ -30,7 +30,6 @@ class TaskConfig:
     horizon: int = 8
     windows: int = 2
     tasks_per_step: int = 1  # per worker
-    split_seed: int = 0
     cutoff: float = 5.0
 
 
@@ -47,7 +46,7 @@ class LearnerConfig:
     inner_steps: int = 2
     inner_lr: float = 1e-3
     update: str = "adam"  # sgd | normalized | adam (inner update rule, see rtml.meta.learner)
-    first_order: bool = False
+    first_order: bool = True  # FOMAML (the default with update="adam", see rtml.meta.learner)
     meta_sgd: bool = True
     adapt: list[str] = field(default_factory=list)
 
@@ -75,16 +74,6 @@ class MetaOptimConfig:
 
 
 @dataclass(kw_only=True)
-class MetaEvalSection:
-    """Held-out check at the end: adapt to ``molecules`` (default ``tasks.exclude``) from ``store`` (default
-    ``tasks.store``) and compare rollouts with zero-shot and fine-tuning; ``max_steps`` frames per rollout."""
-    store: str = ""
-    molecules: list[str] = field(default_factory=list)
-    max_steps: int | None = 100
-    context: int = 2
-
-
-@dataclass(kw_only=True)
 class MetaTrainConfig:
     recipe: str = "debug"
     name: str = "rtml-meta"
@@ -99,7 +88,6 @@ class MetaTrainConfig:
                                                                 eval_every=10))
     scaling: ScalingSection = field(default_factory=ScalingSection)
     tracking: TrackingSection = field(default_factory=TrackingSection)
-    eval: MetaEvalSection = field(default_factory=MetaEvalSection)
 
 
 def check(cfg: MetaTrainConfig, source: str = "<config>") -> None:

@@ -57,7 +57,7 @@ def test_second_order_meta_gradient_matches_finite_difference(setup, update, lr)
     model, support, query = setup
     gen = torch.Generator().manual_seed(1)
     v = [torch.randn(p.shape, generator=gen, dtype=p.dtype) for p in model.parameters()]
-    cfg = LearnerConfig(inner_steps=2, inner_lr=lr, meta_sgd=False, update=update)
+    cfg = LearnerConfig(inner_steps=2, inner_lr=lr, meta_sgd=False, update=update, first_order=False)
     fd = _directional(MetaLearner(model, _loss, cfg), model, support, query, v)
     second = _analytic(MetaLearner(model, _loss, cfg), model, support, query, v)
     first = _analytic(MetaLearner(model, _loss, LearnerConfig(inner_steps=2, inner_lr=lr, meta_sgd=False,
@@ -70,7 +70,7 @@ def test_second_order_meta_gradient_matches_finite_difference(setup, update, lr)
 
 def test_meta_sgd_learning_rates_get_the_right_gradient(setup):
     model, support, query = setup
-    learner = MetaLearner(model, _loss, LearnerConfig(inner_steps=2, inner_lr=0.1, meta_sgd=True, update="sgd"))
+    learner = MetaLearner(model, _loss, LearnerConfig(inner_steps=2, inner_lr=0.1, meta_sgd=True, update="sgd", first_order=False))
     g = torch.autograd.grad(learner.meta_loss(support, query), list(learner.log_lrs.values()))
     k = list(learner.log_lrs).index("decoder")
     eps, vals = 1e-4, []
@@ -149,3 +149,19 @@ def test_task_sampler_is_reproducible_and_checks_shots(small_store):
     b = src.batches(tasks[0].support, 3, 2, [5])
     assert [x.starts for x in a] == [x.starts for x in b] and set(a[0].traj_ids) == set(tasks[0].support)
     assert np.allclose(a[0].rho.numpy(), b[0].rho.numpy())
+
+
+def test_meta_configs_match_recipes_and_bad_fields_are_named():
+    from pathlib import Path
+
+    from rtml.meta.config import RECIPES, load_meta_config
+    from rtml.platform.configio import ConfigError, to_dict
+
+    root = Path(__file__).resolve().parents[1]
+    for name in RECIPES:  # regenerate with save_yaml(load_meta_config(name), f"configs/meta-{name}.yaml")
+        assert to_dict(load_meta_config(str(root / "configs" / f"meta-{name}.yaml"))) == to_dict(
+            load_meta_config(name))
+    with pytest.raises(ConfigError, match="learner.update.*'sgd', 'normalized', 'adam'.*'rmsprop'"):
+        load_meta_config("debug", ["learner.update=rmsprop"])
+    with pytest.raises(ConfigError, match="tasks.shots"):
+        load_meta_config("small", ["tasks.shots=0"])

@@ -51,12 +51,14 @@ def test_meta_train_logs_checkpoints_and_resumes(meta_run):
     c = MlflowClient(uri)
     run = c.get_run(resumed["run_id"])
     assert run.info.status == "FINISHED" and run.data.tags["rtml.kind"] == "meta-train"
-    assert run.data.params["learner.first_order"] == "False" and run.data.params["tasks.exclude"] == "['lih']"
+    assert run.data.params["learner.first_order"] == "True" and run.data.params["tasks.exclude"] == "['lih']"
     assert [m.step for m in c.get_metric_history(run.info.run_id, "resumed_from_step")] == [4]
     assert [m.step for m in c.get_metric_history(run.info.run_id, "meta/meta_loss")] == [2, 4, 6]
     assert any(k.startswith("inner_lr/") for k in run.data.metrics)
     arts = {a.path for a in c.list_artifacts(run.info.run_id)}
-    assert {"model.pt", "summary.json", "config.yaml", "model"} <= arts
+    assert {"model.pt", "summary.json", "config.yaml"} <= arts
+    logged = load_model(f"runs:/{run.info.run_id}/model", tracking_uri=uri)  # the MLflow pytorch model
+    assert logged.rtml_meta["meta_learner"]["inner_steps"] == 1
     model = load_model(tmp / "meta" / "model.pt")
     state = model.rtml_meta["meta_learner"]
     assert state["inner_steps"] == 1 and set(state["inner_lrs"]) >= {"decoder", "coef"}

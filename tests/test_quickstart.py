@@ -16,7 +16,7 @@ BIN = Path(sys.executable).parent
 def test_quickstart_small(tmp_path):
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     r = subprocess.run([str(BIN / "rtml"), "quickstart", "--out", str(tmp_path / "qs"), "--steps", "80",
-                        "--n-geometries", "1", "--train-steps", "60",
+                        "--n-geometries", "1", "--train-steps", "60", "--meta-steps", "4", "--shots", "2",
                         "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "loop.checkpoint_every=30",
                         "loop.eval_every=30", "data.horizons=[8, 16]"],
                        check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=850)
@@ -25,3 +25,7 @@ def test_quickstart_small(tmp_path):
     s = json.loads((tmp_path / "qs" / "summary.json").read_text())
     assert s["final"]["step"] == 60 and s["final"]["val_mse_ratio"] < 1.0  # better than ρ(t+Δt) = ρ(t)
     assert all(Path(p).exists() for p in s["plots"])
+    # few-shot stage: meta-trained on the training molecules, adapted to NH3 (never trained on)
+    a = s["adapt"]
+    assert a["molecule"] == "nh3" and len(a["support"]) == 2 and "adapted/dipole_nrmse" in a["metrics"]
+    assert "zero-shot" in r.stdout and "fine-tune" in r.stdout and Path(a["adapted_model"]).exists()
