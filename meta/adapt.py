@@ -3,12 +3,12 @@
 Three models start from the same weights and are compared on the same query trajectories:
 
 * ``zero_shot`` — no adaptation;
-* ``finetune`` — plain Adam (``finetune_lr``) for ``steps`` gradient steps on the support windows;
+* ``finetune`` — plain Adam (``finetune_lr``) for ``steps`` gradient steps on the support windows, same loss;
 * ``adapted`` — the MAML inner loop for the same ``steps`` on the same windows, with the inner learning rates the
   meta-learner stored in the model (``model.rtml_meta["meta_learner"]``), else ``inner_lr`` for every group.
 
 Query metrics: autoregressive rollouts (scaled L2, dipole nRMSE, spectrum nRMSE/overlap, see
-:mod:`rtml.platform.evaluate`) and the teacher-forced query loss.
+:mod:`rtml.platform.evaluate`) and the task loss on query windows (``query_loss``).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ import torch
 
 from rtml.meta.config import LearnerConfig, task_loss_config
 from rtml.meta.learner import MetaLearner
+from rtml.meta.objective import task_loss_fn
 from rtml.meta.tasks import Task, WindowSource
-from rtml.meta.worker import task_loss_fn
 from rtml.platform.evaluate import RolloutEvalConfig, aggregate, evaluate_trajectory
 
 METHODS = ("zero_shot", "finetune", "adapted")
@@ -30,12 +30,14 @@ METHODS = ("zero_shot", "finetune", "adapted")
 
 @dataclass(kw_only=True)
 class AdaptSettings:
-    """``steps``: gradient steps for both fine-tuning and MAML (None: the meta-learner's inner steps, else 5);
-    ``horizon``/``windows``: support windows per step; ``max_steps``: rollout frames per query trajectory."""
+    """``steps``: gradient steps for both fine-tuning and MAML (None: 10); ``objective``/``horizon``: the task loss
+    and window length (None: the meta-learner's, else 'rollout' / 16); ``windows``: support windows per step;
+    ``max_steps``: rollout frames per query trajectory."""
     steps: int | None = None
+    objective: str | None = None
     inner_lr: float = 1e-3
     finetune_lr: float = 1e-3
-    horizon: int = 16
+    horizon: int | None = None
     windows: int = 4
     seed: int = 0
     max_steps: int | None = 100
@@ -43,13 +45,15 @@ class AdaptSettings:
     max_query: int = 8
 
 
-def learner_for(model, settings: AdaptSettings) -> MetaLearner:
-    loss_fn = task_loss_fn(task_loss_config(), torch.device("cpu"))
-    state = (getattr(model, "rtml_meta", None) or {}).get("meta_learner")
+def learner_for(model, settings: AdaptSettings) -> tuple[MetaLearner, int]:
+    """The model's meta-learner (learned per-group learning rates) or a plain one; -> (learner, window horizon)."""
+    state = (getattr(model, "rtml_meta", None) or {}).get("meta_learner") or {}
+    objective = settings.objective or state.get("objective", "rollout")
+    loss_fn = task_loss_fn(task_loss_config(), torch.device("cpu"), objective)
+    horizon = settings.horizon or int(state.get("horizon", 16))
     if state:
-        return MetaLearner.from_state(model, loss_fn, state)
-    return MetaLearner(model, loss_fn, LearnerConfig(inner_steps=settings.steps or 5, inner_lr=settings.inner_lr,
-                                                     meta_sgd=False))  # update: 'adam' (the default)
+        return MetaLearner.from_state(model, loss_fn, state), horizon
+    return MetaLearner(model, loss_fn, LearnerConfig(inner_lr=settings.inner_lr, meta_sgd=False)), horizon
 
 
 def finetune(model, loss_fn, batches: list, steps: int, lr: float):
@@ -80,9 +84,9 @@ def compare(model, store: str, task: Task, settings: AdaptSettings, progress=Non
     from rtml.datasets.store.zarr_store import TrajectoryStore
 
     model = model.eval()
-    learner = learner_for(model, settings)
-    steps = settings.steps or learner.cfg.inner_steps
-    src = WindowSource(store, settings.horizon)
+    learner, horizon = learner_for(model, settings)
+    steps = settings.steps or 10
+    src = WindowSource(store, horizon)
     support = src.batches(task.support, settings.windows, steps, [settings.seed, 0])
     query = src.batches(task.query, settings.windows, 2, [settings.seed, 1])
     models = {"zero_shot": model, "finetune": finetune(model, learner.loss_fn, support, steps, settings.finetune_lr),

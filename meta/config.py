@@ -21,7 +21,7 @@ class TaskConfig:
     """Tasks from ``store``: a task is one molecule; its support = ``shots`` trajectories, its query = ``query``
     other trajectories of the same molecule. ``molecules``: which molecules (empty = all in the store) minus
     ``exclude`` (held out of meta-training). ``windows``: windows of ``horizon`` transitions drawn per support or
-    query set and inner step. ``cutoff``: radius-graph cutoff (Å)."""
+    query set and inner step; ``objective``: the task loss (:mod:`rtml.meta.objective`). ``cutoff``: radius-graph cutoff (Å)."""
     store: str = "runs/quickstart/train.zarr"
     molecules: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
@@ -30,6 +30,7 @@ class TaskConfig:
     horizon: int = 8
     windows: int = 2
     tasks_per_step: int = 1  # per worker
+    objective: str = "rollout"  # rollout | teacher (task loss, see rtml.meta.objective)
     cutoff: float = 5.0
 
 
@@ -95,6 +96,8 @@ def check(cfg: MetaTrainConfig, source: str = "<config>") -> None:
     for name in ("shots", "query", "horizon", "windows", "tasks_per_step"):
         if getattr(t, name) < 1:
             raise ConfigError(source, f"tasks.{name}", "an integer >= 1", getattr(t, name))
+    if t.objective not in ("rollout", "teacher"):
+        raise ConfigError(source, "tasks.objective", "'rollout' or 'teacher'", t.objective)
     if t.horizon % cfg.model.bundle:
         raise ConfigError(source, "tasks.horizon", f"a multiple of model.bundle={cfg.model.bundle}", t.horizon)
     if ln.inner_steps < 1:

@@ -21,11 +21,12 @@ def export_meta_model(learner: MetaLearner, cfg: MetaTrainConfig, out: Path, uri
 
     out.mkdir(parents=True, exist_ok=True)
     init_meta = getattr(learner.model, "rtml_meta", {}) or {}
-    meta = {"mlflow_run_id": run_id, "recipe": f"meta-{cfg.recipe}", "meta_learner": learner.state(),
+    state = {**learner.state(), "objective": cfg.tasks.objective, "horizon": cfg.tasks.horizon}
+    meta = {"mlflow_run_id": run_id, "recipe": f"meta-{cfg.recipe}", "meta_learner": state,
             "init_model": cfg.model.init, "init_run_id": init_meta.get("mlflow_run_id", "")}
     path = save_model(learner.model, out / "model.pt", meta=meta)
     clean = load_model(path)  # no autograd history, no process groups: safe to pickle
-    summary = {"model": str(path), "meta_learner": learner.state(), "tasks": sorted(
+    summary = {"model": str(path), "meta_learner": state, "tasks": sorted(
         set(cfg.tasks.molecules) - set(cfg.tasks.exclude)) or "all but " + ",".join(cfg.tasks.exclude)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     save_yaml(cfg, out / "config.yaml")

@@ -33,8 +33,19 @@ from torch.func import functional_call
 from rtml.meta.config import LearnerConfig
 
 
+class _Apply(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, fn, *args):
+        return fn(self.model, *args)
+
+
 class Functional(nn.Module):
-    """``model`` evaluated with ``params`` substituted (buffers and missing names from ``model``)."""
+    """``model`` evaluated with ``params`` substituted (buffers and missing names from ``model``). Calling it runs
+    ``model.forward``; :meth:`apply` runs any function of the model (e.g. an autoregressive rollout through
+    ``prepare``/``step``) with the substituted parameters."""
 
     def __init__(self, model: nn.Module, params: dict[str, torch.Tensor]):
         super().__init__()
@@ -43,6 +54,11 @@ class Functional(nn.Module):
 
     def forward(self, *args, **kwargs):
         return functional_call(self.model, self.params, args, kwargs, strict=False)
+
+    def apply(self, fn, *args):
+        """``fn(model, *args)`` with ``params`` in place of the model's parameters."""
+        return functional_call(_Apply(self.model), {f"model.{k}": v for k, v in self.params.items()}, (fn, *args),
+                               strict=False)
 
 
 def group_of(name: str) -> str:

@@ -21,25 +21,13 @@ import torch.distributed as dist
 
 from rtml.meta.config import MetaTrainConfig
 from rtml.meta.learner import MetaLearner
+from rtml.meta.objective import task_loss_fn
 from rtml.meta.tasks import TaskSampler, WindowSource
 from rtml.platform import tracking
 from rtml.platform.configio import from_dict
-from rtml.platform.train.objective import window_loss
 from rtml.platform.train.worker import _allreduce, _progress
 
 STATE = "meta_state.pt"
-
-
-def task_loss_fn(loss_cfg, device):
-    """The task loss, as ``loss_fn(module, batch) -> scalar``: rtml's teacher-forced window loss divided by the
-    batch's mean squared one-step change mean|ρ(t+Δt) − ρ(t)|² (a data constant). Raw losses are ~1e-5 and differ
-    by molecule; relative to the trivial one-step error they are O(1e-3..1), which keeps inner-loop step sizes,
-    Meta-SGD learning rates and Adam (eps 1e-8) meaningful across tasks."""
-    def loss_fn(module, batch):
-        rho = batch.rho  # [B, T+2, 2, N, N] complex64 (first frame = ρ(t0 - Δt))
-        scale = float((rho[:, 2:] - rho[:, 1:-1]).abs().square().mean()) + 1e-30
-        return window_loss(module, batch, loss_cfg, device)[0] / scale
-    return loss_fn
 
 
 def initial_model(cfg: MetaTrainConfig, device, uri: str | None = None):
@@ -77,7 +65,7 @@ def meta_train_fn(config: dict) -> None:
     device = torch.device(f"cuda:{ctx.get_local_rank()}" if cfg.scaling.use_gpu else "cpu")
 
     model = initial_model(cfg, device, uri)
-    loss_fn = task_loss_fn(cfg.loss, device)
+    loss_fn = task_loss_fn(cfg.loss, device, cfg.tasks.objective)
     learner = MetaLearner(model, loss_fn, cfg.learner).to(device)
     opt = torch.optim.Adam([{"params": list(model.parameters()), "lr": cfg.optim.meta_lr},
                             {"params": list(learner.log_lrs.parameters()), "lr": cfg.optim.lr_lr}])

@@ -46,7 +46,9 @@ def add_parser(sub) -> None:
     p.add_argument("--query", type=int, default=None, help="query trajectories (default: all others; 3 generated)")
     p.add_argument("--basis", default="6-31g", help="declared basis of the support data")
     p.add_argument("--frames", type=int, default=200, help="frames per generated trajectory")
-    p.add_argument("--steps", type=int, default=None, help="gradient steps (default: the meta-learner's)")
+    p.add_argument("--steps", type=int, default=10, help="gradient steps (MAML and fine-tuning alike)")
+    p.add_argument("--objective", choices=("rollout", "teacher"), default=None,
+                   help="task loss (default: the meta-learner's, else rollout)")
     p.add_argument("--inner-lr", type=float, default=1e-3, help="inner LR when the model has no meta-learned LRs")
     p.add_argument("--finetune-lr", type=float, default=1e-3)
     p.add_argument("--rollout-steps", type=int, default=100, help="rollout frames per query trajectory")
@@ -56,7 +58,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=lambda a: report(run(AdaptConfig(
         model=a.model, molecule=a.molecule, support=a.support, shots=a.shots, generate=a.generate, query=a.query,
         basis=a.basis, frames=a.frames, out=a.out, tracking_uri=a.tracking_uri,
-        settings=AdaptSettings(steps=a.steps, inner_lr=a.inner_lr, finetune_lr=a.finetune_lr, seed=a.seed,
+        settings=AdaptSettings(steps=a.steps, objective=a.objective, inner_lr=a.inner_lr, finetune_lr=a.finetune_lr, seed=a.seed,
                                max_steps=a.rollout_steps)))))
 
 
