@@ -25,7 +25,7 @@ from rtml.meta.objective import task_loss_fn
 from rtml.meta.tasks import TaskSampler, WindowSource
 from rtml.platform import tracking
 from rtml.platform.configio import from_dict
-from rtml.platform.train.worker import _allreduce, _progress
+from rtml.platform.train.worker import allreduce_dict, write_progress
 
 STATE = "meta_state.pt"
 
@@ -78,7 +78,7 @@ def meta_train_fn(config: dict) -> None:
         start = int(state["step"])
         if rank == 0:
             tracking.log_metrics(uri, run_id, {"resumed_from_step": start}, step=start)
-    _progress(out, rank, step=start, resumed_from=start if ckpt else None)
+    write_progress(out, rank, step=start, resumed_from=start if ckpt else None)
 
     t = cfg.tasks
     sampler = TaskSampler(t.store, t.shots, t.query, t.horizon, t.molecules, t.exclude, seed=cfg.loop.seed)
@@ -100,7 +100,7 @@ def meta_train_fn(config: dict) -> None:
             meta += float(loss.detach())
             with torch.no_grad():
                 before += float(learner.loss(learner.params(), query[0])) / t.tasks_per_step
-        bad = _allreduce({"bad": float(not torch.isfinite(torch.tensor(meta)))}, dist.ReduceOp.MAX)["bad"]
+        bad = allreduce_dict({"bad": float(not torch.isfinite(torch.tensor(meta)))}, dist.ReduceOp.MAX)["bad"]
         if bad:
             last_good = max(start, (step // cfg.loop.checkpoint_every) * cfg.loop.checkpoint_every)
             info = {"step": step, "status": "nan_loss", "last_good_step": last_good}
@@ -116,9 +116,9 @@ def meta_train_fn(config: dict) -> None:
             acc[k] = acc.get(k, 0.0) + v
         acc["n"] = acc.get("n", 0) + 1
         done = step + 1
-        _progress(out, rank, step=done, resumed_from=start if ckpt else None)
+        write_progress(out, rank, step=done, resumed_from=start if ckpt else None)
         if done % cfg.loop.log_every == 0 or done == cfg.loop.max_steps:
-            red = _allreduce(acc)
+            red = allreduce_dict(acc)
             n = red.pop("n")
             metrics = {f"meta/{k}": v / n for k, v in red.items()}
             metrics["meta/adaptation_gain"] = red["query_loss_before"] / max(red["meta_loss"], 1e-30)

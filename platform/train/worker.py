@@ -36,7 +36,7 @@ from rtml.platform.train.objective import (
 CKPT_TAG = "ckpt"
 
 
-def _allreduce(values: dict, op=dist.ReduceOp.SUM) -> dict:
+def allreduce_dict(values: dict, op=dist.ReduceOp.SUM) -> dict:
     if not dist.is_initialized() or dist.get_world_size() == 1:
         return values
     keys = sorted(values)
@@ -45,7 +45,7 @@ def _allreduce(values: dict, op=dist.ReduceOp.SUM) -> dict:
     return dict(zip(keys, t.tolist()))
 
 
-def _progress(out: Path, rank: int, **info) -> None:
+def write_progress(out: Path, rank: int, **info) -> None:
     """Tiny per-rank status file (pid, step, attempt) for operators and the fault-tolerance test."""
     p = out / "progress" / f"rank{rank}.json"
     p.parent.mkdir(parents=True, exist_ok=True)
@@ -74,7 +74,7 @@ def train_fn(config: dict) -> None:
         start = int(client["step"])
         if rank == 0:
             tracking.log_metrics(uri, run_id, {"resumed_from_step": start}, step=start)
-    _progress(out, rank, step=start, resumed_from=start if ckpt else None)
+    write_progress(out, rank, step=start, resumed_from=start if ckpt else None)
 
     d = cfg.data
     stream = WindowStream(d.store, "train", d.horizons, d.steps_per_stage, d.batch_size, rank, world,
@@ -92,14 +92,14 @@ def train_fn(config: dict) -> None:
         total = total + 0.0 * sum(p.sum() for p in engine.module.parameters())
         if cfg.loop.nan_at_step is not None and step == cfg.loop.nan_at_step:
             total = total * float("nan")
-        bad = _allreduce({"bad": float(not torch.isfinite(total))}, dist.ReduceOp.MAX)["bad"]
+        bad = allreduce_dict({"bad": float(not torch.isfinite(total))}, dist.ReduceOp.MAX)["bad"]
         if bad:
             info = {"step": step, "status": "nan_loss", "last_good_step": start_or_last(start, step, cfg)}
             if rank == 0:  # the driver reads this marker: Ray's result carries the last *checkpointed* metrics
                 (out / "nan_loss.json").write_text(json.dumps(info))
                 tracking.log_metrics(uri, run_id, {"nan_loss_at_step": step}, step=step)
             ray.train.report(info)
-            _progress(out, rank, step=step, status="nan_loss")
+            write_progress(out, rank, step=step, status="nan_loss")
             return
         engine.backward(total)
         engine.step()
@@ -112,11 +112,11 @@ def train_fn(config: dict) -> None:
             acc[k] = acc.get(k, 0.0) + v
         acc["n"] = acc.get("n", 0) + 1
         done = step + 1
-        _progress(out, rank, step=done, resumed_from=start if ckpt else None)
+        write_progress(out, rank, step=done, resumed_from=start if ckpt else None)
         if done % cfg.loop.log_every == 0 or done == cfg.loop.max_steps:
             now = time.perf_counter()
-            vmax = _allreduce({"v": acc.pop("max_violation")}, dist.ReduceOp.MAX)["v"]
-            red = _allreduce(acc)
+            vmax = allreduce_dict({"v": acc.pop("max_violation")}, dist.ReduceOp.MAX)["v"]
+            red = allreduce_dict(acc)
             n = red.pop("n")
             metrics = {k: v / n for k, v in red.items() if k not in ("windows", "data_wait_s")}
             metrics["max_violation"] = vmax
@@ -127,7 +127,7 @@ def train_fn(config: dict) -> None:
             acc, t_last = {}, now
         is_ckpt = done % cfg.loop.checkpoint_every == 0 or done == cfg.loop.max_steps
         if done % cfg.loop.eval_every == 0 or is_ckpt:
-            vm = finish_validation(_allreduce(validation_metrics(engine.module, val_batches, cfg.loss, device)))
+            vm = finish_validation(allreduce_dict(validation_metrics(engine.module, val_batches, cfg.loss, device)))
             if rank == 0:
                 tracking.log_metrics(uri, run_id, vm, step=done)
             report = {"step": done, "status": "running", **vm}
