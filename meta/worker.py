@@ -124,6 +124,10 @@ def meta_train_fn(config: dict) -> None:
             metrics["meta/adaptation_gain"] = red["query_loss_before"] / max(red["meta_loss"], 1e-30)
             metrics["meta/tasks_per_s"] = n * t.tasks_per_step / (time.perf_counter() - t_last)
             metrics.update({f"inner_lr/{g}": lr for g, lr in learner.inner_lrs().items()})
+            with torch.no_grad():  # ranks must hold identical parameters after every averaged step
+                fp = float(sum(p.double().sum() for p in tensors))
+            metrics["meta/rank_param_spread"] = (allreduce_dict({"x": fp}, dist.ReduceOp.MAX)["x"]
+                                                 - allreduce_dict({"x": fp}, dist.ReduceOp.MIN)["x"])
             if rank == 0:
                 tracking.log_metrics(uri, run_id, metrics, step=done)
             acc, t_last = {}, time.perf_counter()

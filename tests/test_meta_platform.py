@@ -55,6 +55,8 @@ def test_meta_train_logs_checkpoints_and_resumes(meta_run):
     assert [m.step for m in c.get_metric_history(run.info.run_id, "resumed_from_step")] == [4]
     assert [m.step for m in c.get_metric_history(run.info.run_id, "meta/meta_loss")] == [2, 4, 6]
     assert any(k.startswith("inner_lr/") for k in run.data.metrics)
+    # meta-gradients are averaged over the 2 ranks: their parameters stay bit-identical
+    assert [m.value for m in c.get_metric_history(run.info.run_id, "meta/rank_param_spread")] == [0.0] * 3
     arts = {a.path for a in c.list_artifacts(run.info.run_id)}
     assert {"model.pt", "summary.json", "config.yaml"} <= arts
     logged = load_model(f"runs:/{run.info.run_id}/model", tracking_uri=uri)  # the MLflow pytorch model
