@@ -55,3 +55,16 @@ def heldout_store(tmp_path_factory):
     generate(GenerateConfig(out=path, molecules=["h2", "lih"], n_geometries=1, steps=40, seed=1,
                             executor="serial", progress=False))
     return path
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local 2-CPU Ray for the tests of one module (use with ``pytest.mark.usefixtures("local_ray")``)."""
+    import os
+
+    import ray
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
+    yield
+    ray.shutdown()

@@ -3,7 +3,6 @@ inputs of issue 5: a basis other than declared, k larger than available, a non-r
 URI. Tiny sizes, 2 CPU workers."""
 
 import json
-import os
 
 import pytest
 import torch
@@ -15,17 +14,7 @@ from rtml.meta.driver import run as meta_train
 from rtml.platform.cli import main
 from rtml.platform.modelio import load_model
 
-pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    import ray
-
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("local_ray")]
 
 
 def _cfg(tmp, store, steps):

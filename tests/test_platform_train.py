@@ -15,17 +15,7 @@ from platform_helpers import runs_named, tiny_config
 from rtml.datasets.errors import DataError
 from rtml.platform.train.driver import NonFiniteLossError, run
 
-pytestmark = pytest.mark.timeout(600)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    import ray
-
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
-    yield
-    ray.shutdown()
+pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("local_ray")]
 
 
 def test_train_zero2_logs_everything_and_exports_a_plain_model(tmp_path, small_store, heldout_store):

@@ -8,7 +8,6 @@ model. Without ``name=...`` each invocation is a new run ``rtml-meta-<recipe>-<t
 from __future__ import annotations
 
 import json
-import time
 
 from rtml.meta.config import MetaTrainConfig, load_meta_config
 from rtml.platform.configio import to_dict
@@ -25,15 +24,9 @@ def add_parser(sub) -> None:
 
 
 def resolve(spec: str, overrides: list[str], tracking_uri: str | None = None) -> MetaTrainConfig:
-    cfg = load_meta_config(spec, overrides)
-    keys = {o.split("=", 1)[0].strip() for o in overrides}
-    if "name" not in keys and cfg.name == MetaTrainConfig.name:
-        cfg.name = f"rtml-meta-{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if "out" not in keys and cfg.out == MetaTrainConfig.out:
-        cfg.out = f"{MetaTrainConfig.out}/{cfg.name}"
-    if tracking_uri:
-        cfg.tracking.uri = tracking_uri
-    return cfg
+    from rtml.platform.commands.train import name_run
+
+    return name_run(load_meta_config(spec, overrides), overrides, "rtml-meta", tracking_uri)
 
 
 def main(args) -> int:

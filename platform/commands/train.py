@@ -24,12 +24,18 @@ def add_parser(sub) -> None:
 
 
 def resolve(spec: str, overrides: list[str], tracking_uri: str | None = None) -> TrainConfig:
-    cfg = load_train_config(spec, overrides)
+    return name_run(load_train_config(spec, overrides), overrides, "rtml", tracking_uri)
+
+
+def name_run(cfg, overrides: list[str], prefix: str, tracking_uri: str | None = None):
+    """Unless ``name``/``out`` were given: a new run ``<prefix>-<recipe>-<time>`` with outputs in
+    ``<default out>/<name>``; ``tracking_uri`` (if given) wins over the config's."""
     keys = {o.split("=", 1)[0].strip() for o in overrides}
-    if "name" not in keys and cfg.name == TrainConfig.name:
-        cfg.name = f"rtml-{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if "out" not in keys and cfg.out == TrainConfig.out:
-        cfg.out = f"{TrainConfig.out}/{cfg.name}"
+    default = type(cfg)
+    if "name" not in keys and cfg.name == default.name:
+        cfg.name = f"{prefix}-{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if "out" not in keys and cfg.out == default.out:
+        cfg.out = f"{default.out}/{cfg.name}"
     if tracking_uri:
         cfg.tracking.uri = tracking_uri
     return cfg
