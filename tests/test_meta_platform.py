@@ -116,3 +116,14 @@ def test_adapt_bad_inputs_fail_clearly(meta_run, small_store, tmp_path, capsys):
 def main_err(capsys, argv):
     assert main(argv) == 2
     return capsys.readouterr().err
+
+
+def test_meta_train_nan_stops_before_the_step(small_store, tmp_path):
+    from rtml.platform.train.driver import NonFiniteLossError
+
+    cfg = _cfg(tmp_path, small_store, 4)
+    cfg.name, cfg.loop.nan_at_step = "meta-nan", 3
+    with pytest.raises(NonFiniteLossError, match=r"step 3.*Last good checkpoint \(step 2\)"):
+        meta_train(cfg)
+    runs = runs_named(f"sqlite:///{tmp_path / 'mlflow.db'}", "meta-nan")
+    assert len(runs) == 1 and runs[0].info.status == "FAILED"
