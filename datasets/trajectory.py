@@ -60,6 +60,9 @@ class Trajectory:
     energy: np.ndarray  # [T] float64, Hartree, field-free total energy E[P(t)]
     dipole: np.ndarray  # [T, 3] float64, e*bohr
     meta: dict = field(default_factory=dict)  # free-form JSON-able provenance (field spec, integrator, seed, ...)
+    # Fock supervision: V_xc(t) = F(t) - h - J[P(t)] - E(t).r [T, n_spin, nbf, nbf] float32 (pure functionals) or
+    # complex64 (exact exchange); None when the source has none (older stores, NWChem imports).
+    xc_potential: np.ndarray | None = None
 
     @property
     def nbf(self) -> int:
@@ -110,6 +113,12 @@ class Trajectory:
         _check_array(source, "dynamics/energy", self.energy, 1, np.floating, (T,))
         _check_array(source, "dynamics/dipole", self.dipole, 2, np.floating, (T, 3))
         self.basis.check(source, nbf, n_atoms)
+        if self.xc_potential is not None:
+            if not isinstance(self.xc_potential, np.ndarray) or self.xc_potential.shape != tuple(dens):
+                raise DataError(source, "dynamics/xc_potential", f"shape {tuple(dens)} (like the density)",
+                                str(getattr(self.xc_potential, "shape", type(self.xc_potential).__name__)))
+            if not np.all(np.isfinite(self.xc_potential)):
+                raise DataError(source, "dynamics/xc_potential", "finite values (no NaN/Inf)")
         if not np.isfinite(self.dt) or self.dt <= 0:
             raise DataError(source, "attrs/dt", "a positive finite time step (a.u.)", repr(self.dt))
         if T > 1 and np.max(np.abs(np.diff(self.time) - self.dt)) > 1e-6 * max(1.0, float(np.abs(self.time).max())):

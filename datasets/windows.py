@@ -56,8 +56,12 @@ class WindowDataset(IterableDataset):
     The store is opened lazily inside each process, so the dataset can be pickled to Ray workers."""
 
     def __init__(self, store_path: str, split: str = "train", cfg: WindowConfig | None = None, rank: int = 0,
-                 world_size: int = 1, ids: list[str] | None = None):
+                 world_size: int = 1, ids: list[str] | None = None, kohn_sham: bool = False,
+                 xc_potential: bool = False):
+        """``kohn_sham``: attach each trajectory's exact Kohn–Sham terms (PySCF, computed once per trajectory and
+        process); ``xc_potential``: read the recorded V_xc(t) frames (Fock supervision; the store must have them)."""
         self.store_path, self.split, self.cfg = str(store_path), split, cfg or WindowConfig()
+        self.kohn_sham, self.xc_potential = kohn_sham, xc_potential
         self.rank, self.world_size, self.epoch = rank, world_size, 0
         store = TrajectoryStore(self.store_path)
         index = {e["id"]: e for e in store.index}
@@ -68,6 +72,13 @@ class WindowDataset(IterableDataset):
             raise DataError(self.store_path, f"split '{split}'",
                             f"at least one trajectory longer than window={self.cfg.window} steps",
                             f"{len(ids)} trajectories, none long enough")
+        if xc_potential:
+            missing = [e["id"] for e in self.entries if not e.get("xc_potential")]
+            if missing:
+                raise DataError(self.store_path, "xc_potential",
+                                "recorded V_xc(t) for Fock supervision in every trajectory (schema-2 stores from "
+                                "`rtml generate`; set loss.xc_potential=0 and loss.hamiltonian_alignment=0 to train "
+                                f"without it)", f"{len(missing)} without, e.g. {missing[0]}")
         self._store = None
         self._static: dict[str, dict] = {}
 
@@ -113,8 +124,15 @@ class WindowDataset(IterableDataset):
         if traj_id not in self._static:
             self._static[traj_id] = self._store.static(traj_id)
         st = self._static[traj_id]
+        if self.kohn_sham and "ks" not in st:
+            from rtml.datasets.kohn_sham import kohn_sham_terms
+
+            st["ks"] = kohn_sham_terms(st, self._store.read_array(traj_id, "density", slice(0, 1))[0],
+                                       source=f"{self.store_path}/trajectories/{traj_id}")
         sl = slice(start, start + (length or self.cfg.window) + 1)
-        return {"traj_id": traj_id, "start": start, "static": st,
+        extra = {"xc_potential": self._store.read_xc_potential(traj_id, sl, "Fock supervision")} \
+            if self.xc_potential else {}
+        return {"traj_id": traj_id, "start": start, "static": st, **extra,
                 "rho": self._store.read_array(traj_id, "density", sl),  # [T+1, S, nbf, nbf]
                 "field": self._store.read_array(traj_id, "field", sl),  # [T+1, 3]
                 "time": self._store.read_array(traj_id, "time", sl)}  # [T+1]
@@ -140,6 +158,8 @@ class WindowBatch:
     n_electrons: torch.Tensor  # [B] int64
     traj_ids: list
     starts: list
+    ks: object = None  # rtml.datasets.kohn_sham.KohnShamBatch when the reader attaches Kohn–Sham terms
+    xc_potential: torch.Tensor | None = None  # [B, T+1, 2, N, N] complex64, V_xc(t) per spin (Fock supervision)
 
 
 def collate_windows(samples: list[dict], cutoff: float = 5.0) -> WindowBatch:
@@ -170,6 +190,16 @@ def collate_windows(samples: list[dict], cutoff: float = 5.0) -> WindowBatch:
         pos[b, :a] = torch.from_numpy(st["positions"] * ANGSTROM_TO_BOHR)
         z[b, :a] = torch.from_numpy(st["atomic_numbers"].astype(np.int64))
         amask[b, :a] = True
+    ks = vxc = None
+    if all("ks" in s["static"] for s in samples):
+        from rtml.datasets.kohn_sham import KohnShamBatch, potential_spin_resolved
+
+        ks = KohnShamBatch.from_terms([s["static"]["ks"] for s in samples], N)
+        if all("xc_potential" in s for s in samples):
+            vxc = torch.zeros(B, T1, 2, N, N, dtype=torch.complex64)
+            for b, s in enumerate(samples):
+                n = s["xc_potential"].shape[-1]
+                vxc[b, :, :, :n, :n] = potential_spin_resolved(s["xc_potential"]).to(torch.complex64)
     atom_batch = torch.arange(B).repeat_interleave(amask.sum(1))
     atom_pos = pos[amask]
     return WindowBatch(
@@ -179,5 +209,5 @@ def collate_windows(samples: list[dict], cutoff: float = 5.0) -> WindowBatch:
         atom_pos=atom_pos, atom_z=z[amask], atom_batch=atom_batch,
         edge_index=radius_graph(atom_pos, cutoff * ANGSTROM_TO_BOHR, atom_batch),
         n_electrons=torch.tensor([int(s["static"]["n_electrons"]) for s in samples]),
-        traj_ids=[s["traj_id"] for s in samples], starts=[s["start"] for s in samples],
+        traj_ids=[s["traj_id"] for s in samples], starts=[s["start"] for s in samples], ks=ks, xc_potential=vxc,
     )

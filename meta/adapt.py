@@ -99,13 +99,14 @@ def compare(model, store: str, task: Task, settings: AdaptSettings, progress=Non
     for name, m in models.items():
         with torch.no_grad():
             metrics[f"{name}/query_loss"] = float(np.mean([float(learner.loss_fn(m, b)) for b in query]))
+        ecfg.baselines = name == "zero_shot"  # the physics baselines once (they do not depend on the model)
         results[name] = [evaluate_trajectory(m, t, ecfg, source=i) | {"id": i} for t, i in zip(trajs, task.query)]
         agg = aggregate(results[name])
         metrics.update({f"{name}/{k.split('/', 1)[1]}": v for k, v in agg.items() if k.startswith("model/")})
         if progress:
             progress(name)
     agg = aggregate(results["zero_shot"])
-    metrics.update({k: v for k, v in agg.items() if k.startswith("trivial/")})
+    metrics.update({k: v for k, v in agg.items() if k.startswith(("trivial/", "frozen_xc/"))})
     return {"models": models, "results": results, "metrics": metrics, "steps": steps,
             "inner_lrs": learner.inner_lrs()}
 
@@ -113,8 +114,9 @@ def compare(model, store: str, task: Task, settings: AdaptSettings, progress=Non
 def format_comparison(metrics: dict) -> str:
     from rtml.platform.evaluate import METRICS
 
-    cols = (*METHODS, "trivial")
-    rows = [f"{'metric':<20}" + "".join(f"{c:>14}" for c in ("zero-shot", "fine-tune", "adapted", "ρ(t)=ρ(t0)"))]
+    cols = (*METHODS, "frozen_xc", "trivial")
+    rows = [f"{'metric':<20}" + "".join(f"{c:>14}" for c in ("zero-shot", "fine-tune", "adapted", "frozen xc",
+                                                               "ρ(t)=ρ(t0)"))]
     for m in ("query_loss", *METRICS):
         vals = [metrics.get(f"{c}/{m}") for c in cols]
         if any(v is not None for v in vals):

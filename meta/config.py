@@ -56,14 +56,14 @@ def task_loss_config() -> LossConfig:
     """The few-shot task loss: reconstruction + derivative only. The physics penalties are zero-weighted because the
     unitary head satisfies them by construction; what they measure on it is float32 rounding of the Löwdin
     transforms (the trace term alone was ~500x the reconstruction term on NH3), which no gradient step can lower."""
-    return LossConfig(hermiticity=0.0, trace=0.0, idempotency=0.0)
+    return LossConfig(hermiticity=0.0, trace=0.0, idempotency=0.0, xc_potential=0.0, hamiltonian_alignment=0.0)
 
 
 @dataclass(kw_only=True)
 class MetaModelSection:
     init: str = ""  # model.pt / run dir / runs:/<id>/model to start from; "" = a fresh model of ``preset``
     preset: str = "debug"
-    head: str = "unitary"
+    head: str = "kohn_sham"
     bundle: int = 1
 
 

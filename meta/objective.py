@@ -2,11 +2,10 @@
 
 * ``teacher`` — rtml's teacher-forced window loss (reconstruction + derivative terms) divided by the batch's mean
   squared one-step change mean|ρ(t+Δt) − ρ(t)|²: the one-step error relative to the trivial one-step predictor.
-* ``rollout`` (default) — the model rolls out autoregressively over the window from its first frame (one reference
-  frame before it warms up the recurrent state and gives the first Δρ, as in evaluation), and the loss is
-  mean|ρ_model(t) − ρ_ref(t)|² / mean|ρ_ref(t) − ρ_ref(t0)|²: the squared scaled error relative to the trivial
-  rollout ρ(t) = ρ(t0). It is what the rollout metrics measure; fine-tuning a teacher-forced model with it is what
-  makes its rollouts usable (see meta/README.md).
+* ``rollout`` (default) — the unrolled objective of ``rtml train`` (one module for both): the model rolls out
+  autoregressively over the window from its first frame (one reference frame before it warms up the recurrent state
+  and gives the first Δρ, as in evaluation); the loss is the squared density error plus the squared dipole error,
+  each relative to the trivial rollout ρ(t) = ρ(t0) per window. It is what the rollout metrics measure.
 
 Both divide by data constants: raw losses are ~1e-5 and differ between molecules, which left Adam (eps 1e-8) and
 the inner learning rates without signal.
@@ -17,23 +16,16 @@ from __future__ import annotations
 import torch
 
 from rtml.meta.learner import Functional
-from rtml.models.inputs import MoleculeBatch
-from rtml.models.rollout import rollout
-from rtml.platform.train.objective import batch_dt, window_loss
+from rtml.platform.train.objective import unrolled_losses, window_loss
 
 OBJECTIVES = ("teacher", "rollout")
 
 
 def rollout_error(model, batch, device) -> torch.Tensor:
-    """Relative squared rollout error of ``model`` over the windows of ``batch`` (first frame = ρ(t0 − Δt))."""
-    mol = MoleculeBatch.from_window(batch).to(device)
-    rho = batch.rho.to(device)  # [B, T+2, 2, N, N] complex64
-    T = rho.shape[1] - 2
-    res = rollout(model, mol, rho[:, 1], batch.field[:, 1:].to(device), T, batch_dt(batch), store_every=1,
-                  context=rho[:, :1])
-    target = rho[:, 2:].to(res.states.dtype)  # [B, T, 2, N, N]
-    scale = float((target - rho[:, 1:2].to(target.dtype)).abs().square().mean()) + 1e-30
-    return (res.states - target).abs().square().mean() / scale
+    """The unrolled objective of ``rtml train`` (:func:`rtml.platform.train.objective.unrolled_losses`): relative
+    density + dipole rollout errors over the windows of ``batch`` (first frame = ρ(t0 − Δt)); 1 + 1 = trivial."""
+    terms = unrolled_losses(model, batch, device)
+    return terms["rollout_density"] + terms["rollout_dipole"]
 
 
 def task_loss_fn(loss_cfg, device, objective: str = "rollout"):
@@ -43,7 +35,7 @@ def task_loss_fn(loss_cfg, device, objective: str = "rollout"):
     def teacher(module, batch):
         rho = batch.rho  # [B, T+2, 2, N, N] complex64 (first frame = ρ(t0 - Δt))
         scale = float((rho[:, 2:] - rho[:, 1:-1]).abs().square().mean()) + 1e-30
-        return window_loss(module, batch, loss_cfg, device)[0] / scale
+        return window_loss(module, batch, loss_cfg, device, unrolled=False)[0] / scale
 
     def unrolled(module, batch):
         if isinstance(module, Functional):

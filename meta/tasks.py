@@ -84,7 +84,8 @@ class WindowSource:
         self.horizon, self.extra, self.cutoff, self.first = horizon, int(prev_frame), cutoff, first
         st = TrajectoryStore(store)
         self.n_steps = {e["id"]: e["n_steps"] for e in st.index}
-        self.ds = WindowDataset(store, split="all", cfg=WindowConfig(window=horizon + self.extra, cutoff=cutoff),
+        self.ds = WindowDataset(store, split="all", kohn_sham=True,
+                                cfg=WindowConfig(window=horizon + self.extra, cutoff=cutoff),
                                 ids=st.ids())
 
     def batch(self, ids: list[str], n_windows: int, rng: np.random.Generator) -> WindowBatch:

@@ -28,6 +28,7 @@ class DynamicsConfig:
     chunk: int = 64  # time chunk of the parallel scan
     physics_lambda: float = 1.0
     n_generators: int = 4  # field invariants driving the skew generator
+    recurrent: bool = True  # False: Mamba mixers replaced by per-step MLPs (a Markov model; the ablation)
 
 
 DYNAMICS_PRESETS = {
@@ -63,18 +64,38 @@ class MambaFiLMBlock(nn.Module):
         return x + self.film(y, cond), state
 
 
+class MLPFiLMBlock(nn.Module):
+    """The Markov ablation of :class:`MambaFiLMBlock`: same residual/FiLM form, a per-step MLP, no state."""
+
+    def __init__(self, cfg: DynamicsConfig, d_cond: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(cfg.d_model)
+        d_hidden = cfg.expand * cfg.d_model
+        self.mlp = nn.Sequential(nn.Linear(cfg.d_model, d_hidden), nn.SiLU(), nn.Linear(d_hidden, cfg.d_model))
+        self.film = FiLM(d_cond, cfg.d_model)
+
+    def forward(self, x, cond, state=None):  # x [b, T, d]
+        return x + self.film(self.mlp(self.norm(x)), cond[:, None]), None
+
+    def step(self, x, cond, state):  # x [b, d]
+        return x + self.film(self.mlp(self.norm(x)), cond), None
+
+
 class Dynamics(nn.Module):
     def __init__(self, cfg: DynamicsConfig, d_cond: int):
         super().__init__()
         self.cfg = cfg
-        self.blocks = nn.ModuleList([MambaFiLMBlock(cfg, d_cond) for _ in range(cfg.n_layers)])
+        block = MambaFiLMBlock if cfg.recurrent else MLPFiLMBlock
+        self.blocks = nn.ModuleList([block(cfg, d_cond) for _ in range(cfg.n_layers)])
         self.gen = nn.Parameter(torch.randn(cfg.n_generators + 1, cfg.d_model, cfg.d_model) * cfg.d_model**-1)
 
     @property
     def backend(self) -> str:
-        return self.blocks[0].mamba.backend
+        return self.blocks[0].mamba.backend if self.cfg.recurrent else "none (recurrent=False)"
 
     def init_state(self, batch: int, dtype=None, device=None):
+        if not self.cfg.recurrent:
+            return [None] * len(self.blocks)
         return [blk.mamba.init_state(batch, dtype, device) for blk in self.blocks]
 
     def _residual(self, z, m, phi):

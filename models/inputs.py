@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from rtml.datasets.windows import ANGSTROM_TO_BOHR
+from rtml.datasets.kohn_sham import KohnShamBatch
 
 
 @dataclass(kw_only=True)
@@ -24,6 +25,7 @@ class MoleculeBatch:
     basis_atom: torch.Tensor  # [B, N] int64, -1 on padding
     basis_l: torch.Tensor  # [B, N] int64
     basis_m: torch.Tensor  # [B, N] int64
+    ks: KohnShamBatch | None = None  # exact Kohn–Sham terms (float64, never cast), for the kohn_sham head
 
     @property
     def batch_size(self) -> int:
@@ -35,8 +37,10 @@ class MoleculeBatch:
 
     def to(self, device=None, dtype=None) -> MoleculeBatch:
         """Move to a device; ``dtype`` (a real float type) applies to positions and overlap only."""
-        out = {}
+        out = {"ks": None if self.ks is None else self.ks.to(device)}
         for f in fields(self):
+            if f.name == "ks":
+                continue
             v = getattr(self, f.name)
             out[f.name] = v.to(device=device, dtype=dtype) if (dtype is not None and v.is_floating_point()) \
                 else v.to(device=device)
@@ -47,11 +51,14 @@ class MoleculeBatch:
         """From a :class:`rtml.datasets.windows.WindowBatch` (positions already in bohr)."""
         return cls(positions=batch.positions, atomic_numbers=batch.atomic_numbers, atom_mask=batch.atom_mask,
                    overlap=batch.overlap, basis_mask=batch.basis_mask, basis_atom=batch.basis_atom,
-                   basis_l=batch.basis_l, basis_m=batch.basis_m)
+                   basis_l=batch.basis_l, basis_m=batch.basis_m, ks=batch.ks)
 
     @classmethod
-    def from_trajectories(cls, trajs: list, dtype=torch.float64) -> MoleculeBatch:
-        """Pad several :class:`rtml.datasets.trajectory.Trajectory` (possibly different molecules and bases)."""
+    def from_trajectories(cls, trajs: list, dtype=torch.float64, kohn_sham: bool = False,
+                          ks_terms: list | None = None) -> MoleculeBatch:
+        """Pad several :class:`rtml.datasets.trajectory.Trajectory` (possibly different molecules and bases).
+        ``kohn_sham``: also compute the exact Kohn–Sham terms with PySCF (reference density = each trajectory's
+        first frame), or pass them precomputed as ``ks_terms``."""
         B = len(trajs)
         N = max(t.overlap.shape[-1] for t in trajs)
         A = max(len(t.atomic_numbers) for t in trajs)
@@ -69,6 +76,12 @@ class MoleculeBatch:
             out.basis_atom[b, :n] = torch.from_numpy(np.asarray(t.basis.atom_index, np.int64))
             out.basis_l[b, :n] = torch.from_numpy(np.asarray(t.basis.l, np.int64))
             out.basis_m[b, :n] = torch.from_numpy(np.asarray(t.basis.m, np.int64))
+        if kohn_sham or ks_terms is not None:
+            if ks_terms is None:
+                from rtml.datasets.kohn_sham import kohn_sham_terms, static_of
+
+                ks_terms = [kohn_sham_terms(static_of(t), t.density[0]) for t in trajs]
+            out.ks = KohnShamBatch.from_terms(ks_terms, N)
         return out
 
 

@@ -85,8 +85,62 @@ def wavefunction_alignment_loss(pred, target, s_half, w_frontier: float = 1.0, w
     return (weight * (diag - occ).square()).mean()
 
 
+def relative_potential_loss(v_pred, v_target, v_ref, mask) -> torch.Tensor:
+    """Fock supervision: Σ w|V_θ − V_xc|² / Σ w|V_ref − V_xc|² per molecule, batch mean (1 = no better than
+    ``v_ref``, e.g. the frozen V_xc[ρ(0)]). Shapes [B, T, 2, N, N] complex (Löwdin); ``mask`` [B, N] basis mask.
+    Weights w_ij = 1/(Var_t V_ij + 0.1·mean Var), zero on padding: elements that barely move count as much as
+    those that swing (the variance weighting of ../seeds; the floor keeps constant elements finite)."""
+    m2 = (mask[:, None, None, :, None] & mask[:, None, None, None, :]).to(v_target.real.dtype)  # [B,1,1,N,N]
+    var = (v_target.real.var(dim=1, keepdim=True) + v_target.imag.var(dim=1, keepdim=True)) * m2
+    mean_var = var.sum(dim=(-3, -2, -1), keepdim=True) / (2 * m2.sum(dim=(-3, -2, -1), keepdim=True))
+    w = m2 / (var + 0.1 * mean_var + 1e-30)
+    num = (w * (v_pred - v_target).abs().square()).flatten(1).sum(-1)
+    den = (w * (v_ref - v_target).abs().square()).flatten(1).sum(-1)
+    return (num / (den + 1e-3 * den.mean() + 1e-30)).mean()
+
+
+def hamiltonian_alignment_loss(h_pred, h_ref, n_occ, w_frontier: float = 1.0, w_other: float = 0.1,
+                               h_base=None) -> torch.Tensor:
+    """WALoss (../seeds/003): the predicted Kohn–Sham matrix in the reference eigenbasis (eigh of ``h_ref``
+    without gradient) must reproduce the reference orbital energies; occupied orbitals and the LUMO weigh
+    ``w_frontier``, the rest ``w_other``. h_* [B, T, 2, N, N] complex (Löwdin); n_occ [B, 2] occupied orbitals per
+    spin. With ``h_base`` (e.g. the frozen-xc matrix) the result is relative: 1 = no better than ``h_base``."""
+    with torch.no_grad():
+        eps, c = torch.linalg.eigh(h_ref)  # ascending: [B, T, 2, N], [B, T, 2, N, N]
+        rank = torch.arange(eps.shape[-1], device=eps.device)
+        weight = torch.where(rank <= n_occ[:, None, :, None], w_frontier, w_other)  # occupied + LUMO
+    def err(h):
+        return (weight * (torch.diagonal(c.mH @ h @ c, dim1=-2, dim2=-1).real - eps).square()).flatten(1).sum(-1)
+    num = err(h_pred)
+    if h_base is None:
+        return num.mean()
+    den = err(h_base.detach())
+    return (num / (den + 1e-3 * den.mean() + 1e-30)).mean()
+
+
+def relative_rollout_losses(states, target, start, dipole_ints) -> dict:
+    """Unrolled-training terms, each relative to the trivial rollout ρ(t) = ρ(t0) per window (1 = trivial):
+    density Σ|ρ − ρ_ref|² / Σ|ρ_ref − ρ_ref(t0)|², dipole Σ|μ − μ_ref|² / Σ|μ_ref − μ_ref(t0)|². A floor of
+    10% of the batch-mean denominator keeps windows where nothing happens (before a pulse) from dominating.
+    states, target [B, T, 2, N, N] AO; start [B, 2, N, N]; dipole_ints [B, 3, N, N]."""
+    def rel(num, den):
+        return (num / (den + 0.1 * den.mean() + 1e-30)).mean()
+    d = rel((states - target).abs().square().flatten(1).sum(-1),
+            (target - start[:, None]).abs().square().flatten(1).sum(-1))
+    mu_p, mu_t = dipole(states, dipole_ints), dipole(target, dipole_ints)  # [B, T, 3]
+    mu0 = dipole(start[:, None], dipole_ints)
+    m = rel((mu_p - mu_t).square().flatten(1).sum(-1), (mu_t - mu0).square().flatten(1).sum(-1))
+    return {"rollout_density": d, "rollout_dipole": m}
+
+
 @dataclass(kw_only=True)
 class LossConfig:
+    """Weights of the training objective (``rtml.platform.train.objective``). Teacher-forced terms:
+    reconstruction … wavefunction_alignment (design-guide weights). Kohn–Sham head only (other heads have no V_θ):
+    ``xc_potential`` (Fock supervision, :func:`relative_potential_loss`) and ``hamiltonian_alignment``
+    (:func:`hamiltonian_alignment_loss`), both relative to frozen xc. Unrolled (any head): ``rollout_density``,
+    ``rollout_dipole`` (:func:`relative_rollout_losses`) over the window rolled out autoregressively, with
+    truncated back-propagation every ``rollout_detach_every`` steps (0: never)."""
     reconstruction: float = 1.0
     derivative: float = 10.0
     hermiticity: float = 1.0
@@ -96,6 +150,11 @@ class LossConfig:
     scaled_dipole: float = 0.0  # needs dipole integrals
     wavefunction_alignment: float = 0.0
     variance_weighting: bool = True
+    xc_potential: float = 1.0
+    hamiltonian_alignment: float = 0.1
+    rollout_density: float = 1.0
+    rollout_dipole: float = 1.0
+    rollout_detach_every: int = 64
 
 
 def total_loss(pred, target, rho0, overlap, n_sigma, dt, cfg: LossConfig, s_half=None, dipole_ints=None):

@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.utils._pytree import tree_map
 from tqdm.auto import tqdm
 
 from rtml.models.inputs import MoleculeBatch
-from rtml.models.physics import sandwich
 
 
 @dataclass
@@ -26,38 +26,42 @@ class RolloutResult:
 
 def rollout(model, mol: MoleculeBatch, initial_state: torch.Tensor, field: torch.Tensor, n_steps: int, dt: float,
             store_every: int = 1, context: torch.Tensor | None = None, progress: bool = False,
-            callback=None) -> RolloutResult:
+            callback=None, detach_every: int = 0) -> RolloutResult:
     """initial_state [B, 2, N, N] AO; field [B, n_steps+1, 3] a.u. on the frame grid starting at the initial state;
     context [B, Tc, 2, N, N] reference frames *before* the initial state (optional, spacing dt).
-    ``callback(step, rho_ao)`` is called for every frame (e.g. to accumulate dipoles without storing)."""
+    ``callback(step, rho_ao)`` is called for every frame (e.g. to accumulate dipoles without storing).
+    ``detach_every`` > 0: truncated back-propagation through time, the state and the recurrent state are detached
+    every that many steps (unrolled training)."""
     k = model.cfg.bundle
     if n_steps % k:
         raise ValueError(f"n_steps={n_steps} must be a multiple of model.bundle={k}")
     if field.shape[1] < n_steps + 1:
         raise ValueError(f"field has {field.shape[1]} frames; rollout of {n_steps} steps needs {n_steps + 1}")
     st = model.prepare(mol, initial_state if context is None else context[:, 0])
-    cdt = torch.complex128 if st.s_half.dtype == torch.float64 else torch.complex64
-    field = field.to(device=st.s_half.device, dtype=st.s_half.dtype)
+    field = field.to(device=st.s_half.device, dtype=torch.float64 if st.ks is not None else st.s_half.dtype)
     e_mid = 0.5 * (field[:, 1:] + field[:, :-1]).transpose(0, 1)  # [n_steps, B, 3]
     state = model.init_state(st)
     prev = None
     if context is not None:  # teacher-forced warm-up at stride k
-        ctx = sandwich(st.s_half, context.to(device=st.s_half.device, dtype=cdt).transpose(0, 1))
+        ctx = model.to_orth(st, context.transpose(0, 1))
         for i in range(0, ctx.shape[0], k):
             drho = torch.zeros_like(ctx[i]) if prev is None else ctx[i] - prev
             e = torch.zeros(k, *e_mid.shape[1:], dtype=e_mid.dtype, device=e_mid.device)
             _, state = model.step(st, state, ctx[i], drho, e, dt)
             prev = ctx[i]
-    cur = sandwich(st.s_half, initial_state.to(device=st.s_half.device, dtype=cdt))
+    cur = model.to_orth(st, initial_state)
     stored, steps = [], []
     bar = tqdm(total=n_steps, desc="rollout", disable=not progress, unit="step")
     for t in range(0, n_steps, k):
+        if detach_every and t and t % detach_every < k:
+            cur, prev = cur.detach(), None if prev is None else prev.detach()
+            state = tree_map(lambda x: x.detach() if torch.is_tensor(x) else x, state)
         drho = torch.zeros_like(cur) if prev is None else cur - prev
         nxt, state = model.step(st, state, cur, drho, e_mid[t:t + k], dt)  # [k, B, 2, N, N]
         for j in range(k):
             frame = t + j + 1
             if callback is not None or (store_every and frame % store_every == 0):
-                ao = sandwich(st.s_inv_half, nxt[j])
+                ao = model.from_orth(st, nxt[j])
                 if callback is not None:
                     callback(frame, ao)
                 if store_every and frame % store_every == 0:
@@ -66,7 +70,7 @@ def rollout(model, mol: MoleculeBatch, initial_state: torch.Tensor, field: torch
         prev, cur = cur, nxt[-1]
         bar.update(k)
     bar.close()
-    final = sandwich(st.s_inv_half, cur)
+    final = model.from_orth(st, cur)
     states = torch.stack(stored, dim=1) if stored else final.new_zeros(final.shape[0], 0, *final.shape[1:])
     return RolloutResult(states=states, steps=steps, final=final)
 

@@ -9,12 +9,17 @@ Pipeline of one model step (bundle of k sub-steps), all in the Löwdin basis, al
 3. dynamics: Mamba + FiLM(geometry scalars) over time per atom, with the Hamiltonian residual (rtml.models.dynamics).
 4. decode: latent of both atoms gates the equivariant sources of every shell-pair block -> k Hermitian matrices.
 5. head:
+   * ``kohn_sham`` (default) — the matrices are the learned xc potential: V_θ = V_xc[ρ(0)] + v_scale·M_j, and
+     ρ_o <- Magnus-2 step with H = h + J[ρ] + E(t)·r + V_θ (:mod:`rtml.models.kohn_sham`: exact h, J, r from PySCF
+     in float64, state complex128). Decoder output 0 (initialisation) is the frozen-xc propagator exactly. The
+     encoder's Δρ channel is ρ(t) − ρ(0) (the deviation from the ground state that V_xc responds to).
    * ``unitary`` — the k matrices are effective Hamiltonians (Hartree): H_j = h_scale·M_j + c ∘ G, with
      G = (i/(kΔt))[Δρ_o, ρ_o] the generator that repeats the last observed rotation and c the learned atom-pair
      coefficient (1 at init); ρ_o <- U ρ_o U†, U = exp(-i H_j Δt). Hermiticity, trace and idempotency are exact.
    * ``density`` — the matrices are increments: ρ_o <- Π(ρ_o + d_scale·M_j + c ∘ Δρ_o/k), Π = Hermitise, trace,
      McWeeny, trace.
-At initialisation both heads reproduce linear extrapolation of the last step (decoder output is zero).
+At initialisation the unitary and density heads reproduce linear extrapolation of the last step (decoder output is
+zero), the Kohn–Sham head the frozen-xc propagator.
 Closed-shell inputs stay closed-shell exactly (the α−β output channels are masked).
 """
 
@@ -44,10 +49,11 @@ from rtml.models.dynamics import DYNAMICS_PRESETS, Dynamics, DynamicsConfig
 from rtml.models.field_encoder import FIELD_PRESETS, FieldEncoder, FieldEncoderConfig
 from rtml.models.geometry_encoder import GEOMETRY_PRESETS, GeometryEncoder, GeometryEncoderConfig
 from rtml.models.inputs import MoleculeBatch
+from rtml.models.kohn_sham import KohnShamOperators, magnus_step
 from rtml.models.layout import BasisLayout, build_layout
 from rtml.models.physics import hermitize, lowdin, project_density, sandwich, spin_traces, unitary_propagate
 
-HEADS = ("unitary", "density")
+HEADS = ("kohn_sham", "unitary", "density")
 
 
 @dataclass(kw_only=True)
@@ -56,8 +62,10 @@ class SurrogateConfig:
     field: FieldEncoderConfig = dc_field(default_factory=FieldEncoderConfig)
     codec: DensityCodecConfig = dc_field(default_factory=DensityCodecConfig)
     dynamics: DynamicsConfig = dc_field(default_factory=DynamicsConfig)
-    head: str = "unitary"  # unitary | density
+    head: str = "kohn_sham"  # kohn_sham | unitary | density
     bundle: int = 1  # sub-steps predicted per model call (temporal bundling)
+    v_scale: float = 0.01  # Hartree per unit decoder output (kohn_sham head: V_θ = V_xc[ρ(0)] + v_scale·M)
+    ks_iterations: int = 1  # corrector passes of the Kohn–Sham head's midpoint (rtml.models.kohn_sham)
     h_scale: float = 0.1  # Hartree per unit decoder output (unitary head)
     d_scale: float = 1e-3  # density change per unit decoder output (density head)
     extrapolate: bool = True  # include the last-step generator / increment term
@@ -98,6 +106,7 @@ class Static:
     n_sigma: torch.Tensor  # [B, 2] electrons per spin
     spin_mask: torch.Tensor  # [B] 1.0 for open-shell molecules, 0.0 for closed-shell
     atom_ao: torch.Tensor  # [B, N] flattened atom index of each AO (0 on padding)
+    ks: KohnShamOperators | None = None  # exact Kohn–Sham terms (kohn_sham head)
 
 
 class Surrogate(nn.Module):
@@ -155,16 +164,36 @@ class Surrogate(nn.Module):
         rho0_o = sandwich(s_half, rho0)
         spin_mask = ((rho0[:, 0] - rho0[:, 1]).abs().amax(dim=(-1, -2)) > 1e-10).to(dtype)
         atom_ao = (mol.basis_atom.clamp_min(0) + torch.arange(B, device=pos.device)[:, None] * A)
-        return Static(mol=mol, layout=layout, s_half=s_half, s_inv_half=s_inv, geo=geo, geo_flat=geo_flat, cond=cond,
+        ks = None
+        if self.cfg.head == "kohn_sham":
+            if mol.ks is None:
+                raise ValueError("model.head='kohn_sham' needs the exact Kohn–Sham terms of every molecule "
+                                 "(MoleculeBatch.ks: h, r, the J factor and V_xc[ρ(0)]; built by the window reader "
+                                 "and MoleculeBatch.from_trajectories(kohn_sham=True))")
+            ks = KohnShamOperators.from_batch(mol.ks)
+        return Static(ks=ks, mol=mol, layout=layout, s_half=s_half, s_inv_half=s_inv, geo=geo, geo_flat=geo_flat, cond=cond,
                       pair_emb=pair_emb, static_w=self.decoder.static_weights(layout, pair_emb),
                       static_src=self.decoder.static_sources(layout, geo, pos), n_sigma=spin_traces(rho0_o),
                       spin_mask=spin_mask, atom_ao=atom_ao)
 
+    @property
+    def state_dtype(self) -> torch.dtype:
+        """Complex dtype of the propagated state: complex128 for the Kohn–Sham head (exact terms in float64), else
+        the network's."""
+        if self.cfg.head == "kohn_sham":
+            return torch.complex128
+        return torch.complex128 if self.coef.weight.dtype == torch.float64 else torch.complex64
+
     # ------------------------------------------------------------------ pieces
     def _encode(self, st: Static, rho_o, drho_o, e_mid):
-        """rho_o, drho_o [*, B, 2, N, N]; e_mid [*, B, 3] -> tokens [*, B*A, d], phi [*, B*A, G], cache."""
+        """rho_o, drho_o [*, B, 2, N, N]; e_mid [*, B, 3] -> tokens [*, B*A, d], phi [*, B*A, G], cache.
+        Kohn–Sham head: the Δρ channel is ρ_o − ρ_o(0) (``drho_o`` is not used)."""
         A = st.layout.A
+        if st.ks is not None:
+            drho_o = rho_o - st.ks.rho_gs_o
         chans = torch.cat([spin_channels(rho_o), self.cfg.codec.delta_scale * spin_channels(drho_o)], dim=-4)
+        chans = chans.to(self.coef.weight.dtype)
+        e_mid = e_mid.to(self.coef.weight.dtype)
         pair_irr = to_pair_irreps(st.layout, chans)  # per group [*, P, 8, D]
         atoms = self.encoder(st.layout, pair_irr, st.pair_emb)
         e_atoms = e_mid.repeat_interleave(A, dim=-2)  # [*, B*A, 3]
@@ -180,15 +209,29 @@ class Surrogate(nn.Module):
         """latent [*, B*A, d]; e_sub [*, k, B, 3] midpoint fields of the k sub-steps -> states [*, k, B, 2, N, N]."""
         pair_irr, atoms, f_atoms = cache
         k = self.cfg.bundle
-        e_scaled = e_sub * self.cfg.field.field_scale
-        mats = self.decoder(st.layout, pair_irr, atoms, f_atoms, e_scaled[..., 0, :, :], latent, st.static_w,
-                            st.static_src)  # [*, 4k, B, N, N] real
+        e_scaled = (e_sub * self.cfg.field.field_scale)[..., 0, :, :].to(latent.dtype)
+        static_src = st.static_src
+        if st.ks is not None:
+            # V_θ − V_xc[ρ(0)] must vanish with Δρ: the decoder's sources are the Δρ pair irreps and the atom
+            # features of Δρ alone (linear in Δρ), gated by the latent (any function of ρ, Δρ, E and history).
+            # ρ, geometry and field sources would add a Δρ-independent offset that swamps weak-field responses.
+            keep = torch.zeros(pair_irr[0].shape[-2], dtype=pair_irr[0].dtype, device=pair_irr[0].device)
+            keep[keep.shape[0] // 2:] = 1.0  # channels: 4 of ρ, then 4 of Δρ
+            pair_irr = [x * keep[:, None] for x in pair_irr]
+            atoms = self.encoder(st.layout, pair_irr, st.pair_emb)
+            f_atoms = {key: torch.zeros_like(v) for key, v in f_atoms.items()}
+            e_scaled = torch.zeros_like(e_scaled)
+            static_src = [{key: torch.zeros_like(v) for key, v in d.items()} for d in static_src]
+        mats = self.decoder(st.layout, pair_irr, atoms, f_atoms, e_scaled, latent, st.static_w,
+                            static_src)  # [*, 4k, B, N, N] real
         mats = mats.unflatten(-4, (k, 4))  # [*, k, 4, B, N, N]
         mask = st.spin_mask[:, None, None]
         sym = mats[..., 0, :, :, :] + 1j * mats[..., 1, :, :, :]
         dif = (mats[..., 2, :, :, :] + 1j * mats[..., 3, :, :, :]) * mask
         m = torch.stack([sym + dif, sym - dif], dim=-3)  # [*, k, B, 2, N, N]
         m = 0.5 * (m.real + m.real.mT) + 0.5j * (m.imag - m.imag.mT)  # Hermitian in the AO-ordered Löwdin basis
+        if st.ks is not None:
+            return self._kohn_sham_steps(st, m, rho_o, drho_o, e_sub, dt)
         psi = self.coef(latent)[..., 0]  # [*, B*A]
         c = 1.0 + psi[..., st.atom_ao][..., :, :, None] + psi[..., st.atom_ao][..., :, None, :]  # [*, B, N, N]
         c = c * st.mol.basis_mask[:, :, None] * st.mol.basis_mask[:, None, :]
@@ -206,37 +249,69 @@ class Surrogate(nn.Module):
                     inc = inc + c * drho_o / k
                 cur = project_density(cur + inc, st.n_sigma, self.cfg.purify_steps)
             out.append(cur)
-        return torch.stack(out, dim=-5)
+        return torch.stack(out, dim=-5), None
+
+    def potential(self, st: Static, m: torch.Tensor) -> torch.Tensor:
+        """V_θ = V_xc[ρ(0)] + v_scale·M (Löwdin, complex128) from decoder matrices m [..., B, 2, N, N]."""
+        return st.ks.vxc0_o + self.cfg.v_scale * m.to(torch.complex128)
+
+    def _kohn_sham_steps(self, st: Static, m, rho_o, drho_o, e_sub, dt):
+        """k Magnus steps with V_θ of each sub-step -> (states [*, k, B, 2, N, N] complex128, V_θ likewise)."""
+        k = self.cfg.bundle
+        v = self.potential(st, m)  # [*, k, B, 2, N, N]
+        cur = rho_o.to(torch.complex128)
+        prev = cur - drho_o.to(torch.complex128) / k
+        out = []
+        for j in range(k):
+            nxt = magnus_step(st.ks, cur, v[..., j, :, :, :, :], e_sub[..., j, :, :], dt, rho_prev_o=prev,
+                              iterations=self.cfg.ks_iterations)
+            prev, cur = cur, nxt
+            out.append(cur)
+        return torch.stack(out, dim=-5), v
 
     # ------------------------------------------------------------------ public API
     def forward(self, mol: MoleculeBatch, rho: torch.Tensor, field: torch.Tensor, dt: float,
-                rho_prev: torch.Tensor | None = None) -> torch.Tensor:
+                rho_prev: torch.Tensor | None = None, return_potential: bool = False):
         """Teacher-forced prediction over a window (training).
 
         rho [B, T+1, 2, N, N] AO (reference), field [B, T+1, 3] a.u. on the same grid, dt (a.u.) between frames;
         T divisible by ``bundle`` = k. Inputs are ρ(0), ρ(k), ...; each predicts the next k frames from the
         reference input. ``rho_prev`` [B, 2, N, N] = ρ(-k) gives the first Δρ (else zero).
-        Returns predictions [B, T, 2, N, N] of rho[:, 1:]."""
+        Returns predictions [B, T, 2, N, N] of rho[:, 1:]; with ``return_potential`` also V_θ [B, T, 2, N, N]
+        (Löwdin, complex128; the midpoint xc potential of each step; None for heads without one)."""
         T1 = rho.shape[1]
         k, T = self.cfg.bundle, T1 - 1
         if T % k:
             raise ValueError(f"window length {T} is not a multiple of model.bundle={k}")
         st = self.prepare(mol, rho[:, 0])
         cdt = st.s_half.dtype
-        rho = rho.to(device=st.s_half.device, dtype=torch.complex128 if cdt == torch.float64 else torch.complex64)
-        field = field.to(device=st.s_half.device, dtype=cdt)
-        rho_o = sandwich(st.s_half, rho.transpose(0, 1))  # [T+1, B, 2, N, N]
+        rho = rho.to(device=st.s_half.device, dtype=self.state_dtype)
+        field = field.to(device=st.s_half.device, dtype=torch.float64 if st.ks is not None else cdt)
+        rho_o = self.to_orth(st, rho.transpose(0, 1))  # [T+1, B, 2, N, N]
         inp = rho_o[0:T:k]  # [n, B, 2, N, N]
-        first = torch.zeros_like(inp[:1]) if rho_prev is None else \
-            (inp[:1] - sandwich(st.s_half, rho_prev.to(rho.dtype))[None])
+        first = torch.zeros_like(inp[:1]) if rho_prev is None else (inp[:1] - self.to_orth(st, rho_prev)[None])
         drho = torch.cat([first, inp[1:] - inp[:-1]], dim=0)
         e_mid = 0.5 * (field[:, 1:] + field[:, :-1]).transpose(0, 1)  # [T, B, 3]
         e_sub = e_mid.unflatten(0, (T // k, k))  # [n, k, B, 3]
         tokens, phi, cache = self._encode(st, inp, drho, e_sub[:, 0])
         latent, _ = self.dynamics(tokens.transpose(0, 1), st.cond, phi.transpose(0, 1))  # [B*A, n, d]
-        pred_o = self._decode_and_step(st, latent.transpose(0, 1), cache, inp, drho, e_sub, dt)  # [n,k,B,2,N,N]
-        pred = sandwich(st.s_inv_half, pred_o.flatten(0, 1))  # [T, B, 2, N, N]
-        return pred.transpose(0, 1)
+        pred_o, v = self._decode_and_step(st, latent.transpose(0, 1), cache, inp, drho, e_sub, dt)  # [n,k,B,2,N,N]
+        pred = sandwich(self._s_inv_half(st), pred_o.flatten(0, 1)).transpose(0, 1)  # [B, T, 2, N, N]
+        if return_potential:
+            return pred, None if v is None else v.flatten(0, 1).transpose(0, 1)
+        return pred
+
+    def to_orth(self, st: Static, rho: torch.Tensor) -> torch.Tensor:
+        """AO -> Löwdin density in the state dtype (float64 S^½ for the Kohn–Sham head)."""
+        x = st.ks.x_inv if st.ks is not None else st.s_half
+        return sandwich(x, rho.to(device=x.device, dtype=self.state_dtype))
+
+    def from_orth(self, st: Static, rho_o: torch.Tensor) -> torch.Tensor:
+        return sandwich(self._s_inv_half(st), rho_o)
+
+    @staticmethod
+    def _s_inv_half(st: Static) -> torch.Tensor:
+        return st.ks.x if st.ks is not None else st.s_inv_half
 
     def init_state(self, st: Static):
         return self.dynamics.init_state(st.layout.B * st.layout.A, st.s_half.dtype, st.s_half.device)
@@ -246,4 +321,4 @@ class Surrogate(nn.Module):
         fields -> (next k states [k, B, 2, N, N], new recurrent state)."""
         tokens, phi, cache = self._encode(st, rho_o, drho_o, e_sub[0])
         latent, state = self.dynamics.step(tokens, st.cond, phi, state)
-        return self._decode_and_step(st, latent, cache, rho_o, drho_o, e_sub, dt), state
+        return self._decode_and_step(st, latent, cache, rho_o, drho_o, e_sub, dt)[0], state

@@ -2,17 +2,23 @@
 
 For every trajectory: the model rolls out autoregressively from the reference state at frame ``context`` (the
 frames before it warm up the recurrent state), driven by the trajectory's field, and is compared with the
-reference engine and with the trivial baseline ρ(t) = ρ(t0) (nothing changes):
+reference engine side by side with two physics baselines that need no training: **frozen xc** (the Kohn–Sham
+head with the network off, H = h + J[ρ(t)] + V_xc[ρ(0)] + E(t)·r, :class:`rtml.models.baselines.FrozenXC`) and
+**trivial** ρ(t) = ρ(t0) (nothing changes). Metrics per predictor:
 
 * ``scaled_l2`` — ‖ρ_pred − ρ_ref‖ / ‖ρ_ref‖ over all rolled-out frames;
 * ``dipole_nrmse`` — RMS(μ_pred − μ_ref) / RMS(μ_ref − μ_ref(0)) (the trivial baseline scores ≈ 1);
 * ``spectrum_nrmse`` / ``spectrum_overlap`` below 20 eV (kicked trajectories only);
+* ``max_peak_shift_ev`` — kicked runs: the largest distance from a reference peak (< 20 eV, higher than 5% of the
+  strongest) to the nearest predicted peak;
+* ``ms_per_step`` — wall time of the rollout per step (batch 1, this process's threads);
 * ``steps_to_violation`` — frames before any Hermiticity/trace/idempotency violation above ``violation_tol``
   (the rollout length when there is none).
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,19 +27,26 @@ import torch
 
 from rtml.datasets import observables as obs
 from rtml.datasets.integrals import dipole_integrals
+from rtml.models.baselines import FrozenXC
 from rtml.models.inputs import MoleculeBatch, spin_resolved
 from rtml.models.physics import violations
 from rtml.models.rollout import rollout
 
-METRICS = ("scaled_l2", "dipole_nrmse", "spectrum_nrmse", "spectrum_overlap")
+METRICS = ("dipole_nrmse", "scaled_l2", "spectrum_overlap", "spectrum_nrmse", "max_peak_shift_ev",
+           "steps_to_violation", "ms_per_step")
+PREDICTORS = ("model", "frozen_xc", "trivial")  # trivial: ρ(t) = ρ(t0); frozen_xc: rtml.models.baselines
 
 
 @dataclass(kw_only=True)
 class RolloutEvalConfig:
+    """``max_steps``: frames rolled out per trajectory (None: all); ``context``: reference frames before the
+    rollout start that warm up the model (≥ 1; 2 steps past a kick's discontinuity at t = dt/2); ``baselines``:
+    also roll out the frozen-xc physics baseline (the trivial one is free)."""
     max_trajectories: int = 4
-    max_steps: int | None = None  # frames rolled out per trajectory (None: the whole trajectory)
-    context: int = 1
+    max_steps: int | None = None
+    context: int = 2
     violation_tol: float = 1e-3
+    baselines: bool = True
 
 
 def _total(rho_spin: np.ndarray, n_spin: int) -> np.ndarray:
@@ -41,66 +54,102 @@ def _total(rho_spin: np.ndarray, n_spin: int) -> np.ndarray:
     return rho_spin.sum(1, keepdims=True) if n_spin == 1 else rho_spin
 
 
+def _timed_rollout(model, mol, rho, field, c, n, dt, device):
+    t0 = time.perf_counter()
+    res = rollout(model, mol, rho[c][None].to(device), field.to(device), n, dt, store_every=1,
+                  context=rho[:c][None].to(device))
+    ms = 1e3 * (time.perf_counter() - t0) / n
+    return res.states[0].detach().cpu().to(torch.complex128), ms
+
+
+def max_peak_shift_ev(omega, s_pred, s_ref, emax_ev: float = 20.0) -> float | None:
+    """Largest distance (eV) from a reference peak below ``emax_ev`` to the nearest predicted peak (None when
+    the prediction has no peak, e.g. the trivial baseline)."""
+    ref = obs.find_peaks(omega, s_ref) * obs.HARTREE_EV
+    pred = obs.find_peaks(omega, s_pred) * obs.HARTREE_EV
+    ref = ref[ref <= emax_ev]
+    if not len(ref) or not len(pred):
+        return None
+    return float(np.max(np.min(np.abs(ref[:, None] - pred[None, :]), axis=1)))
+
+
 @torch.no_grad()
 def evaluate_trajectory(model, traj, cfg: RolloutEvalConfig, device=None, source="<memory>") -> dict:
+    """Roll ``model`` (None: baselines only) and the baselines out on one trajectory -> per-predictor metrics."""
     device = device or torch.device("cpu")
-    k, c = model.cfg.bundle, max(1, cfg.context)
+    k = model.cfg.bundle if model is not None else 1
+    c = max(1, cfg.context)
     n = traj.n_steps - 1 - c
     if cfg.max_steps:
         n = min(n, cfg.max_steps)
     n -= n % k
     if n < k:
         raise ValueError(f"{source}: trajectory has {traj.n_steps} frames; needs more than context+bundle={c + k}")
-    mol = MoleculeBatch.from_trajectories([traj], dtype=torch.float32).to(device)
+    mol = MoleculeBatch.from_trajectories([traj], dtype=torch.float32, kohn_sham=True).to(device)
     rho = spin_resolved(torch.from_numpy(traj.density))  # [T, 2, N, N] complex128
     field = torch.from_numpy(traj.field[c:c + n + 1])[None].float()
-    res = rollout(model, mol, rho[c][None].to(device), field.to(device), n, traj.dt, store_every=1,
-                  context=rho[:c][None].to(device))
-    pred_spin = res.states[0].cpu().to(torch.complex128)  # [n, 2, N, N]
     ref = traj.density[c + 1:c + n + 1]  # [n, S, N, N]
-    pred = _total(pred_spin.numpy(), traj.n_spin)
-    trivial = np.broadcast_to(traj.density[c], ref.shape)
     r_ints, nuc = dipole_integrals(traj, source)
     mu_ref = obs.dipole_from_density(traj.density[:c + n + 1], r_ints, nuc)  # [c+n+1, 3]
-    mu_pred = np.concatenate([mu_ref[:c + 1], obs.dipole_from_density(pred, r_ints, nuc)])
-    mu_triv = np.concatenate([mu_ref[:c + 1], np.broadcast_to(mu_ref[c], (n, 3))])
-    seg = slice(c + 1, c + n + 1)
-    out = {"id": source, "molecule": traj.molecule, "frames": n, "time": traj.time[:c + n + 1],
-           "mu_ref": mu_ref, "mu_pred": mu_pred,
-           "model": {"scaled_l2": obs.scaled_l2(pred, ref), "dipole_nrmse": obs.dipole_nrmse(mu_pred[seg], mu_ref[seg])},
-           "trivial": {"scaled_l2": obs.scaled_l2(trivial, ref),
-                       "dipole_nrmse": obs.dipole_nrmse(mu_triv[seg], mu_ref[seg])}}
+    runs = {}
+    if model is not None:
+        model.eval()
+        runs["model"] = _timed_rollout(model, mol, rho, field, c, n, traj.dt, device)
+    if cfg.baselines:
+        runs["frozen_xc"] = _timed_rollout(FrozenXC(), mol, rho, field.double(), c, n, traj.dt, device)
+    runs["trivial"] = (rho[c][None].expand(n, *rho.shape[1:]), 0.0)
+    out = {"id": source, "molecule": traj.molecule, "frames": n, "time": traj.time[:c + n + 1], "mu_ref": mu_ref,
+           "mu": {}}
     s = torch.from_numpy(traj.overlap)[None]
     n_sigma = torch.diagonal(rho[0] @ s.to(rho.dtype), dim1=-2, dim2=-1).sum(-1).real  # [1, 2]
-    v = violations(pred_spin[:, None], s, n_sigma)  # each [n, 1]
-    worst = torch.stack([x[:, 0] for x in v.values()]).amax(0)  # [n]
-    bad = torch.nonzero(worst > cfg.violation_tol)
-    out["model"]["steps_to_violation"] = int(bad[0, 0]) if len(bad) else n
-    out["model"]["max_violation"] = float(worst.max())
+    for who, (pred_spin, ms) in runs.items():
+        pred = _total(pred_spin.numpy(), traj.n_spin)
+        mu = np.concatenate([mu_ref[:c + 1], obs.dipole_from_density(pred, r_ints, nuc)])
+        out["mu"][who] = mu
+        m = {"scaled_l2": obs.scaled_l2(pred, ref), "dipole_nrmse": obs.dipole_nrmse(mu[c + 1:], mu_ref[c + 1:])}
+        if who != "trivial":
+            v = violations(pred_spin[:, None], s, n_sigma)  # each [n, 1]
+            worst = torch.stack([x[:, 0] for x in v.values()]).amax(0)  # [n]
+            bad = torch.nonzero(worst > cfg.violation_tol)
+            m.update(steps_to_violation=int(bad[0, 0]) if len(bad) else n, max_violation=float(worst.max()),
+                     ms_per_step=ms)
+        out[who] = m
     if traj.meta.get("field_spec", {}).get("kind") == "delta":
         kappa, t_kick = obs.kick_of(traj)
         pol = traj.meta["field_spec"]["polarization"]
-        spec = {}
-        for name, mu in (("ref", mu_ref), ("model", mu_pred), ("trivial", mu_triv)):
-            spec[name] = obs.absorption_spectrum(out["time"], mu, kappa, direction=pol, t_kick=t_kick,
-                                                 window="gauss")
+        spec = {name: obs.absorption_spectrum(out["time"], mu, kappa, direction=pol, t_kick=t_kick, window="gauss")
+                for name, mu in (("ref", mu_ref), *out["mu"].items())}
         om = spec["ref"][0]
-        for name in ("model", "trivial"):
-            out[name]["spectrum_nrmse"] = obs.spectrum_nrmse(om, spec[name][1], spec["ref"][1])
-            out[name]["spectrum_overlap"] = obs.spectrum_overlap(om, spec[name][1], spec["ref"][1])
+        for who in runs:
+            out[who]["spectrum_nrmse"] = obs.spectrum_nrmse(om, spec[who][1], spec["ref"][1])
+            out[who]["spectrum_overlap"] = obs.spectrum_overlap(om, spec[who][1], spec["ref"][1])
+            shift = max_peak_shift_ev(om, spec[who][1], spec["ref"][1])
+            if shift is not None:
+                out[who]["max_peak_shift_ev"] = shift
         out["spectra"] = {k: v[1] for k, v in spec.items()} | {"omega": om}
     return out
 
 
 def aggregate(results: list[dict]) -> dict:
-    """Mean of each metric over trajectories, for the model and the trivial baseline."""
+    """``{"who/metric": value}`` over trajectories: the mean, except ``max_peak_shift_ev`` (the largest) and
+    ``steps_to_violation`` (the smallest)."""
     agg = {}
-    for who in ("model", "trivial"):
-        for m in (*METRICS, "steps_to_violation"):
-            vals = [r[who][m] for r in results if m in r[who]]
+    for who in PREDICTORS:
+        for m in METRICS:
+            vals = [r[who][m] for r in results if who in r and m in r[who]]
             if vals:
-                agg[f"{who}/{m}"] = float(np.mean(vals))
+                red = np.max if m == "max_peak_shift_ev" else np.min if m == "steps_to_violation" else np.mean
+                agg[f"{who}/{m}"] = float(red(vals))
     return agg
+
+
+def as_json(agg: dict) -> dict:
+    """``{"model": {...}, "frozen_xc": {...}, "trivial": {...}}`` from :func:`aggregate`'s flat dict."""
+    out: dict = {}
+    for key, v in agg.items():
+        who, m = key.split("/", 1)
+        out.setdefault(who, {})[m] = v
+    return out
 
 
 def evaluate_store(model, store_path: str, ids: list[str] | None, cfg: RolloutEvalConfig,
@@ -111,13 +160,15 @@ def evaluate_store(model, store_path: str, ids: list[str] | None, cfg: RolloutEv
 
     store = TrajectoryStore(store_path)
     ids = (ids or store.ids())[:cfg.max_trajectories]
-    model.eval()
     return [evaluate_trajectory(model, store.read(i), cfg, device, source=i)
             for i in tqdm(ids, desc="evaluate", disable=not progress, unit="traj")]
 
 
+STYLE = {"model": ("C1--", "rtml"), "frozen_xc": ("C0:", "frozen xc"), "trivial": ("C7-", "trivial")}
+
+
 def plot_results(results: list[dict], out_dir: str | Path) -> list[Path]:
-    """Dipole vs reference for every trajectory (one panel each); spectra of the kicked ones."""
+    """Dipole of reference, model and frozen-xc for every trajectory (one panel each); spectra of the kicked ones."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,13 +177,15 @@ def plot_results(results: list[dict], out_dir: str | Path) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    fig, axes = plt.subplots(len(results), 1, figsize=(7, 2.2 * len(results)), squeeze=False)
+    fig, axes = plt.subplots(len(results), 1, figsize=(8, 2.2 * len(results)), squeeze=False)
     for ax, r in zip(axes[:, 0], results):
         ax_i = int(np.argmax(np.ptp(r["mu_ref"], axis=0)))
         ax.plot(r["time"], r["mu_ref"][:, ax_i], "k-", lw=1.2, label="reference (PySCF RT-TDDFT)")
-        ax.plot(r["time"], r["mu_pred"][:, ax_i], "C1--", lw=1.2, label="rtml rollout")
-        ax.set_title(f"{r['id']}: μ_{'xyz'[ax_i]}  (dipole nRMSE {r['model']['dipole_nrmse']:.3f}, "
-                     f"trivial {r['trivial']['dipole_nrmse']:.3f})", fontsize=8)
+        for who in ("model", "frozen_xc"):
+            if who in r["mu"]:
+                ax.plot(r["time"], r["mu"][who][:, ax_i], STYLE[who][0], lw=1.0, label=STYLE[who][1])
+        title = ", ".join(f"{STYLE[w][1]} {r[w]['dipole_nrmse']:.3f}" for w in PREDICTORS if w in r)
+        ax.set_title(f"{r['id']}: μ_{'xyz'[ax_i]}  dipole nRMSE: {title}", fontsize=8)
         ax.set_ylabel("dipole (a.u.)")
     axes[-1, 0].set_xlabel("time (a.u.)")
     axes[0, 0].legend(fontsize=7)
@@ -142,13 +195,17 @@ def plot_results(results: list[dict], out_dir: str | Path) -> list[Path]:
     plt.close(fig)
     kicked = [r for r in results if "spectra" in r]
     if kicked:
-        fig, axes = plt.subplots(len(kicked), 1, figsize=(7, 2.2 * len(kicked)), squeeze=False)
+        fig, axes = plt.subplots(len(kicked), 1, figsize=(8, 2.2 * len(kicked)), squeeze=False)
         for ax, r in zip(axes[:, 0], kicked):
             ev = r["spectra"]["omega"] * obs.HARTREE_EV
             band = ev <= 20
             ax.plot(ev[band], r["spectra"]["ref"][band], "k-", label="reference")
-            ax.plot(ev[band], r["spectra"]["model"][band], "C1--", label="rtml")
-            ax.set_title(f"{r['id']}: spectrum overlap {r['model']['spectrum_overlap']:.3f}", fontsize=8)
+            for who in ("model", "frozen_xc"):
+                if who in r["spectra"]:
+                    ax.plot(ev[band], r["spectra"][who][band], STYLE[who][0], label=STYLE[who][1])
+            title = ", ".join(f"{STYLE[w][1]} {r[w]['spectrum_overlap']:.3f}" for w in ("model", "frozen_xc")
+                              if w in r)
+            ax.set_title(f"{r['id']}: spectrum overlap {title}", fontsize=8)
         axes[-1, 0].set_xlabel("energy (eV)")
         axes[0, 0].legend(fontsize=7)
         fig.tight_layout()
@@ -159,9 +216,12 @@ def plot_results(results: list[dict], out_dir: str | Path) -> list[Path]:
 
 
 def format_table(agg: dict) -> str:
-    rows = [f"{'metric':<22}{'rtml':>12}{'trivial ρ(t)=ρ(t0)':>22}"]
-    for m in (*METRICS, "steps_to_violation"):
-        if f"model/{m}" in agg:
-            t = agg.get(f"trivial/{m}")
-            rows.append(f"{m:<22}{agg[f'model/{m}']:>12.4f}{'' if t is None else f'{t:.4f}':>22}")
+    """Model, frozen-xc and trivial side by side (a column only for predictors present)."""
+    cols = [w for w in PREDICTORS if any(k.startswith(f"{w}/") for k in agg)]
+    names = {"model": "rtml", "frozen_xc": "frozen xc", "trivial": "trivial ρ(t)=ρ(t0)"}
+    rows = [f"{'metric':<20}" + "".join(f"{names[w]:>20}" for w in cols)]
+    for m in METRICS:
+        if any(f"{w}/{m}" in agg for w in cols):
+            cells = [agg.get(f"{w}/{m}") for w in cols]
+            rows.append(f"{m:<20}" + "".join(f"{'' if v is None else f'{v:.4g}':>20}" for v in cells))
     return "\n".join(rows)

@@ -1,5 +1,5 @@
-"""Rotation equivariance at float64 of the geometry encoder, the field encoder and the whole surrogate (both heads,
-s/p/d shells): rotate the molecule, the field and the initial ρ (Wigner-D per shell) — the predicted trajectory
+"""Rotation equivariance at float64 of the geometry encoder, the field encoder and the whole surrogate (every head,
+s/p/d shells; the Kohn–Sham head with its exact terms rotated exactly): rotate the molecule, the field and the initial ρ (Wigner-D per shell) — the predicted trajectory
 must be the rotated one."""
 
 import pytest
@@ -43,6 +43,35 @@ def test_field_encoder_equivariant_and_linear():
     assert enc(geo, torch.zeros(3, dtype=torch.float64)).abs().max() == 0
 
 
+def _with_kohn_sham(mol: MoleculeBatch, rho0, names_bases):
+    """Attach exact Kohn–Sham terms (PySCF h, r, J factor; V_xc of the guess density) to a guess batch."""
+    from model_inputs import pyscf_mol
+
+    from rtml.datasets.engine.system import ElectronicSystem, SystemConfig
+    from rtml.datasets.kohn_sham import KohnShamBatch, KohnShamTerms, j_factor, xc_potential
+
+    terms = []
+    for b, (name, basis) in enumerate(names_bases):
+        m, _ = pyscf_mol(name, basis)
+        sysm = ElectronicSystem(m, SystemConfig(basis=basis))
+        n = sysm.nbf
+        p = rho0[b, :, :n, :n].sum(0, keepdim=True).numpy()  # closed shell: total density [1, n, n]
+        terms.append(KohnShamTerms(overlap=sysm.overlap, hcore=sysm.hcore, r_ints=sysm.r_ints,
+                                   j_factor=j_factor(sysm), vxc0=xc_potential(sysm, p), rho0=p))
+    mol.ks = KohnShamBatch.from_terms(terms, mol.nbf)
+    return mol
+
+
+def _rotate_ks(ks, W, R):
+    """Exact rotation of the AO Kohn–Sham terms: M -> W M Wᵀ, and the vector operator r_x -> Σ_y R_xy W r_y Wᵀ."""
+    from rtml.datasets.kohn_sham import KohnShamBatch
+
+    rot = lambda m: W.to(m.dtype).unsqueeze(1) @ m @ W.to(m.dtype).mT.unsqueeze(1)  # noqa: E731
+    return KohnShamBatch(overlap=W @ ks.overlap @ W.mT, hcore=W @ ks.hcore @ W.mT,
+                         r_ints=torch.einsum("xy,byij->bxij", R, rot(ks.r_ints)), j_factor=rot(ks.j_factor),
+                         vxc0=rot(ks.vxc0), rho_gs=rot(ks.rho_gs))
+
+
 def _rotate_batch(mol: MoleculeBatch, rho, field, R):
     Ws = []
     for b in range(mol.batch_size):
@@ -52,15 +81,20 @@ def _rotate_batch(mol: MoleculeBatch, rho, field, R):
         W[:n, :n] = ao_rotation(R, sl)
         Ws.append(W)
     W = torch.stack(Ws)  # [B, N, N]
-    mol2 = MoleculeBatch(**{**mol.__dict__, "positions": mol.positions @ R.T, "overlap": W @ mol.overlap @ W.mT})
+    ks = None if mol.ks is None else _rotate_ks(mol.ks, W, R)
+    mol2 = MoleculeBatch(**{**mol.__dict__, "positions": mol.positions @ R.T, "overlap": W @ mol.overlap @ W.mT,
+                            "ks": ks})
     Wc = W.to(rho.dtype)[:, None, None]
     return mol2, Wc @ rho @ Wc.mT, field @ R.T, Wc
 
 
-@pytest.mark.parametrize("head", ["unitary", "density"])
+@pytest.mark.parametrize("head", ["kohn_sham", "unitary", "density"])
 def test_surrogate_equivariant(head):
     torch.manual_seed(0)
-    mol, rho0 = guess_inputs([("h2o", "6-31g*"), ("nh3", "sto-3g")], seed=1)  # s, p and d shells
+    names = [("h2o", "6-31g*"), ("nh3", "sto-3g")]
+    mol, rho0 = guess_inputs(names, seed=1)  # s, p and d shells
+    if head == "kohn_sham":
+        mol = _with_kohn_sham(mol, rho0, names)
     T = 4
     g = torch.Generator().manual_seed(3)
     rho = torch.stack([rho0 + 1e-3 * t * (rho0 @ rho0) for t in range(T + 1)], dim=1)  # [B, T+1, 2, N, N]

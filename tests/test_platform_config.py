@@ -131,9 +131,12 @@ def test_rollout_evaluation_metrics_and_trivial_baseline(small_store, tmp_path):
     model = Surrogate(preset("debug")).eval()
     res = evaluate_trajectory(model, store.read(kicked), RolloutEvalConfig(max_steps=20), source=kicked)
     assert res["frames"] == 20
-    for who in ("model", "trivial"):
+    for who in ("model", "frozen_xc", "trivial"):
         assert {"scaled_l2", "dipole_nrmse", "spectrum_nrmse", "spectrum_overlap"} <= set(res[who])
-    assert res["model"]["steps_to_violation"] == 20  # unitary head: no violation
+    for who in ("model", "frozen_xc"):
+        assert res[who]["steps_to_violation"] == 20 and res[who]["ms_per_step"] > 0  # unitary steps: no violation
+    # an untrained Kohn–Sham model is the frozen-xc propagator
+    assert abs(res["model"]["dipole_nrmse"] - res["frozen_xc"]["dipole_nrmse"]) < 1e-6
     agg = aggregate([res])
     assert agg["trivial/dipole_nrmse"] > 0.5
     assert [p.name for p in plot_results([res], tmp_path)] == ["dipole.png", "spectrum.png"]
@@ -152,11 +155,19 @@ def test_evaluate_command_logs_a_run(small_store, tmp_path):
     save_model(Surrogate(preset("debug")), tmp_path / "m" / "model.pt")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert main(["evaluate", str(tmp_path / "m"), small_store, "--out", str(tmp_path / "ev"), "--max-trajectories",
-                 "2", "--max-steps", "10", "--tracking-uri", uri]) == 0
+                 "2", "--max-steps", "10", "--tracking-uri", uri, "--json", str(tmp_path / "m.json")]) == 0
+    side = json.loads((tmp_path / "m.json").read_text())
+    assert set(side) == {"model", "frozen_xc", "trivial"}
+    assert {"dipole_nrmse", "scaled_l2", "spectrum_overlap", "spectrum_nrmse", "steps_to_violation",
+            "ms_per_step"} <= set(side["model"])
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert len(metrics["per_trajectory"]) == 2 and "model/dipole_nrmse" in metrics["rollout"]
     c = MlflowClient(uri)
     (run,) = c.search_runs([c.get_experiment_by_name("rtml-evaluate").experiment_id])
     assert "model/scaled_l2" in run.data.metrics and run.data.tags["rtml.model"] == str(tmp_path / "m")
+    assert main(["evaluate", "--baseline-only", small_store, "--out", str(tmp_path / "bl"), "--json",
+                 str(tmp_path / "bl.json"), "--max-trajectories", "2", "--max-steps", "10", "--tracking-uri", uri]) == 0
+    bl = json.loads((tmp_path / "bl.json").read_text())
+    assert set(bl) == {"frozen_xc", "trivial"} and "dipole_nrmse" in bl["frozen_xc"]
     assert main(["evaluate", str(tmp_path / "nothing.pt"), small_store, "--tracking-uri", uri]) == 2
     assert main(["evaluate", str(tmp_path / "m"), str(tmp_path / "missing.zarr"), "--tracking-uri", uri]) == 2

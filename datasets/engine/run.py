@@ -20,6 +20,7 @@ from rtml.datasets.engine.propagator import (
 from rtml.datasets.engine.system import ElectronicSystem, SystemConfig
 from rtml.datasets.errors import DataError
 from rtml.datasets.fields import FieldSpec
+from rtml.datasets.kohn_sham import xc_potential
 from rtml.datasets.molecules import Molecule
 from rtml.datasets.trajectory import Trajectory
 
@@ -32,11 +33,12 @@ class EngineConfig:
     system: SystemConfig = field(default_factory=SystemConfig)
     integrator: IntegratorConfig = field(default_factory=IntegratorConfig)
     n_steps: int = 400
+    record_xc: bool = True  # store V_xc(t) = F(t) - h - J[P(t)] - E(t).r per frame (Fock supervision)
 
     @classmethod
     def from_dict(cls, d: dict) -> EngineConfig:
         return cls(system=SystemConfig(**d.get("system", {})), integrator=IntegratorConfig(**d.get("integrator", {})),
-                   n_steps=int(d.get("n_steps", 400)))
+                   n_steps=int(d.get("n_steps", 400)), record_xc=bool(d.get("record_xc", True)))
 
 
 def propagate(molecule: Molecule, field_spec: FieldSpec, cfg: EngineConfig, meta: dict | None = None,
@@ -76,6 +78,7 @@ def _propagate(molecule, field_spec, cfg, meta, progress):
 
     dens = np.empty((n, sysm.n_spin, sysm.nbf, sysm.nbf), np.complex128)  # [T, S, nbf, nbf]
     energy, dipole = np.empty(n), np.empty((n, 3))
+    vxc = np.empty((n, sysm.n_spin, sysm.nbf, sysm.nbf), np.complex128) if cfg.record_xc else None
     f_ao, vhf = sysm.fock(sysm.from_orth(p), e_fock[0])
     f = sysm.fock_to_orth(f_ao)
     g_prev = None  # field-free part of F' one step back, for extrapolation
@@ -84,6 +87,8 @@ def _propagate(molecule, field_spec, cfg, meta, progress):
     for k in tqdm(range(n), desc=name, disable=not progress, leave=False):
         dens[k] = sysm.from_orth(p)
         energy[k] = sysm.energy(dens[k], vhf)
+        if vxc is not None:  # the Fock build of this frame is done: V_xc = V_eff - J costs one J build
+            vxc[k] = xc_potential(sysm, dens[k], vhf)
         d_el = np.einsum("xij,sji->x", sysm.r_ints, dens[k]).real
         dipole[k] = sysm.nuclear_dipole - d_el
         mon.update(k, times[k], p, energy[k], d_el, e_fock[k])
@@ -133,6 +138,7 @@ def _propagate(molecule, field_spec, cfg, meta, progress):
         "scf_seconds": t_scf - t_start,
         "ms_per_step": 1e3 * (t_end - t_scf) / max(n - 1, 1),
         "gauge_origin_bohr": [0.0, 0.0, 0.0],
+        "xc_potential_definition": "F(t) - h - J[P(t)] - E(t).r (AO, per spin of the density layout)",
     }
     info.update(meta or {})
     return Trajectory(
@@ -140,5 +146,10 @@ def _propagate(molecule, field_spec, cfg, meta, progress):
         charge=molecule.charge, multiplicity=molecule.multiplicity, n_electrons=molecule.n_electrons,
         basis_name=cfg.system.basis, functional=cfg.system.xc, dt=dt, basis=sysm.basis, overlap=sysm.overlap,
         core_hamiltonian=sysm.hcore, density=dens, field=e_rec[:n], time=times[:n], energy=energy, dipole=dipole,
-        meta=info,
+        meta=info, xc_potential=None if vxc is None else _compact(vxc),
     )
+
+
+def _compact(vxc: np.ndarray) -> np.ndarray:
+    """V_xc as float32 for pure functionals (exactly real), complex64 when exact exchange makes it complex."""
+    return vxc.real.astype(np.float32) if not np.any(vxc.imag) else vxc.astype(np.complex64)

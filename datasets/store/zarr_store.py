@@ -7,6 +7,8 @@ Layout (``STORE`` is a directory or any URL zarr can open)::
                                   basis, functional, dt, meta (JSON)
         density   [T, n_spin, nbf, nbf] complex64|complex128, chunks of `chunk_steps` steps inside shards of
                   `shard_steps` steps (sharding codec), Zstd-compressed
+        xc_potential [T, n_spin, nbf, nbf] float32|complex64, same chunking (schema 2, optional): the Fock
+                  supervision target V_xc(t) = F(t) - h - J[P(t)] - E(t).r
         field [T, 3], time [T], energy [T], dipole [T, 3]       float64
         positions [n_atoms, 3] (Å), atomic_numbers [n_atoms]    float64 / int32
         overlap, core_hamiltonian [nbf, nbf]                    float64
@@ -34,7 +36,8 @@ from rtml.datasets.basis import BasisInfo
 from rtml.datasets.errors import DataError
 from rtml.datasets.trajectory import Tolerances, Trajectory
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: optional per-trajectory xc_potential (Fock supervision); 1 still reads
+READABLE_SCHEMAS = (1, 2)
 DTYPES = {"float32": "complex64", "float64": "complex128"}
 
 
@@ -66,9 +69,10 @@ class TrajectoryStore:
             info = {"schema_version": SCHEMA_VERSION, "density_dtype": DTYPES[precision], "index": [],
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
             self.root.attrs["rtml_store"] = info
-        if info.get("schema_version") != SCHEMA_VERSION:
-            raise DataError(self.path, "attrs/rtml_store/schema_version", f"{SCHEMA_VERSION}",
+        if info.get("schema_version") not in READABLE_SCHEMAS:
+            raise DataError(self.path, "attrs/rtml_store/schema_version", f"one of {READABLE_SCHEMAS}",
                             repr(info.get("schema_version")))
+        self.schema_version = info["schema_version"]
         self.density_dtype = info["density_dtype"]
 
     # -- index ---------------------------------------------------------------------------------------------------
@@ -127,6 +131,13 @@ class TrajectoryStore:
         a = g.create_array("density", shape=dens.shape, dtype=dens.dtype, chunks=(chunk, S, n, n),
                            shards=(shard, S, n, n))
         a[:] = dens
+        if traj.xc_potential is not None:
+            if self.schema_version < 2:
+                raise DataError(self.path, "attrs/rtml_store/schema_version",
+                                "2 to store xc_potential (this store is schema 1: write into a new store)", "1")
+            x = g.create_array("xc_potential", shape=dens.shape, dtype=traj.xc_potential.dtype,
+                               chunks=(chunk, S, n, n), shards=(shard, S, n, n))
+            x[:] = traj.xc_potential
         for name, arr in (("field", traj.field), ("time", traj.time), ("energy", traj.energy),
                           ("dipole", traj.dipole), ("positions", traj.positions), ("overlap", traj.overlap),
                           ("atomic_numbers", traj.atomic_numbers.astype(np.int32)),
@@ -141,7 +152,8 @@ class TrajectoryStore:
         entry = {"id": traj_id, "molecule": traj.molecule, "nbf": n, "n_spin": S, "n_steps": T, "dt": float(traj.dt),
                  "n_atoms": traj.n_atoms, "basis": traj.basis_name, "functional": traj.functional,
                  "field": traj.meta.get("field_spec", {}).get("label") or traj.meta.get("field_spec", {}).get("kind"),
-                 "checksum_density": _digest(dens), "checksum_dipole": _digest(traj.dipole), **index_extra}
+                 "checksum_density": _digest(dens), "checksum_dipole": _digest(traj.dipole),
+                 "xc_potential": traj.xc_potential is not None, **index_extra}
         with self._lock():
             info = self._info()
             info["index"] = [e for e in info["index"] if e["id"] != traj_id] + [entry]
@@ -175,6 +187,17 @@ class TrajectoryStore:
                             "decodable chunks (the store is corrupt: re-generate or re-convert this trajectory)",
                             f"{type(exc).__name__}: {exc}") from None
 
+    def has_xc_potential(self, traj_id: str) -> bool:
+        return bool(self.entry(traj_id).get("xc_potential", False))
+
+    def read_xc_potential(self, traj_id: str, sl=slice(None), purpose: str = "this") -> np.ndarray:
+        """V_xc(t) frames [T', n_spin, nbf, nbf]; a clear error when the trajectory has none."""
+        if not self.has_xc_potential(traj_id):
+            raise DataError(f"{self.path}/trajectories/{traj_id}", "xc_potential",
+                            f"a recorded V_xc(t) for {purpose} (schema 2 stores generated with record_xc; older "
+                            f"stores and NWChem imports have none: set loss.xc_potential=0 or regenerate)")
+        return self.read_array(traj_id, "xc_potential", sl)
+
     def static(self, traj_id: str) -> dict:
         """Geometry, basis metadata and matrices of a trajectory (small; read once per trajectory)."""
         g = zarr.open_group(self.path, path=f"trajectories/{traj_id}", mode="r")
@@ -203,6 +226,7 @@ class TrajectoryStore:
             overlap=st["overlap"], core_hamiltonian=st["core_hamiltonian"], density=dens.astype(np.complex128),
             field=self.read_array(traj_id, "field"), time=self.read_array(traj_id, "time"),
             energy=self.read_array(traj_id, "energy"), dipole=self.read_array(traj_id, "dipole"), meta=st["meta"],
+            xc_potential=self.read_array(traj_id, "xc_potential") if entry.get("xc_potential") else None,
         )
         return traj.validate(f"{self.path}/trajectories/{traj_id}", tol)
 

@@ -1,9 +1,11 @@
 """``rtml quickstart``: the main job end to end on embedded defaults (local Ray, local MLflow, built-in engine).
 
 1. generate a training store with the PySCF reference engine on local Ray (H2, LiH, H2O; sampled geometries; kicks
-   and Gaussian pulses) and a held-out store of *other* geometries and fields (another seed);
+   and Gaussian pulses) and a held-out store of *other* geometries and fields (another seed) with long trajectories:
+   one 2000-step kick (400 a.u.: enough to resolve the bright peaks) and one 1000-step pulse per molecule;
 2. train the surrogate with Ray Train + DeepSpeed on 2 local CPU workers (recipe ``quickstart`` below);
-3. evaluate rollouts on the held-out store against the reference and the trivial baseline, with plots;
+3. evaluate rollouts on the held-out store against the reference, side by side with the frozen-xc and trivial
+   physics baselines, with plots;
 4. few-shot: MAML meta-training over the training molecules (Ray Train, starting from the trained model), then
    adaptation to a molecule held out of training (NH3; K support + 3 query trajectories generated on the spot),
    printed as a before/after table next to zero-shot and fine-tuning;
@@ -27,11 +29,14 @@ class QuickstartConfig:
     n_geometries: int = 3
     n_heldout_geometries: int = 1
     steps: int = 300
+    heldout_kick_steps: int = 2000
+    heldout_pulse_steps: int = 1000
     train_steps: int = 600
     workers: int = 2
     heldout_molecule: str = "nh3"
     shots: int = 5
-    meta_steps: int = 30
+    meta_steps: int = 10
+    shot_frames: int = 200
     tracking_uri: str | None = None
     overrides: list[str] = field(default_factory=list)
 
@@ -39,18 +44,24 @@ class QuickstartConfig:
 def add_parser(sub) -> None:
     p = sub.add_parser("quickstart", help="the main job: generate -> train (Ray+DeepSpeed) -> evaluate, in MLflow")
     p.add_argument("--out", default="runs/quickstart")
-    p.add_argument("--steps", type=int, default=300, help="frames per reference trajectory")
+    p.add_argument("--steps", type=int, default=300, help="frames per training trajectory")
+    p.add_argument("--heldout-kick-steps", type=int, default=QuickstartConfig.heldout_kick_steps,
+                   help="frames of the held-out kicked trajectories (spectra)")
+    p.add_argument("--heldout-pulse-steps", type=int, default=QuickstartConfig.heldout_pulse_steps,
+                   help="frames of the held-out pulsed trajectories")
     p.add_argument("--n-geometries", type=int, default=3, help="training geometries per molecule")
     p.add_argument("--train-steps", type=int, default=600, help="optimiser steps")
     p.add_argument("--heldout-molecule", default="nh3", help="molecule for the few-shot adaptation (not trained on)")
     p.add_argument("--shots", type=int, default=5, help="K support trajectories of the held-out molecule")
-    p.add_argument("--meta-steps", type=int, default=30, help="MAML meta-training steps")
+    p.add_argument("--meta-steps", type=int, default=QuickstartConfig.meta_steps, help="MAML meta-training steps")
     p.add_argument("--tracking-uri", default=None)
     p.add_argument("overrides", nargs="*", help="training overrides, section.field=value")
     p.set_defaults(func=lambda a: run(QuickstartConfig(out=a.out, steps=a.steps, n_geometries=a.n_geometries,
                                                        train_steps=a.train_steps, tracking_uri=a.tracking_uri,
                                                        heldout_molecule=a.heldout_molecule, shots=a.shots,
                                                        meta_steps=a.meta_steps,
+                                                       heldout_kick_steps=a.heldout_kick_steps,
+                                                       heldout_pulse_steps=a.heldout_pulse_steps,
                                                        overrides=a.overrides)))
 
 
@@ -63,14 +74,16 @@ def run(cfg: QuickstartConfig) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stores = {"train": str(out / "train.zarr"), "heldout": str(out / "heldout.zarr")}
     print(f"[1/4] reference data (PySCF RT-TDDFT, LDA/6-31G, dt 0.2 a.u., {cfg.steps} frames) on local Ray")
-    reps = {}
-    for name, n_geo, seed in (("train", cfg.n_geometries, 0), ("heldout", cfg.n_heldout_geometries, 1)):
-        reps[name] = generate(GenerateConfig(out=stores[name], molecules=list(cfg.molecules), steps=cfg.steps,
-                                             fields=["kick", "pulse"], n_geometries=n_geo, seed=seed))
-        if reps[name]["failed"]:
-            print(f"  {name}: failed trajectories: {reps[name]['failed']}")
+    plan = (("train", ["kick", "pulse"], cfg.steps, cfg.n_geometries, 0),
+            ("heldout", ["kick"], cfg.heldout_kick_steps, cfg.n_heldout_geometries, 1),
+            ("heldout", ["pulse"], cfg.heldout_pulse_steps, cfg.n_heldout_geometries, 1))
+    for name, fields, steps, n_geo, seed in plan:
+        rep = generate(GenerateConfig(out=stores[name], molecules=list(cfg.molecules), steps=steps, fields=fields,
+                                      n_geometries=n_geo, seed=seed))
+        if rep["failed"]:
+            print(f"  {name}: failed trajectories: {rep['failed']}")
             return 1
-        print(f"  {name}: {reps[name]['planned']} trajectories -> {stores[name]}")
+        print(f"  {name}: {rep['planned']} trajectories ({'/'.join(fields)}, {steps} frames) -> {stores[name]}")
     t_data = time.perf_counter() - t0
     print(f"[2/4] training with Ray Train + DeepSpeed on {cfg.workers} CPU workers ({cfg.train_steps} steps)")
     overrides = [f"data.store={stores['train']}", f"data.val_store={stores['heldout']}",
@@ -106,8 +119,9 @@ def few_shot(cfg: QuickstartConfig, out: Path, train_store: str, trained: dict) 
     meta = meta_train.run(mcfg)
     meta_train.report(meta)
     acfg = adapt.AdaptConfig(model=meta["model"], molecule=cfg.heldout_molecule, generate=cfg.shots,
-                             shots=cfg.shots, query=3, frames=cfg.steps, out=str(out / "adapt"),
-                             tracking_uri=cfg.tracking_uri, settings=AdaptSettings(max_steps=min(100, cfg.steps - 3)))
+                             shots=cfg.shots, query=3, frames=cfg.shot_frames, out=str(out / "adapt"),
+                             tracking_uri=cfg.tracking_uri,
+                             settings=AdaptSettings(max_steps=cfg.shot_frames - 3))
     res = adapt.run(acfg)
     adapt.report(res)
     return {"meta_run_id": meta["run_id"], "meta_model": meta["model"], **{k: res[k] for k in (

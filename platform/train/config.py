@@ -37,9 +37,11 @@ class DataConfig:
 
 @dataclass(kw_only=True)
 class ModelSection:
+    """``recurrent``: False replaces the Mamba mixers by per-step MLPs (the Markov ablation V_θ(ρ(t), E(t)))."""
     preset: str = "debug"
-    head: str = "unitary"
+    head: str = "kohn_sham"
     bundle: int = 1
+    recurrent: bool = True
 
 
 @dataclass(kw_only=True)

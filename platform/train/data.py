@@ -25,7 +25,8 @@ class WindowStream:
 
     def __init__(self, store: str, split: str, horizons: tuple[int, ...], steps_per_stage: int, batch_size: int,
                  rank: int = 0, world_size: int = 1, seed: int = 0, split_seed: int = 0,
-                 split_fractions=(0.8, 0.1, 0.1), cutoff: float = 5.0, prev_frame: bool = True):
+                 split_fractions=(0.8, 0.1, 0.1), cutoff: float = 5.0, prev_frame: bool = True,
+                 xc_potential: bool = False):
         self.extra = int(prev_frame)  # one frame before the window: the model's first Δρ, as in a rollout
         self.curriculum = HorizonCurriculum(stages=tuple(horizons), steps_per_stage=steps_per_stage)
         wcfg = WindowConfig(window=max(horizons) + self.extra, seed=split_seed, split_fractions=tuple(split_fractions),
@@ -35,7 +36,8 @@ class WindowStream:
             from rtml.datasets.store.zarr_store import TrajectoryStore
 
             ids = TrajectoryStore(store).ids()
-        self.ds = WindowDataset(store, split=split, cfg=wcfg, ids=ids)
+        # Kohn–Sham terms always (the head's exact terms and the unrolled dipole); V_xc(t) for Fock supervision.
+        self.ds = WindowDataset(store, split=split, cfg=wcfg, ids=ids, kohn_sham=True, xc_potential=xc_potential)
         self.batch_size, self.rank, self.world_size, self.seed = batch_size, rank, world_size, seed
         self.cutoff = cutoff
         self.n_steps = {e["id"]: e["n_steps"] for e in self.ds.entries}

@@ -17,7 +17,9 @@ from rtml.platform.train.config import TrainConfig
 
 
 def model_config(cfg: TrainConfig) -> SurrogateConfig:
-    return preset(cfg.model.preset, head=cfg.model.head, bundle=cfg.model.bundle)
+    mcfg = preset(cfg.model.preset, head=cfg.model.head, bundle=cfg.model.bundle)
+    mcfg.dynamics.recurrent = cfg.model.recurrent
+    return mcfg
 
 
 def deepspeed_config(cfg: TrainConfig) -> dict:

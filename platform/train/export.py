@@ -9,7 +9,7 @@ import torch
 
 from rtml.platform import tracking
 from rtml.platform.configio import save_yaml
-from rtml.platform.evaluate import RolloutEvalConfig, aggregate, evaluate_store, plot_results
+from rtml.platform.evaluate import PREDICTORS, RolloutEvalConfig, aggregate, evaluate_store, plot_results
 from rtml.platform.modelio import load_model, save_model
 from rtml.platform.train.config import TrainConfig
 
@@ -40,7 +40,7 @@ def export_model(module, cfg: TrainConfig, out: Path, uri: str, run_id: str) -> 
     agg = aggregate(results)
     plots = plot_results(results, out / "plots") if results else []
     summary = {"model": str(path), "held_out_store": store, "held_out": [r["id"] for r in results],
-               "rollout": agg, "per_trajectory": [{"id": r["id"], "model": r["model"], "trivial": r["trivial"]}
+               "rollout": agg, "per_trajectory": [{"id": r["id"], **{w: r[w] for w in PREDICTORS if w in r}}
                                                   for r in results], "plots": [str(p) for p in plots]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     save_yaml(cfg, out / "config.yaml")

@@ -1,4 +1,12 @@
-"""The training objective on one batch of windows (teacher-forced), and the one-step validation metrics.
+"""The training objective on one batch of windows — one module for ``rtml train`` and ``rtml meta-train`` — and
+the one-step validation metrics.
+
+:func:`window_loss` = teacher-forced terms (one network pass over the window: density reconstruction/derivative/
+penalties and, for the Kohn–Sham head, Fock supervision of V_θ against the recorded V_xc(t) and the Hamiltonian
+alignment term) + unrolled terms (:func:`unrolled_losses`: the window rolled out autoregressively through the
+head from its first frame, backpropagated through the unitary steps with truncation every
+``loss.rollout_detach_every`` steps). Window convention: the batch's first frame is ρ(t0 − Δt) (``prev_frame``):
+it gives the first Δρ / warms the recurrent state, as in evaluation.
 
 ``val_mse_ratio`` = MSE(model) / MSE(trivial ρ(t+Δt) = ρ(t)) on the same windows: below 1 means better than the
 trivial baseline.
@@ -10,8 +18,16 @@ import torch
 
 from rtml.datasets.windows import WindowBatch
 from rtml.models.inputs import MoleculeBatch
-from rtml.models.losses import LossConfig, total_loss
+from rtml.models.kohn_sham import KohnShamOperators
+from rtml.models.losses import (
+    LossConfig,
+    hamiltonian_alignment_loss,
+    relative_potential_loss,
+    relative_rollout_losses,
+    total_loss,
+)
 from rtml.models.physics import violations
+from rtml.models.rollout import rollout
 
 
 def batch_dt(batch: WindowBatch) -> float:
@@ -27,22 +43,80 @@ def electrons_per_spin(rho0: torch.Tensor, overlap: torch.Tensor) -> torch.Tenso
     return torch.diagonal(rho0 @ overlap.to(rho0.dtype)[:, None], dim1=-2, dim2=-1).sum(-1).real
 
 
-def window_loss(model, batch: WindowBatch, loss_cfg: LossConfig, device: torch.device, prev_frame: bool = True):
+def needs_xc_potential(loss_cfg: LossConfig, head: str) -> bool:
+    """Whether training reads the recorded V_xc(t) (Fock supervision) from the store."""
+    return head == "kohn_sham" and bool(loss_cfg.xc_potential or loss_cfg.hamiltonian_alignment)
+
+
+def window_loss(model, batch: WindowBatch, loss_cfg: LossConfig, device: torch.device, prev_frame: bool = True,
+                unrolled: bool = True):
     """-> (total loss, {term: float}, predictions [B, T, 2, N, N], targets [B, T, 2, N, N]).
 
-    ``prev_frame``: the batch's first frame is ρ(t0 - Δt), which gives the first input its Δρ (as in a rollout)."""
+    Predictions are the teacher-forced ones; ``unrolled`` adds the rollout terms (weights ``rollout_*``)."""
     mol = MoleculeBatch.from_window(batch).to(device)
     rho = batch.rho.to(device)  # [B, T+1(+1), 2, N, N] complex64
     field = batch.field.to(device)  # [B, T+1(+1), 3]
     dt = batch_dt(batch)
     prev = rho[:, 0] if prev_frame else None
+    vxc = batch.xc_potential
     if prev_frame:
         rho, field = rho[:, 1:], field[:, 1:]
-    pred = model(mol, rho, field, dt, rho_prev=prev)  # [B, T, 2, N, N]
+        vxc = None if vxc is None else vxc[:, 1:]
+    pred, v_theta = model(mol, rho, field, dt, rho_prev=prev, return_potential=True)  # [B, T, 2, N, N]
     target, rho0 = rho[:, 1:], rho[:, 0]
     overlap = batch.overlap.to(device)
     total, terms = total_loss(pred, target, rho0, overlap, electrons_per_spin(rho0, overlap), dt, loss_cfg)
+    if v_theta is not None and (loss_cfg.xc_potential or loss_cfg.hamiltonian_alignment):
+        if vxc is None:
+            raise ValueError(f"loss.xc_potential/hamiltonian_alignment > 0 need the recorded V_xc(t) of the windows "
+                             f"(trajectories {batch.traj_ids[:3]}...): read windows with xc_potential=True from a "
+                             f"schema-2 store, or set both weights to 0")
+        extra = kohn_sham_terms(mol, rho, field, vxc.to(device), v_theta, loss_cfg)
+        total = total + sum(getattr(loss_cfg, k) * v for k, v in extra.items())
+        terms.update({k: float(v.detach()) for k, v in extra.items()})
+    if unrolled and (loss_cfg.rollout_density or loss_cfg.rollout_dipole):
+        extra = unrolled_losses(model, batch, device, loss_cfg.rollout_detach_every)
+        total = total + loss_cfg.rollout_density * extra["rollout_density"] + \
+            loss_cfg.rollout_dipole * extra["rollout_dipole"]
+        terms.update({k: float(v.detach()) for k, v in extra.items()})
     return total, terms, pred, target
+
+
+def kohn_sham_terms(mol: MoleculeBatch, rho, field, vxc, v_theta, loss_cfg: LossConfig) -> dict:
+    """Fock supervision of V_θ [B, T, 2, N, N] (Löwdin): targets are the midpoint V_xc ½(V(t) + V(t+Δt)) of
+    the recorded AO frames ``vxc`` [B, T+1, 2, N, N]; both terms relative to the frozen V_xc[ρ(0)]."""
+    ops = KohnShamOperators.from_batch(mol.ks)
+    v_mid = 0.5 * (vxc[:, 1:] + vxc[:, :-1]).transpose(0, 1)  # [T, B, 2, N, N] AO
+    v_tgt = ops.to_orth_potential(v_mid).transpose(0, 1)  # [B, T, 2, N, N] Löwdin
+    v0 = ops.vxc0_o[:, None].expand_as(v_tgt)
+    out = {}
+    if loss_cfg.xc_potential:
+        out["xc_potential"] = relative_potential_loss(v_theta, v_tgt, v0, mol.basis_mask)
+    if loss_cfg.hamiltonian_alignment:
+        rho_o = (ops.x_inv[:, None, None].to(torch.complex128) @ rho.to(torch.complex128)
+                 @ ops.x_inv[:, None, None].to(torch.complex128))  # [B, T+1, 2, N, N]
+        rho_mid = 0.5 * (rho_o[:, 1:] + rho_o[:, :-1]).transpose(0, 1)  # [T, B, 2, N, N]
+        e_mid = 0.5 * (field[:, 1:] + field[:, :-1]).transpose(0, 1)  # [T, B, 3]
+        exact = (ops.h_o.unsqueeze(-3) + ops.coulomb(rho_mid) + ops.field_term(e_mid)).transpose(0, 1)
+        n_occ = electrons_per_spin(rho[:, 0].to(torch.complex128), mol.overlap.to(torch.float64)).round()
+        out["hamiltonian_alignment"] = hamiltonian_alignment_loss(exact + v_theta, exact + v_tgt, n_occ,
+                                                                  h_base=exact + v0)
+    return out
+
+
+def unrolled_losses(model, batch: WindowBatch, device, detach_every: int = 0) -> dict:
+    """Relative rollout errors (density, dipole; 1 = the trivial ρ(t) = ρ(t0)) of the window rolled out from its
+    second frame, the first warming the recurrent state; differentiable (truncated every ``detach_every``)."""
+    mol = MoleculeBatch.from_window(batch).to(device)
+    if mol.ks is None:
+        raise ValueError("unrolled training needs the dipole integrals of the Kohn–Sham terms: read windows with "
+                         "kohn_sham=True")
+    rho = batch.rho.to(device)  # [B, T+2, 2, N, N] complex64
+    T = rho.shape[1] - 2
+    res = rollout(model, mol, rho[:, 1], batch.field[:, 1:].to(device), T, batch_dt(batch), store_every=1,
+                  context=rho[:, :1], detach_every=detach_every)
+    target = rho[:, 2:].to(res.states.dtype)
+    return relative_rollout_losses(res.states, target, rho[:, 1].to(res.states.dtype), mol.ks.r_ints)
 
 
 @torch.no_grad()
@@ -51,7 +125,7 @@ def validation_metrics(model, batches: list[WindowBatch], loss_cfg: LossConfig, 
     out = {"val_loss_sum": 0.0, "val_sq_err": 0.0, "val_sq_err_trivial": 0.0, "val_count": 0.0,
            "val_max_hermiticity": 0.0, "val_max_trace": 0.0, "val_max_idempotency": 0.0}
     for b in batches:
-        total, _, pred, target = window_loss(model, b, loss_cfg, device)
+        total, _, pred, target = window_loss(model, b, loss_cfg, device, unrolled=False)
         trivial = b.rho[:, 1:-1].to(device)
         out["val_loss_sum"] += float(total) * len(b.traj_ids)
         out["val_sq_err"] += float((pred - target).abs().square().sum())

@@ -29,6 +29,7 @@ from rtml.platform.train.export import export_model
 from rtml.platform.train.objective import (
     electrons_per_spin,
     finish_validation,
+    needs_xc_potential,
     validation_metrics,
     window_loss,
 )
@@ -77,11 +78,12 @@ def train_fn(config: dict) -> None:
     write_progress(out, rank, step=start, resumed_from=start if ckpt else None)
 
     d = cfg.data
+    fock = needs_xc_potential(cfg.loss, cfg.model.head)
     stream = WindowStream(d.store, "train", d.horizons, d.steps_per_stage, d.batch_size, rank, world,
-                          cfg.loop.seed, d.split_seed, d.split_fractions, d.cutoff)
+                          cfg.loop.seed, d.split_seed, d.split_fractions, d.cutoff, xc_potential=fock)
     val = WindowStream(d.val_store or d.store, "all" if d.val_store else "val", d.horizons[-1:], 1,
                        d.val_windows, rank, world, seed=12345, split_seed=d.split_seed,
-                       split_fractions=d.split_fractions, cutoff=d.cutoff)
+                       split_fractions=d.split_fractions, cutoff=d.cutoff, xc_potential=fock)
     val_batches = [val.batch(0)]
 
     acc, t_last, step = {}, time.perf_counter(), start

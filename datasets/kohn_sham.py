@@ -1,0 +1,167 @@
+"""The exact, cheap parts of a Kohn–Sham matrix for one geometry, computed with PySCF, for the surrogate's
+Kohn–Sham head and the physics baselines.
+
+    F_σ(t) = h + J[P(t)] + V_xc,σ[P(t)] + E(t)·r            (AO basis, length gauge, as in rtml.datasets.engine)
+
+* ``h`` (core Hamiltonian) and ``r`` (dipole integrals about the origin) are one-electron integrals of the geometry;
+* ``J`` is linear in the total density: ``J[P]_mn = Σ_Q L_Qmn Σ_kl L_Qkl P_kl`` with a three-index factor L.
+  ``j_method='cholesky'`` (default) factors the exact ERI supermatrix (pivoted Cholesky to 1e-11, LAPACK
+  ``dpstrf``): the head's J then equals the reference engine's to ~1e-11 and needs no auxiliary basis.
+  ``j_method='df'`` uses PySCF's density fitting (``pyscf.df``, auxiliary basis ``weigend``): fewer vectors for
+  large molecules, at a fitting error of ~1e-5 Ha in J that the learned term then absorbs;
+* ``V_xc`` — everything two-electron beyond J (the xc potential; for hybrids and HF also −½·a·K[P], which sees
+  Im P) — is what the surrogate learns. :func:`xc_potential` evaluates it exactly (the Fock-supervision target and
+  the test oracle); ``vxc0`` is its value at the reference density P(0) (the frozen-xc baseline's and the
+  untrained model's V_θ).
+
+Everything is float64 (complex128 for V_xc) and is computed once per geometry: the window reader caches it per
+trajectory (nothing is stored in the Zarr store: the ERI factor of C6H6/6-31G would be ~10× its density
+trajectory, and rebuilding all of it takes ~0.1–1 s per geometry). Stores without ``core_hamiltonian`` (NWChem
+imports) work: h is recomputed from geometry + basis here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import scipy.linalg.lapack as lapack
+import torch
+
+from rtml.datasets.engine.system import ElectronicSystem, SystemConfig
+from rtml.datasets.errors import DataError
+from rtml.datasets.molecules import Molecule
+from rtml.datasets.trajectory import ELEMENTS
+
+J_METHODS = ("cholesky", "df")
+
+
+@dataclass
+class KohnShamTerms:
+    """Exact Kohn–Sham pieces of one geometry, AO basis, PySCF's AO order; ``S`` = the store's spin layout
+    (1: closed-shell total density, 2: α/β)."""
+    overlap: np.ndarray  # [N, N] float64
+    hcore: np.ndarray  # [N, N] float64, Hartree
+    r_ints: np.ndarray  # [3, N, N] float64, bohr (about the origin)
+    j_factor: np.ndarray  # [Q, N, N] float64, J[P] = Σ_Q L_Q tr(L_Q P_total)
+    vxc0: np.ndarray  # [S, N, N] complex128, Hartree: V_xc at rho0
+    rho0: np.ndarray  # [S, N, N] complex128: the reference density P(0) of vxc0
+
+
+def system_from_static(static: dict, source: str = "<memory>") -> ElectronicSystem:
+    """A PySCF system for a trajectory's geometry/basis/functional (a store's ``static`` dict or a Trajectory's
+    fields), with the engine's grid settings when the trajectory records them."""
+    z = np.asarray(static["atomic_numbers"])
+    symbols = tuple(ELEMENTS[int(a)] for a in z)
+    mol = Molecule(name=str(static.get("molecule", "?")), symbols=symbols,
+                   positions=np.asarray(static["positions"], np.float64), charge=int(static["charge"]),
+                   multiplicity=int(static["multiplicity"]))
+    sys_meta = (static.get("meta") or {}).get("system", {})
+    cfg = SystemConfig(basis=static["basis"], xc=static["functional"], grid_level=int(sys_meta.get("grid_level", 3)))
+    sysm = ElectronicSystem(mol, cfg)
+    n = len(static["basis_l"])
+    if sysm.nbf != n or not np.array_equal(sysm.basis.l, np.asarray(static["basis_l"])):
+        raise DataError(source, "basis", f"PySCF's AO order of basis '{cfg.basis}' ({sysm.nbf} functions)",
+                        f"{n} functions in another order")
+    return sysm
+
+
+def j_factor(sysm: ElectronicSystem, method: str = "cholesky", tol: float = 1e-11) -> np.ndarray:
+    """[Q, N, N] float64 with J[P]_mn = Σ_Q L_Qmn Σ_kl L_Qkl P_kl (see module docstring)."""
+    n = sysm.nbf
+    if method == "cholesky":
+        eri = sysm.mol.intor("int2e", aosym="s1").reshape(n * n, n * n)  # (mn|kl), symmetric PSD
+        c, piv, rank, info = lapack.dpstrf(eri, tol=tol, lower=1)
+        if info < 0:
+            raise RuntimeError(f"dpstrf failed on the ERI supermatrix of {sysm.molecule.name} (info={info})")
+        lower = np.tril(c)[:, :rank]  # [n², Q]
+        fac = np.zeros_like(lower)
+        fac[piv - 1] = lower  # undo the pivoting: eri ≈ fac fac^T
+        return np.ascontiguousarray(fac.T.reshape(rank, n, n))
+    if method == "df":
+        from pyscf import df
+
+        cderi = df.incore.cholesky_eri(sysm.mol, auxbasis="weigend", aosym="s1")  # [Q, n²]
+        return np.ascontiguousarray(np.asarray(cderi).reshape(-1, n, n))
+    raise DataError("<kohn_sham>", "j_method", f"one of {J_METHODS}", repr(method))
+
+
+def coulomb(fac: np.ndarray, p_total: np.ndarray) -> np.ndarray:
+    """J[P] [N, N] from a factor [Q, N, N] and a total density [N, N] (only Re P contributes)."""
+    return np.einsum("q,qmn->mn", np.einsum("qkl,lk->q", fac, p_total).real, fac)
+
+
+def xc_potential(sysm: ElectronicSystem, p: np.ndarray, vhf=None) -> np.ndarray:
+    """V_xc[P] = V_eff[P] − J[P] per spin, [S, N, N] complex128, for a density [S, N, N] in the store's layout.
+    ``vhf``: the engine's V_eff of this P when already built (saves a Fock build)."""
+    if vhf is None:
+        vhf = sysm.veff(p)
+    veff = np.asarray(vhf).reshape(sysm.n_spin, sysm.nbf, sysm.nbf)
+    vj = sysm.mf.get_j(sysm.mol, p.sum(0).real, hermi=1)
+    return (veff - vj[None]).astype(np.complex128)
+
+
+def kohn_sham_terms(static: dict, rho0: np.ndarray, j_method: str = "cholesky", source: str = "<memory>",
+                    sysm: ElectronicSystem | None = None) -> KohnShamTerms:
+    """The exact terms of a trajectory: ``static`` as returned by ``TrajectoryStore.static`` (or built from a
+    Trajectory), ``rho0`` [S, N, N] its reference (ground-state) density."""
+    sysm = sysm or system_from_static(static, source)
+    rho0 = np.asarray(rho0, np.complex128)
+    if rho0.shape != (sysm.n_spin, sysm.nbf, sysm.nbf):
+        raise DataError(source, "density[0]", f"shape {(sysm.n_spin, sysm.nbf, sysm.nbf)}", str(rho0.shape))
+    hcore = static.get("core_hamiltonian")
+    hcore = sysm.hcore if hcore is None else np.asarray(hcore, np.float64)
+    return KohnShamTerms(overlap=sysm.overlap, hcore=hcore, r_ints=sysm.r_ints, j_factor=j_factor(sysm, j_method),
+                         vxc0=xc_potential(sysm, rho0), rho0=rho0)
+
+
+def static_of(traj) -> dict:
+    """The ``static`` dict of an in-memory :class:`~rtml.datasets.trajectory.Trajectory`."""
+    return {"molecule": traj.molecule, "atomic_numbers": traj.atomic_numbers, "positions": traj.positions,
+            "charge": traj.charge, "multiplicity": traj.multiplicity, "basis": traj.basis_name,
+            "functional": traj.functional, "basis_l": traj.basis.l, "core_hamiltonian": traj.core_hamiltonian,
+            "meta": traj.meta}
+
+
+@dataclass(kw_only=True)
+class KohnShamBatch:
+    """AO-basis exact terms of a batch (padded): the Kohn–Sham pieces of :class:`rtml.models.inputs.MoleculeBatch`."""
+    overlap: torch.Tensor  # [B, N, N] float64 (identity on padding): the Löwdin transform in full precision
+    hcore: torch.Tensor  # [B, N, N] float64, Hartree
+    r_ints: torch.Tensor  # [B, 3, N, N] float64, bohr
+    j_factor: torch.Tensor  # [B, Q, N, N] float64 (zero-padded in Q)
+    vxc0: torch.Tensor  # [B, 2, N, N] complex128, V_xc at the reference density
+    rho_gs: torch.Tensor  # [B, 2, N, N] complex128, the reference (ground-state) density, spin-resolved
+
+    def to(self, device=None) -> KohnShamBatch:
+        return KohnShamBatch(**{f.name: getattr(self, f.name).to(device=device) for f in fields(self)})
+
+    @classmethod
+    def from_terms(cls, terms: list, nbf_pad: int | None = None) -> KohnShamBatch:
+        """Pad a list of :class:`rtml.datasets.kohn_sham.KohnShamTerms` (store spin layout) into a batch."""
+        B = len(terms)
+        N = nbf_pad or max(t.hcore.shape[-1] for t in terms)
+        Q = max(t.j_factor.shape[0] for t in terms)
+        out = cls(overlap=torch.eye(N, dtype=torch.float64).repeat(B, 1, 1),
+                  hcore=torch.zeros(B, N, N, dtype=torch.float64), r_ints=torch.zeros(B, 3, N, N, dtype=torch.float64),
+                  j_factor=torch.zeros(B, Q, N, N, dtype=torch.float64),
+                  vxc0=torch.zeros(B, 2, N, N, dtype=torch.complex128),
+                  rho_gs=torch.zeros(B, 2, N, N, dtype=torch.complex128))
+        for b, t in enumerate(terms):
+            n = t.hcore.shape[-1]
+            out.overlap[b, :n, :n] = torch.from_numpy(np.asarray(t.overlap, np.float64))
+            out.hcore[b, :n, :n] = torch.from_numpy(np.asarray(t.hcore, np.float64))
+            out.r_ints[b, :, :n, :n] = torch.from_numpy(np.asarray(t.r_ints, np.float64))
+            out.j_factor[b, :t.j_factor.shape[0], :n, :n] = torch.from_numpy(np.asarray(t.j_factor, np.float64))
+            out.vxc0[b, :, :n, :n] = potential_spin_resolved(t.vxc0)
+            rho = torch.from_numpy(np.asarray(t.rho0, np.complex128))
+            out.rho_gs[b, :, :n, :n] = torch.cat([0.5 * rho, 0.5 * rho]) if rho.shape[0] == 1 else rho
+        return out
+
+
+def potential_spin_resolved(v) -> torch.Tensor:
+    """[..., S, n, n] potential (S=1: the closed-shell potential, the same for both spins) -> [..., 2, n, n]
+    complex128. Unlike a density (split P/2 + P/2), a potential is copied to both spins."""
+    v = torch.as_tensor(np.asarray(v)) if not torch.is_tensor(v) else v
+    v = v.to(torch.complex128)
+    return torch.cat([v, v], dim=-3) if v.shape[-3] == 1 else v

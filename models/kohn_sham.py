@@ -1,0 +1,95 @@
+"""The Kohn–Sham head's exact physics: H_σ = h + J[ρ] + E(t)·r + V_σ, propagated with the engine's 2nd-order
+Magnus step in the Löwdin basis.
+
+Only V (the xc potential, learned by the network as V_θ) is approximate; h, r and the Coulomb factor L come from
+PySCF per geometry (:mod:`rtml.datasets.kohn_sham`) and are used in float64, the state in complex128, whatever the
+network's dtype. Shapes: densities ``[*, B, 2, N, N]`` spin-resolved (closed shell: α = β = P/2), the batch's
+padded basis (padding rows/columns are zero in every operator, so U = 1 there).
+
+Midpoint scheme of one step t -> t+Δt (``iterations`` = n):
+
+    H_mid = h + ½(J[ρ(t)] + J[ρ̃(t+Δt)]) + V_mid + E_mid·r,     ρ(t+Δt) = U ρ(t) U†, U = exp(-i Δt H_mid)
+
+with E_mid = ½(E(t) + E(t+Δt)) (the engine's trapezoidal field) and ρ̃(t+Δt) first predicted with J at the
+linearly extrapolated midpoint density ρ(t) + ½(ρ(t) − ρ(t−Δt)), then corrected n times. n = 1 (default; two
+matrix exponentials a step) is the head's cheap scheme; iterating to convergence with V_mid = ½(V[ρ(t)] +
+V[ρ̃(t+Δt)]) is the engine's self-consistent midpoint (:func:`magnus_step` with a callable ``v``), which the oracle
+test uses. A network V_θ is one tensor per step (its estimate of the midpoint xc potential).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from rtml.datasets.kohn_sham import KohnShamBatch
+from rtml.models.physics import hermitize
+
+
+@dataclass
+class KohnShamOperators:
+    """Löwdin-basis operators of a batch (float64 / complex128), from :meth:`from_batch`."""
+    h_o: torch.Tensor  # [B, N, N] complex128
+    r_o: torch.Tensor  # [B, 3, N, N] complex128
+    l_o: torch.Tensor  # [B, Q, N, N] float64, S^-½ L S^-½
+    vxc0_o: torch.Tensor  # [B, 2, N, N] complex128
+    rho_gs_o: torch.Tensor  # [B, 2, N, N] complex128
+    x: torch.Tensor  # [B, N, N] float64, S^-½
+    x_inv: torch.Tensor  # [B, N, N] float64, S^½
+
+    @classmethod
+    def from_batch(cls, ks: KohnShamBatch) -> KohnShamOperators:
+        """Löwdin transforms from the float64 overlap the batch carries (not the network-dtype one)."""
+        with torch.no_grad():
+            s = ks.overlap
+            w, v = torch.linalg.eigh(s)
+            x = (v * w.rsqrt()[..., None, :]) @ v.mT  # [B, N, N]
+            x_inv = (v * w.sqrt()[..., None, :]) @ v.mT
+            xc = x.to(torch.complex128)
+            xi = x_inv.to(torch.complex128)
+            return cls(h_o=(x @ ks.hcore @ x).to(torch.complex128), r_o=(x[:, None] @ ks.r_ints @ x[:, None]).to(
+                torch.complex128), l_o=x[:, None] @ ks.j_factor @ x[:, None],
+                vxc0_o=xc[:, None] @ ks.vxc0 @ xc[:, None], rho_gs_o=xi[:, None] @ ks.rho_gs @ xi[:, None],
+                x=x, x_inv=x_inv)
+
+    def coulomb(self, rho_o: torch.Tensor) -> torch.Tensor:
+        """J[ρ] [*, B, 1, N, N] complex128 (Löwdin) of spin-resolved ρ_o [*, B, 2, N, N] (total density)."""
+        c = torch.einsum("bqij,...bsji->...bq", self.l_o.to(rho_o.dtype), rho_o).real  # [*, B, Q]
+        return torch.einsum("...bq,bqij->...bij", c, self.l_o).to(torch.complex128).unsqueeze(-3)
+
+    def field_term(self, e: torch.Tensor) -> torch.Tensor:
+        """E·r [*, B, 1, N, N] complex128 for fields e [*, B, 3] (a.u.)."""
+        return torch.einsum("...bx,bxij->...bij", e.to(torch.float64).to(torch.complex128), self.r_o).unsqueeze(-3)
+
+    def to_orth_potential(self, v_ao: torch.Tensor) -> torch.Tensor:
+        """AO potential [*, B, 2, N, N] -> Löwdin S^-½ V S^-½."""
+        x = self.x.to(torch.complex128)[:, None]
+        return x @ v_ao.to(torch.complex128) @ x
+
+
+def magnus_step(ops: KohnShamOperators, rho_o: torch.Tensor, v, e_mid: torch.Tensor, dt: float,
+                rho_prev_o: torch.Tensor | None = None, iterations: int = 1, tol: float = 0.0) -> torch.Tensor:
+    """One Magnus-2 step of ρ_o [*, B, 2, N, N] complex128 (module docstring). ``v``: V_mid [*, B, 2, N, N]
+    (Löwdin, Hartree), or a callable ρ_o -> V[ρ_o] (then V_mid = ½(V[ρ(t)] + V[ρ̃(t+Δt)])); ``e_mid`` [*, B, 3].
+    ``iterations`` corrector passes; with ``tol`` > 0 the passes stop early once max|ΔH_mid| <= tol."""
+    static = ops.h_o.unsqueeze(-3) + ops.field_term(e_mid)  # [*, B, 1, N, N]
+    j_now = ops.coulomb(rho_o)
+    v_now = v(rho_o) if callable(v) else v
+    guess = rho_o if rho_prev_o is None else rho_o + 0.5 * (rho_o - rho_prev_o)
+    h_mid = static + ops.coulomb(guess) + (v_now if not callable(v) else v(guess))
+    for _ in range(iterations):
+        pred = _propagate(rho_o, h_mid, dt)
+        v_mid = 0.5 * (v_now + v(pred)) if callable(v) else v_now
+        h_new = static + 0.5 * (j_now + ops.coulomb(pred)) + v_mid
+        change = float((h_new - h_mid).abs().max()) if tol > 0 else None
+        h_mid = h_new
+        if change is not None and change <= tol:
+            break
+    return _propagate(rho_o, h_mid, dt)
+
+
+def _propagate(rho_o: torch.Tensor, h_o: torch.Tensor, dt: float) -> torch.Tensor:
+    """U ρ U†, U = exp(-i Δt H) (matrix_exp: differentiable, no eigendecomposition)."""
+    u = torch.linalg.matrix_exp(((-1j * dt) * hermitize(h_o)).contiguous())
+    return hermitize(u @ rho_o @ u.mH)
