@@ -5,6 +5,9 @@
   :func:`rtml.models.kohn_sham.magnus_step` (same midpoint scheme). An untrained Kohn–Sham model equals it.
   No training, no parameters; it costs two small matrix exponentials and two J contractions a step.
 
+* :class:`LinearXC` — the same with the exact adiabatic xc kernel at ρ(0):
+  H = h + J[ρ] + V_xc[ρ(0)] + K_xc[ρ − ρ(0)] + E(t)·r (linear response: exact for weak fields; pure functionals).
+
 The third baseline, the trivial ρ(t) = ρ(t0), needs no propagation (``rtml.platform.evaluate``).
 """
 
@@ -50,9 +53,21 @@ class FrozenXC(nn.Module):
     def from_orth(self, st, rho_o: torch.Tensor) -> torch.Tensor:
         return sandwich(st.ks.x, rho_o)
 
+    def potential(self, st):
+        return st.ks.vxc0_o
+
     def step(self, st, state, rho_o, drho_o, e_sub, dt):
         """rho_o, drho_o [B, 2, N, N]; e_sub [1, B, 3] -> ([1, B, 2, N, N], None)."""
         rho_o = rho_o.to(torch.complex128)
-        nxt = magnus_step(st.ks, rho_o, st.ks.vxc0_o, e_sub[0], dt, rho_prev_o=rho_o - drho_o.to(rho_o.dtype),
-                          iterations=self.cfg.ks_iterations)
+        nxt = magnus_step(st.ks, rho_o, self.potential(st), e_sub[0], dt,
+                          rho_prev_o=rho_o - drho_o.to(rho_o.dtype), iterations=self.cfg.ks_iterations)
         return nxt[None], state
+
+
+class LinearXC(FrozenXC):
+    """Linear-xc propagator (module docstring): the xc kernel at ρ(0) applied to ρ − ρ(0), evaluated like J."""
+
+    def potential(self, st):
+        if st.ks.kxc_o is None:
+            raise ValueError("the linear-xc baseline needs the xc kernel (pure functionals only)")
+        return st.ks.vxc0_o, st.ks.linear_xc

@@ -37,6 +37,7 @@ class KohnShamOperators:
     rho_gs_o: torch.Tensor  # [B, 2, N, N] complex128
     x: torch.Tensor  # [B, N, N] float64, S^-½
     x_inv: torch.Tensor  # [B, N, N] float64, S^½
+    kxc_o: torch.Tensor | None = None  # [B, 2, N², 2, N²] float64: the xc kernel at ρ(0), Löwdin basis
 
     @classmethod
     def from_batch(cls, ks: KohnShamBatch) -> KohnShamOperators:
@@ -48,7 +49,12 @@ class KohnShamOperators:
             x_inv = (v * w.sqrt()[..., None, :]) @ v.mT
             xc = x.to(torch.complex128)
             xi = x_inv.to(torch.complex128)
-            return cls(h_o=(x @ ks.hcore @ x).to(torch.complex128), r_o=(x[:, None] @ ks.r_ints @ x[:, None]).to(
+            kxc_o = None
+            if ks.xc_kernel is not None:
+                xx = torch.einsum("bmk,bnl->bmnkl", x, x).flatten(-2).flatten(1, 2)  # X ⊗ X [B, N², N²]
+                k = ks.xc_kernel.permute(0, 1, 3, 2, 4)  # [B, 2, 2, N², N²]
+                kxc_o = (xx[:, None, None] @ k @ xx[:, None, None]).permute(0, 1, 3, 2, 4)  # [B, 2, N², 2, N²]
+            return cls(kxc_o=kxc_o, h_o=(x @ ks.hcore @ x).to(torch.complex128), r_o=(x[:, None] @ ks.r_ints @ x[:, None]).to(
                 torch.complex128), l_o=x[:, None] @ ks.j_factor @ x[:, None],
                 vxc0_o=xc[:, None] @ ks.vxc0 @ xc[:, None], rho_gs_o=xi[:, None] @ ks.rho_gs @ xi[:, None],
                 x=x, x_inv=x_inv)
@@ -57,6 +63,15 @@ class KohnShamOperators:
         """J[ρ] [*, B, 1, N, N] complex128 (Löwdin) of spin-resolved ρ_o [*, B, 2, N, N] (total density)."""
         c = torch.einsum("bqij,...bsji->...bq", self.l_o.to(rho_o.dtype), rho_o).real  # [*, B, Q]
         return torch.einsum("...bq,bqij->...bij", c, self.l_o).to(torch.complex128).unsqueeze(-3)
+
+    def linear_xc(self, rho_o: torch.Tensor) -> torch.Tensor:
+        """K[ρ − ρ(0)] [*, B, 2, N, N] complex128 (Löwdin): the xc kernel at ρ(0) applied to the deviation."""
+        if self.kxc_o is None:
+            raise ValueError("the linear-xc term needs the xc kernel (pure functionals; KohnShamBatch.xc_kernel)")
+        d = (rho_o - self.rho_gs_o).real.to(torch.float64).flatten(-2)  # [*, B, 2, N²]
+        n = rho_o.shape[-1]
+        v = torch.einsum("bsitj,...btj->...bsi", self.kxc_o, d)
+        return v.unflatten(-1, (n, n)).to(torch.complex128)
 
     def field_term(self, e: torch.Tensor) -> torch.Tensor:
         """E·r [*, B, 1, N, N] complex128 for fields e [*, B, 3] (a.u.)."""
@@ -69,24 +84,36 @@ class KohnShamOperators:
 
 
 def magnus_step(ops: KohnShamOperators, rho_o: torch.Tensor, v, e_mid: torch.Tensor, dt: float,
-                rho_prev_o: torch.Tensor | None = None, iterations: int = 1, tol: float = 0.0) -> torch.Tensor:
+                rho_prev_o: torch.Tensor | None = None, iterations: int = 1, tol: float = 0.0,
+                return_potential: bool = False):
     """One Magnus-2 step of ρ_o [*, B, 2, N, N] complex128 (module docstring). ``v``: V_mid [*, B, 2, N, N]
-    (Löwdin, Hartree), or a callable ρ_o -> V[ρ_o] (then V_mid = ½(V[ρ(t)] + V[ρ̃(t+Δt)])); ``e_mid`` [*, B, 3].
-    ``iterations`` corrector passes; with ``tol`` > 0 the passes stop early once max|ΔH_mid| <= tol."""
+    (Löwdin, Hartree), or a callable ρ_o -> V[ρ_o] (then V_mid = ½(V[ρ(t)] + V[ρ̃(t+Δt)])), or a pair
+    (V_const, callable) for V_const + that average (e.g. a learned potential plus a weighted linear-xc term);
+    ``e_mid`` [*, B, 3]. ``iterations`` corrector passes; with ``tol`` > 0 the passes stop early once
+    max|ΔH_mid| <= tol. ``return_potential``: also return the V_mid used (the xc part of H_mid)."""
+    const, fn = v if isinstance(v, tuple) else (None, v) if callable(v) else (v, None)
+
+    def parts(r):  # (J[r], V_fn[r])
+        return ops.coulomb(r), (fn(r) if fn is not None else 0.0)
+
     static = ops.h_o.unsqueeze(-3) + ops.field_term(e_mid)  # [*, B, 1, N, N]
-    j_now = ops.coulomb(rho_o)
-    v_now = v(rho_o) if callable(v) else v
-    guess = rho_o if rho_prev_o is None else rho_o + 0.5 * (rho_o - rho_prev_o)
-    h_mid = static + ops.coulomb(guess) + (v_now if not callable(v) else v(guess))
+    if const is not None:
+        static = static + const
+    j_now, f_now = parts(rho_o)
+    j_mid, f_mid = parts(rho_o if rho_prev_o is None else rho_o + 0.5 * (rho_o - rho_prev_o))
+    h_mid = static + j_mid + f_mid
     for _ in range(iterations):
-        pred = _propagate(rho_o, h_mid, dt)
-        v_mid = 0.5 * (v_now + v(pred)) if callable(v) else v_now
-        h_new = static + 0.5 * (j_now + ops.coulomb(pred)) + v_mid
+        j_new, f_new = parts(_propagate(rho_o, h_mid, dt))
+        j_mid, f_mid = 0.5 * (j_now + j_new), 0.5 * (f_now + f_new)
+        h_new = static + j_mid + f_mid
         change = float((h_new - h_mid).abs().max()) if tol > 0 else None
         h_mid = h_new
         if change is not None and change <= tol:
             break
-    return _propagate(rho_o, h_mid, dt)
+    out = _propagate(rho_o, h_mid, dt)
+    if return_potential:
+        return out, (0.0 if const is None else const) + f_mid
+    return out
 
 
 def _propagate(rho_o: torch.Tensor, h_o: torch.Tensor, dt: float) -> torch.Tensor:

@@ -66,6 +66,7 @@ class SurrogateConfig:
     bundle: int = 1  # sub-steps predicted per model call (temporal bundling)
     v_scale: float = 0.01  # Hartree per unit decoder output (kohn_sham head: V_θ = V_xc[ρ(0)] + v_scale·M)
     ks_iterations: int = 1  # corrector passes of the Kohn–Sham head's midpoint (rtml.models.kohn_sham)
+    linear_xc_source: bool = True  # kohn_sham head: add c_θ ∘ K_xc[ρ − ρ(0)] (exact xc kernel at ρ(0); c_θ = 0 at init)
     h_scale: float = 0.1  # Hartree per unit decoder output (unitary head)
     d_scale: float = 1e-3  # density change per unit decoder output (density head)
     extrapolate: bool = True  # include the last-step generator / increment term
@@ -231,7 +232,7 @@ class Surrogate(nn.Module):
         m = torch.stack([sym + dif, sym - dif], dim=-3)  # [*, k, B, 2, N, N]
         m = 0.5 * (m.real + m.real.mT) + 0.5j * (m.imag - m.imag.mT)  # Hermitian in the AO-ordered Löwdin basis
         if st.ks is not None:
-            return self._kohn_sham_steps(st, m, rho_o, drho_o, e_sub, dt)
+            return self._kohn_sham_steps(st, m, latent, rho_o, drho_o, e_sub, dt)
         psi = self.coef(latent)[..., 0]  # [*, B*A]
         c = 1.0 + psi[..., st.atom_ao][..., :, :, None] + psi[..., st.atom_ao][..., :, None, :]  # [*, B, N, N]
         c = c * st.mol.basis_mask[:, :, None] * st.mol.basis_mask[:, None, :]
@@ -255,19 +256,34 @@ class Surrogate(nn.Module):
         """V_θ = V_xc[ρ(0)] + v_scale·M (Löwdin, complex128) from decoder matrices m [..., B, 2, N, N]."""
         return st.ks.vxc0_o + self.cfg.v_scale * m.to(torch.complex128)
 
-    def _kohn_sham_steps(self, st: Static, m, rho_o, drho_o, e_sub, dt):
-        """k Magnus steps with V_θ of each sub-step -> (states [*, k, B, 2, N, N] complex128, V_θ likewise)."""
+    def _kohn_sham_steps(self, st: Static, m, latent, rho_o, drho_o, e_sub, dt):
+        """k Magnus steps with V_θ of each sub-step -> (states [*, k, B, 2, N, N] complex128, midpoint V_θ
+        likewise). V_θ = V_xc[ρ(0)] + v_scale·M + c_θ ∘ K_xc[ρ − ρ(0)] (the last term evaluated like J, at ρ(t) and
+        the predicted ρ(t+Δt)); c_θ[i, j] = ψ(atom of i) + ψ(atom of j), ψ linear in the latent, 0 at init."""
         k = self.cfg.bundle
         v = self.potential(st, m)  # [*, k, B, 2, N, N]
+        lin = None
+        if self.cfg.linear_xc_source:
+            if st.ks.kxc_o is None:
+                raise ValueError("model.linear_xc_source=True needs the xc kernel at ρ(0) (computed for pure "
+                                 "functionals only); set model.linear_xc_source=false for hybrids")
+            psi = self.coef(latent)[..., 0].to(torch.float64)  # [*, B*A]
+            c = psi[..., st.atom_ao][..., :, :, None] + psi[..., st.atom_ao][..., :, None, :]  # [*, B, N, N]
+            c = (c * st.mol.basis_mask[:, :, None] * st.mol.basis_mask[:, None, :]).unsqueeze(-3)
+
+            def lin(r):
+                return c * st.ks.linear_xc(r)
         cur = rho_o.to(torch.complex128)
         prev = cur - drho_o.to(torch.complex128) / k
-        out = []
+        out, pots = [], []
         for j in range(k):
-            nxt = magnus_step(st.ks, cur, v[..., j, :, :, :, :], e_sub[..., j, :, :], dt, rho_prev_o=prev,
-                              iterations=self.cfg.ks_iterations)
+            vj = v[..., j, :, :, :, :]
+            nxt, vmid = magnus_step(st.ks, cur, vj if lin is None else (vj, lin), e_sub[..., j, :, :], dt,
+                                    rho_prev_o=prev, iterations=self.cfg.ks_iterations, return_potential=True)
             prev, cur = cur, nxt
             out.append(cur)
-        return torch.stack(out, dim=-5), v
+            pots.append(vmid)
+        return torch.stack(out, dim=-5), torch.stack(pots, dim=-5)
 
     # ------------------------------------------------------------------ public API
     def forward(self, mol: MoleculeBatch, rho: torch.Tensor, field: torch.Tensor, dt: float,

@@ -48,7 +48,7 @@ def _with_kohn_sham(mol: MoleculeBatch, rho0, names_bases):
     from model_inputs import pyscf_mol
 
     from rtml.datasets.engine.system import ElectronicSystem, SystemConfig
-    from rtml.datasets.kohn_sham import KohnShamBatch, KohnShamTerms, j_factor, xc_potential
+    from rtml.datasets.kohn_sham import KohnShamBatch, KohnShamTerms, j_factor, xc_kernel, xc_potential
 
     terms = []
     for b, (name, basis) in enumerate(names_bases):
@@ -57,7 +57,8 @@ def _with_kohn_sham(mol: MoleculeBatch, rho0, names_bases):
         n = sysm.nbf
         p = rho0[b, :, :n, :n].sum(0, keepdim=True).numpy()  # closed shell: total density [1, n, n]
         terms.append(KohnShamTerms(overlap=sysm.overlap, hcore=sysm.hcore, r_ints=sysm.r_ints,
-                                   j_factor=j_factor(sysm), vxc0=xc_potential(sysm, p), rho0=p))
+                                   j_factor=j_factor(sysm), vxc0=xc_potential(sysm, p), rho0=p,
+                                   xc_kernel=xc_kernel(sysm, p)))
     mol.ks = KohnShamBatch.from_terms(terms, mol.nbf)
     return mol
 
@@ -67,9 +68,11 @@ def _rotate_ks(ks, W, R):
     from rtml.datasets.kohn_sham import KohnShamBatch
 
     rot = lambda m: W.to(m.dtype).unsqueeze(1) @ m @ W.to(m.dtype).mT.unsqueeze(1)  # noqa: E731
+    ww = torch.einsum("bmk,bnl->bmnkl", W, W).flatten(-2).flatten(1, 2)[:, None, None]  # W ⊗ W
+    kernel = (ww @ ks.xc_kernel.permute(0, 1, 3, 2, 4) @ ww.mT).permute(0, 1, 3, 2, 4)
     return KohnShamBatch(overlap=W @ ks.overlap @ W.mT, hcore=W @ ks.hcore @ W.mT,
                          r_ints=torch.einsum("xy,byij->bxij", R, rot(ks.r_ints)), j_factor=rot(ks.j_factor),
-                         vxc0=rot(ks.vxc0), rho_gs=rot(ks.rho_gs))
+                         vxc0=rot(ks.vxc0), rho_gs=rot(ks.rho_gs), xc_kernel=kernel)
 
 
 def _rotate_batch(mol: MoleculeBatch, rho, field, R):
@@ -101,7 +104,7 @@ def test_surrogate_equivariant(head):
     field = 1e-2 * torch.randn(2, T + 1, 3, generator=g, dtype=torch.float64)
     model = Surrogate(preset("debug", head=head, bundle=2), dtype=torch.float64)
     for p in list(model.decoder.static_w.parameters()) + list(model.coef.parameters()):
-        torch.nn.init.normal_(p, std=0.1)  # non-trivial output (the decoder starts at zero)
+        torch.nn.init.normal_(p, std=0.1)  # non-trivial output (the decoder and c_θ start at zero)
     R = random_rotation(4)
     pred = model(mol, rho, field, 0.2)
     mol2, rho2, field2, Wc = _rotate_batch(mol, rho, field, R)
