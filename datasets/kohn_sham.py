@@ -27,8 +27,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
-import scipy.linalg.lapack as lapack
 import torch
+from scipy.linalg import lapack
 
 from rtml.datasets.engine.system import ElectronicSystem, SystemConfig
 from rtml.datasets.errors import DataError

@@ -78,7 +78,7 @@ class WindowDataset(IterableDataset):
                 raise DataError(self.store_path, "xc_potential",
                                 "recorded V_xc(t) for Fock supervision in every trajectory (schema-2 stores from "
                                 "`rtml generate`; set loss.xc_potential=0 and loss.hamiltonian_alignment=0 to train "
-                                f"without it)", f"{len(missing)} without, e.g. {missing[0]}")
+                                "without it)", f"{len(missing)} without, e.g. {missing[0]}")
         self._store = None
         self._static: dict[str, dict] = {}
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from rtml.datasets.windows import ANGSTROM_TO_BOHR
 from rtml.datasets.kohn_sham import KohnShamBatch
+from rtml.datasets.windows import ANGSTROM_TO_BOHR
 
 
 @dataclass(kw_only=True)

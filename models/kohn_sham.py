@@ -61,17 +61,20 @@ class KohnShamOperators:
 
     def coulomb(self, rho_o: torch.Tensor) -> torch.Tensor:
         """J[ρ] [*, B, 1, N, N] complex128 (Löwdin) of spin-resolved ρ_o [*, B, 2, N, N] (total density)."""
-        c = torch.einsum("bqij,...bsji->...bq", self.l_o.to(rho_o.dtype), rho_o).real  # [*, B, Q]
-        return torch.einsum("...bq,bqij->...bij", c, self.l_o).to(torch.complex128).unsqueeze(-3)
+        n = rho_o.shape[-1]
+        lf = self.l_o.flatten(-2)  # [B, Q, N²] (L symmetric: tr(L ρ) = vec(L)·vec(ρ))
+        p = rho_o.real.sum(-3).to(torch.float64).flatten(-2).unsqueeze(-1)  # [*, B, N², 1]
+        j = lf.mT @ (lf @ p)  # [*, B, N², 1]
+        return j.squeeze(-1).unflatten(-1, (n, n)).to(torch.complex128).unsqueeze(-3)
 
     def linear_xc(self, rho_o: torch.Tensor) -> torch.Tensor:
         """K[ρ − ρ(0)] [*, B, 2, N, N] complex128 (Löwdin): the xc kernel at ρ(0) applied to the deviation."""
         if self.kxc_o is None:
             raise ValueError("the linear-xc term needs the xc kernel (pure functionals; KohnShamBatch.xc_kernel)")
-        d = (rho_o - self.rho_gs_o).real.to(torch.float64).flatten(-2)  # [*, B, 2, N²]
         n = rho_o.shape[-1]
-        v = torch.einsum("bsitj,...btj->...bsi", self.kxc_o, d)
-        return v.unflatten(-1, (n, n)).to(torch.complex128)
+        d = (rho_o - self.rho_gs_o).real.to(torch.float64).flatten(-3).unsqueeze(-1)  # [*, B, 2N², 1]
+        v = self.kxc_o.flatten(-2).flatten(1, 2) @ d  # [*, B, 2N², 1]
+        return v.squeeze(-1).unflatten(-1, (2, n, n)).to(torch.complex128)
 
     def field_term(self, e: torch.Tensor) -> torch.Tensor:
         """E·r [*, B, 1, N, N] complex128 for fields e [*, B, 3] (a.u.)."""

@@ -32,6 +32,13 @@ def rollout(model, mol: MoleculeBatch, initial_state: torch.Tensor, field: torch
     ``callback(step, rho_ao)`` is called for every frame (e.g. to accumulate dipoles without storing).
     ``detach_every`` > 0: truncated back-propagation through time, the state and the recurrent state are detached
     every that many steps (unrolled training)."""
+    with torch.backends.opt_einsum.flags(enabled=False):  # per-step einsums are tiny: path search costs ~25%
+        return _rollout(model, mol, initial_state, field, n_steps, dt, store_every, context, progress, callback,
+                        detach_every)
+
+
+def _rollout(model, mol, initial_state, field, n_steps, dt, store_every, context, progress, callback,
+             detach_every) -> RolloutResult:
     k = model.cfg.bundle
     if n_steps % k:
         raise ValueError(f"n_steps={n_steps} must be a multiple of model.bundle={k}")

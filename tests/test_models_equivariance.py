@@ -67,7 +67,7 @@ def _rotate_ks(ks, W, R):
     """Exact rotation of the AO Kohn–Sham terms: M -> W M Wᵀ, and the vector operator r_x -> Σ_y R_xy W r_y Wᵀ."""
     from rtml.datasets.kohn_sham import KohnShamBatch
 
-    rot = lambda m: W.to(m.dtype).unsqueeze(1) @ m @ W.to(m.dtype).mT.unsqueeze(1)  # noqa: E731
+    rot = lambda m: W.to(m.dtype).unsqueeze(1) @ m @ W.to(m.dtype).mT.unsqueeze(1)
     ww = torch.einsum("bmk,bnl->bmnkl", W, W).flatten(-2).flatten(1, 2)[:, None, None]  # W ⊗ W
     kernel = (ww @ ks.xc_kernel.permute(0, 1, 3, 2, 4) @ ww.mT).permute(0, 1, 3, 2, 4)
     return KohnShamBatch(overlap=W @ ks.overlap @ W.mT, hcore=W @ ks.hcore @ W.mT,

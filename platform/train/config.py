@@ -146,10 +146,10 @@ def check(cfg: TrainConfig, source: str = "<config>") -> None:
 
 RECIPES: dict[str, dict] = {
     "debug": {},
-    "small": {"data": {"horizons": [8, 16, 32], "steps_per_stage": 300, "batch_size": 4},
-              "model": {"preset": "small"}, "optim": {"lr": 2e-3, "warmup_steps": 50},
-              "loop": {"max_steps": 1500, "log_every": 10, "checkpoint_every": 250, "eval_every": 250}},
-    "base": {"data": {"horizons": [16, 32, 64, 128], "steps_per_stage": 5000, "batch_size": 8},
+    "small": {"data": {"horizons": [16, 64, 256], "steps_per_stage": 150, "batch_size": 2},
+              "model": {"preset": "small"}, "optim": {"lr": 1e-3, "warmup_steps": 30},
+              "loop": {"max_steps": 330, "log_every": 10, "checkpoint_every": 110, "eval_every": 110}},
+    "base": {"data": {"horizons": [16, 64, 256, 512], "steps_per_stage": 5000, "batch_size": 8},
              "model": {"preset": "base"}, "optim": {"lr": 1e-3, "warmup_steps": 1000},
              "deepspeed": {"zero_stage": 2, "precision": "bf16"},
              "loop": {"max_steps": 50000, "log_every": 50, "checkpoint_every": 2000, "eval_every": 2000},

@@ -107,6 +107,7 @@ def kohn_sham_terms(mol: MoleculeBatch, rho, field, vxc, v_theta, loss_cfg: Loss
 def unrolled_losses(model, batch: WindowBatch, device, detach_every: int = 0) -> dict:
     """Relative rollout errors (density, dipole; 1 = the trivial ρ(t) = ρ(t0)) of the window rolled out from its
     second frame, the first warming the recurrent state; differentiable (truncated every ``detach_every``)."""
+    model = getattr(model, "module", model)  # a DeepSpeed engine's own .step() is the optimiser step
     mol = MoleculeBatch.from_window(batch).to(device)
     if mol.ks is None:
         raise ValueError("unrolled training needs the dipole integrals of the Kohn–Sham terms: read windows with "
