@@ -24,9 +24,12 @@ def plot_comparison(results: dict, out_dir: str | Path, max_panels: int = 3) -> 
     for j, (ax, r0) in enumerate(zip(axes[:, 0], first)):
         i = int(np.argmax(np.ptp(r0["mu_ref"], axis=0)))
         ax.plot(r0["time"], r0["mu_ref"][:, i], "k-", lw=1.4, label="reference (PySCF RT-TDDFT)")
+        if "frozen_xc" in r0["mu"]:
+            ax.plot(r0["time"], r0["mu"]["frozen_xc"][:, i], "C7:", lw=1.0,
+                    label=f"frozen xc: nRMSE {r0['frozen_xc']['dipole_nrmse']:.3g}")
         for c, (name, label) in enumerate(LABELS.items()):
             r = results[name][j]
-            ax.plot(r["time"], r["mu_pred"][:, i], f"C{c}--", lw=1.1,
+            ax.plot(r["time"], r["mu"]["model"][:, i], f"C{c}--", lw=1.1,
                     label=f"{label}: nRMSE {r['model']['dipole_nrmse']:.3g}")
         ax.set_title(f"{r0['id']}: μ_{'xyz'[i]}", fontsize=8)
         ax.set_ylabel("dipole (a.u.)")
