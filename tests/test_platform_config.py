@@ -157,7 +157,7 @@ def test_evaluate_command_logs_a_run(small_store, tmp_path):
     assert main(["evaluate", str(tmp_path / "m"), small_store, "--out", str(tmp_path / "ev"), "--max-trajectories",
                  "2", "--max-steps", "10", "--tracking-uri", uri, "--json", str(tmp_path / "m.json")]) == 0
     side = json.loads((tmp_path / "m.json").read_text())
-    assert set(side) == {"model", "frozen_xc", "trivial"}
+    assert set(side) == {"model", "frozen_xc", "linear_xc", "trivial"}
     assert {"dipole_nrmse", "scaled_l2", "spectrum_overlap", "spectrum_nrmse", "steps_to_violation",
             "ms_per_step"} <= set(side["model"])
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
@@ -168,6 +168,6 @@ def test_evaluate_command_logs_a_run(small_store, tmp_path):
     assert main(["evaluate", "--baseline-only", small_store, "--out", str(tmp_path / "bl"), "--json",
                  str(tmp_path / "bl.json"), "--max-trajectories", "2", "--max-steps", "10", "--tracking-uri", uri]) == 0
     bl = json.loads((tmp_path / "bl.json").read_text())
-    assert set(bl) == {"frozen_xc", "trivial"} and "dipole_nrmse" in bl["frozen_xc"]
+    assert set(bl) == {"frozen_xc", "linear_xc", "trivial"} and "dipole_nrmse" in bl["frozen_xc"]
     assert main(["evaluate", str(tmp_path / "nothing.pt"), small_store, "--tracking-uri", uri]) == 2
     assert main(["evaluate", str(tmp_path / "m"), str(tmp_path / "missing.zarr"), "--tracking-uri", uri]) == 2

@@ -3,7 +3,7 @@ frozen-xc and trivial physics baselines.
 
 MODEL: a ``model.pt`` from ``rtml train`` (or its run directory) or an MLflow model URI (``runs:/<id>/model``);
 ``--baseline-only`` evaluates the baselines without a model. Writes ``metrics.json`` and plots to ``--out``,
-``--json PATH`` the aggregate ``{"model": {...}, "frozen_xc": {...}, "trivial": {...}}``, and logs an MLflow run.
+``--json PATH`` the aggregate ``{"model": {...}, "frozen_xc": {...}, "linear_xc": {...}, "trivial": {...}}``, and logs an MLflow run.
 """
 
 from __future__ import annotations
