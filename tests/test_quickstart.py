@@ -16,12 +16,14 @@ BIN = Path(sys.executable).parent
 def test_quickstart_small(tmp_path):
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     r = subprocess.run([str(BIN / "rtml"), "quickstart", "--out", str(tmp_path / "qs"), "--steps", "80",
-                        "--n-geometries", "1", "--train-steps", "60", "--meta-steps", "4", "--shots", "2",
+                        "--n-geometries", "1", "--train-steps", "60", "--heldout-kick-steps", "200",
+                        "--heldout-pulse-steps", "100", "--meta-steps", "4", "--shots", "2",
                         "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "loop.checkpoint_every=30",
                         "loop.eval_every=30", "data.horizons=[8, 16]"],
                        check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=850)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     assert "one-step MSE / trivial" in r.stdout and "dipole_nrmse" in r.stdout
+    assert "frozen xc" in r.stdout and "linear xc" in r.stdout  # the physics baselines side by side
     s = json.loads((tmp_path / "qs" / "summary.json").read_text())
     assert s["final"]["step"] == 60 and s["final"]["val_mse_ratio"] < 1.0  # better than ρ(t+Δt) = ρ(t)
     assert all(Path(p).exists() for p in s["plots"])

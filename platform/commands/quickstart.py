@@ -32,7 +32,7 @@ class QuickstartConfig:
     steps: int = 300
     heldout_kick_steps: int = 2000
     heldout_pulse_steps: int = 600
-    train_steps: int = 300
+    train_steps: int = 90
     workers: int = 2
     heldout_molecule: str = "nh3"
     shots: int = 5
@@ -141,6 +141,6 @@ def few_shot(cfg: QuickstartConfig, out: Path, train_store: str, trained: dict) 
         "run_id", "molecule", "support", "query", "metrics", "adapted_model", "plots")}}
 
 
-QUICKSTART_RECIPE = ["data.horizons=[16, 32, 64]", "data.steps_per_stage=100", "data.batch_size=2",
-                     "optim.lr=1e-3", "optim.warmup_steps=20", "loop.log_every=10", "loop.checkpoint_every=100",
-                     "loop.eval_every=100", "eval.max_trajectories=6"]
+QUICKSTART_RECIPE = ["data.horizons=[16, 32, 64]", "data.steps_per_stage=30", "data.batch_size=2",
+                     "optim.lr=1e-3", "optim.warmup_steps=20", "loop.log_every=10", "loop.checkpoint_every=30",
+                     "loop.eval_every=30", "eval.max_trajectories=6"]
