@@ -78,19 +78,22 @@ def sample_field(kind: str, rng: np.random.Generator) -> FieldSpec:
     * ``kick``: delta kick, amplitude log-uniform in [1e-3, 1e-2] a.u., random direction.
     * ``pulse``: Gaussian pulse, amplitude in [0.005, 0.03] a.u., omega in [0.1, 0.8] Ha, sigma in [5, 15] a.u.,
       centred at 3 sigma, random direction.
+    * ``strong``: Gaussian pulse as ``pulse`` with amplitude in [0.04, 0.08] a.u. — beyond linear response (the
+      linear-xc baseline fails here: LiH, 0.05 a.u., dipole nRMSE 1.6).
     * ``sine``: continuous wave, amplitude in [0.002, 0.01] a.u., omega in [0.1, 0.8] Ha, random direction.
     """
     if kind == "kick":
         return FieldSpec(kind="delta", amplitude=float(10 ** rng.uniform(-3, -2)),
                          polarization=_random_direction(rng), label="kick")
-    if kind == "pulse":
+    if kind in ("pulse", "strong"):
+        lo, hi = (0.005, 0.03) if kind == "pulse" else (0.04, 0.08)
         sigma = float(rng.uniform(5, 15))
-        return FieldSpec(kind="gaussian", amplitude=float(rng.uniform(0.005, 0.03)), omega=float(rng.uniform(0.1, 0.8)),
-                         sigma=sigma, t0=3 * sigma, polarization=_random_direction(rng), label="pulse")
+        return FieldSpec(kind="gaussian", amplitude=float(rng.uniform(lo, hi)), omega=float(rng.uniform(0.1, 0.8)),
+                         sigma=sigma, t0=3 * sigma, polarization=_random_direction(rng), label=kind)
     if kind == "sine":
         return FieldSpec(kind="sine", amplitude=float(rng.uniform(0.002, 0.01)), omega=float(rng.uniform(0.1, 0.8)),
                          polarization=_random_direction(rng), label="sine")
-    raise DataError("<command line>", "fields", "a comma list of kick, pulse, sine", repr(kind))
+    raise DataError("<command line>", "fields", "a comma list of kick, pulse, strong, sine", repr(kind))
 
 
-FIELD_FAMILIES = ("kick", "pulse", "sine")
+FIELD_FAMILIES = ("kick", "pulse", "strong", "sine")

@@ -25,7 +25,7 @@ from rtml.datasets.store.zarr_store import TrajectoryStore
 
 @dataclass(kw_only=True)
 class GenerateConfig:
-    """``molecules``: catalog names or .xyz paths; ``fields``: families (kick, pulse, sine); ``n_fields``: fields
+    """``molecules``: catalog names or .xyz paths; ``fields``: families (kick, pulse, strong, sine); ``n_fields``: fields
     per family and geometry; ``steps``: recorded states per trajectory; ``executor``: 'ray' or 'serial';
     ``address``: Ray cluster address (None: start a local Ray with ``num_cpus``)."""
 

@@ -11,7 +11,8 @@ Pipeline of one model step (bundle of k sub-steps), all in the Löwdin basis, al
 5. head:
    * ``kohn_sham`` (default) — the matrices are the learned xc potential: V_θ = V_xc[ρ(0)] + v_scale·M_j, and
      ρ_o <- Magnus-2 step with H = h + J[ρ] + E(t)·r + V_θ (:mod:`rtml.models.kohn_sham`: exact h, J, r from PySCF
-     in float64, state complex128). Decoder output 0 (initialisation) is the frozen-xc propagator exactly. The
+     in float64, state complex128). Decoder output 0 (initialisation) is the frozen-xc propagator exactly (with
+     ``xc_anchor='linear'``: the linear-xc propagator, V_xc[ρ(0)] + K_xc[ρ − ρ(0)]). The
      encoder's Δρ channel is ρ(t) − ρ(0) (the deviation from the ground state that V_xc responds to).
    * ``unitary`` — the k matrices are effective Hamiltonians (Hartree): H_j = h_scale·M_j + c ∘ G, with
      G = (i/(kΔt))[Δρ_o, ρ_o] the generator that repeats the last observed rotation and c the learned atom-pair
@@ -54,6 +55,7 @@ from rtml.models.layout import BasisLayout, build_layout
 from rtml.models.physics import hermitize, lowdin, project_density, sandwich, spin_traces, unitary_propagate
 
 HEADS = ("kohn_sham", "unitary", "density")
+XC_ANCHORS = ("frozen", "linear")
 
 
 @dataclass(kw_only=True)
@@ -66,7 +68,8 @@ class SurrogateConfig:
     bundle: int = 1  # sub-steps predicted per model call (temporal bundling)
     v_scale: float = 0.01  # Hartree per unit decoder output (kohn_sham head: V_θ = V_xc[ρ(0)] + v_scale·M)
     ks_iterations: int = 1  # corrector passes of the Kohn–Sham head's midpoint (rtml.models.kohn_sham)
-    linear_xc_source: bool = True  # kohn_sham head: add c_θ ∘ K_xc[ρ − ρ(0)] (exact xc kernel at ρ(0); c_θ = 0 at init)
+    linear_xc_source: bool = True  # kohn_sham head: add c_θ ∘ K_xc[ρ − ρ(0)] (exact xc kernel at ρ(0))
+    xc_anchor: str = "frozen"  # kohn_sham head, what the untrained model is: frozen (c_θ = 0) | linear (c_θ = 1)
     h_scale: float = 0.1  # Hartree per unit decoder output (unitary head)
     d_scale: float = 1e-3  # density change per unit decoder output (density head)
     extrapolate: bool = True  # include the last-step generator / increment term
@@ -77,6 +80,11 @@ class SurrogateConfig:
             raise ValueError(f"model.head: expected one of {HEADS}, got {self.head!r}")
         if self.bundle < 1:
             raise ValueError(f"model.bundle: expected an integer >= 1, got {self.bundle}")
+        if self.xc_anchor not in XC_ANCHORS:
+            raise ValueError(f"model.xc_anchor: expected one of {XC_ANCHORS}, got {self.xc_anchor!r}")
+        if self.xc_anchor == "linear" and not self.linear_xc_source:
+            raise ValueError("model.xc_anchor='linear' needs model.linear_xc_source=true (the anchor is the exact "
+                             "xc kernel term)")
 
 
 def preset(name: str, **overrides) -> SurrogateConfig:
@@ -259,7 +267,8 @@ class Surrogate(nn.Module):
     def _kohn_sham_steps(self, st: Static, m, latent, rho_o, drho_o, e_sub, dt):
         """k Magnus steps with V_θ of each sub-step -> (states [*, k, B, 2, N, N] complex128, midpoint V_θ
         likewise). V_θ = V_xc[ρ(0)] + v_scale·M + c_θ ∘ K_xc[ρ − ρ(0)] (the last term evaluated like J, at ρ(t) and
-        the predicted ρ(t+Δt)); c_θ[i, j] = ψ(atom of i) + ψ(atom of j), ψ linear in the latent, 0 at init."""
+        the predicted ρ(t+Δt)); c_θ[i, j] = a + ψ(atom of i) + ψ(atom of j), ψ linear in the latent and 0 at init,
+        a = 0 (``xc_anchor='frozen'``: the untrained model is frozen xc) or 1 (``'linear'``: it is linear xc)."""
         k = self.cfg.bundle
         v = self.potential(st, m)  # [*, k, B, 2, N, N]
         lin = None
@@ -269,6 +278,8 @@ class Surrogate(nn.Module):
                                  "functionals only); set model.linear_xc_source=false for hybrids")
             psi = self.coef(latent)[..., 0].to(torch.float64)  # [*, B*A]
             c = psi[..., st.atom_ao][..., :, :, None] + psi[..., st.atom_ao][..., :, None, :]  # [*, B, N, N]
+            if self.cfg.xc_anchor == "linear":
+                c = 1.0 + c
             c = (c * st.mol.basis_mask[:, :, None] * st.mol.basis_mask[:, None, :]).unsqueeze(-3)
 
             def lin(r):

@@ -37,11 +37,14 @@ class DataConfig:
 
 @dataclass(kw_only=True)
 class ModelSection:
-    """``recurrent``: False replaces the Mamba mixers by per-step MLPs (the Markov ablation V_θ(ρ(t), E(t)))."""
+    """``recurrent``: False replaces the Mamba mixers by per-step MLPs (the Markov ablation V_θ(ρ(t), E(t))).
+    ``xc_anchor`` (Kohn–Sham head): the physics the untrained model reproduces, ``frozen`` or ``linear`` xc
+    (rtml.models.surrogate.SurrogateConfig)."""
     preset: str = "debug"
     head: str = "kohn_sham"
     bundle: int = 1
     recurrent: bool = True
+    xc_anchor: str = "frozen"
 
 
 @dataclass(kw_only=True)

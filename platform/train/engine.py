@@ -17,7 +17,7 @@ from rtml.platform.train.config import TrainConfig
 
 
 def model_config(cfg: TrainConfig) -> SurrogateConfig:
-    mcfg = preset(cfg.model.preset, head=cfg.model.head, bundle=cfg.model.bundle)
+    mcfg = preset(cfg.model.preset, head=cfg.model.head, bundle=cfg.model.bundle, xc_anchor=cfg.model.xc_anchor)
     mcfg.dynamics.recurrent = cfg.model.recurrent
     return mcfg
 
