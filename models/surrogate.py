@@ -267,10 +267,19 @@ class Surrogate(nn.Module):
     def _kohn_sham_steps(self, st: Static, m, latent, rho_o, drho_o, e_sub, dt):
         """k Magnus steps with V_θ of each sub-step -> (states [*, k, B, 2, N, N] complex128, midpoint V_θ
         likewise). V_θ = V_xc[ρ(0)] + v_scale·M + c_θ ∘ K_xc[ρ − ρ(0)] (the last term evaluated like J, at ρ(t) and
-        the predicted ρ(t+Δt)); c_θ[i, j] = a + ψ(atom of i) + ψ(atom of j), ψ linear in the latent and 0 at init,
-        a = 0 (``xc_anchor='frozen'``: the untrained model is frozen xc) or 1 (``'linear'``: it is linear xc)."""
+        the predicted ρ(t+Δt)); c_θ[i, j] = ψ(atom of i) + ψ(atom of j), ψ linear in the latent and 0 at init
+        (``xc_anchor='frozen'``: the untrained model is frozen xc). ``xc_anchor='linear'``: c_θ = 1 + s·(ψ_i + ψ_j)
+        and M -> s·M with s = ‖ρ(t) − ρ(0)‖, so the learned terms are second order in Δρ: the untrained model is
+        linear xc and every trained one keeps the exact linear response."""
         k = self.cfg.bundle
-        v = self.potential(st, m)  # [*, k, B, 2, N, N]
+        linear = self.cfg.xc_anchor == "linear"
+        # 'linear' anchor: the learned terms are scaled by s = ‖ρ − ρ(0)‖ (Frobenius, Löwdin, both spins; rotation
+        # invariant), so they are O(Δρ²) and the linear response is the exact kernel's by construction.
+        gate = None
+        if linear:  # [*, B] float64; + 1e-30: a finite gradient at Δρ = 0
+            d = rho_o.to(torch.complex128) - st.ks.rho_gs_o
+            gate = (d.real.square() + d.imag.square()).sum((-1, -2, -3)).add(1e-30).sqrt()
+        v = self.potential(st, m if gate is None else m * gate[..., None, :, None, None, None])  # [*, k, B, 2, N, N]
         lin = None
         if self.cfg.linear_xc_source:
             if st.ks.kxc_o is None:
@@ -278,8 +287,8 @@ class Surrogate(nn.Module):
                                  "functionals only); set model.linear_xc_source=false for hybrids")
             psi = self.coef(latent)[..., 0].to(torch.float64)  # [*, B*A]
             c = psi[..., st.atom_ao][..., :, :, None] + psi[..., st.atom_ao][..., :, None, :]  # [*, B, N, N]
-            if self.cfg.xc_anchor == "linear":
-                c = 1.0 + c
+            if linear:
+                c = 1.0 + c * gate[..., None, None]
             c = (c * st.mol.basis_mask[:, :, None] * st.mol.basis_mask[:, None, :]).unsqueeze(-3)
 
             def lin(r):

@@ -17,6 +17,7 @@ from rtml.datasets.engine.propagator import (
     expm_herm,
     unitary_apply,
 )
+from rtml.datasets.engine.stepper import ReferenceStepper
 from rtml.datasets.engine.system import ElectronicSystem, SystemConfig
 from rtml.datasets.errors import DataError
 from rtml.datasets.fields import FieldSpec
@@ -79,47 +80,21 @@ def _propagate(molecule, field_spec, cfg, meta, progress):
     dens = np.empty((n, sysm.n_spin, sysm.nbf, sysm.nbf), np.complex128)  # [T, S, nbf, nbf]
     energy, dipole = np.empty(n), np.empty((n, 3))
     vxc = np.empty((n, sysm.n_spin, sysm.nbf, sysm.nbf), np.complex128) if cfg.record_xc else None
-    f_ao, vhf = sysm.fock(sysm.from_orth(p), e_fock[0])
-    f = sysm.fock_to_orth(f_ao)
-    g_prev = None  # field-free part of F' one step back, for extrapolation
-    p_prev = None  # MMUT: P' at t - dt
+    stepper = ReferenceStepper(sysm, icfg, e_fock, p, p_gs)
     builds, iters = 1, []
     for k in tqdm(range(n), desc=name, disable=not progress, leave=False):
-        dens[k] = sysm.from_orth(p)
-        energy[k] = sysm.energy(dens[k], vhf)
+        dens[k] = sysm.from_orth(stepper.p)
+        energy[k] = sysm.energy(dens[k], stepper.vhf)
         if vxc is not None:  # the Fock build of this frame is done: V_xc = V_eff - J costs one J build
-            vxc[k] = xc_potential(sysm, dens[k], vhf)
+            vxc[k] = xc_potential(sysm, dens[k], stepper.vhf)
         d_el = np.einsum("xij,sji->x", sysm.r_ints, dens[k]).real
         dipole[k] = sysm.nuclear_dipole - d_el
-        mon.update(k, times[k], p, energy[k], d_el, e_fock[k])
+        mon.update(k, times[k], stepper.p, energy[k], d_el, e_fock[k])
         if k == n - 1:
             break
-        g = f - np.einsum("x,xij->ij", e_fock[k], r_orth)
-        if icfg.integrator == "mmut" and p_prev is not None:
-            p_next = unitary_apply(expm_herm(f, 2 * dt), p_prev)
-            f_ao, vhf = sysm.fock(sysm.from_orth(p_next), e_fock[k + 1])
-            f_next, nit = sysm.fock_to_orth(f_ao), 1
-        else:
-            g_guess = g if g_prev is None else 2 * g - g_prev
-            f_guess = g_guess + np.einsum("x,xij->ij", e_fock[k + 1], r_orth)
-            tol = icfg.sc_atol + icfg.sc_rtol * float(np.max(np.abs(p - p_gs)))
-            prev_err = np.inf
-            for nit in range(1, icfg.sc_max_iter + 1):
-                p_next = unitary_apply(expm_herm(0.5 * (f + f_guess), dt), p)
-                f_ao, vhf = sysm.fock(sysm.from_orth(p_next), e_fock[k + 1])
-                f_next = sysm.fock_to_orth(f_ao)
-                err = float(np.max(np.abs(f_next - f_guess)))
-                f_guess = f_next
-                # Converged, or stalled at the Fock build's numerical noise floor (grid, screening).
-                if err <= tol or (nit > 2 and err > 0.5 * prev_err and err <= icfg.sc_noise_floor):
-                    break
-                prev_err = err
-            else:
-                mon._fail(k, times[k], f"Magnus self-consistency did not reach {tol:.1e} in {nit} iterations "
-                                       f"(last change {err:.1e})")
+        nit = stepper.step(lambda msg, k=k: mon._fail(k, times[k], msg))
         builds += nit
         iters.append(nit)
-        g_prev, p_prev, p, f = g, p, p_next, f_next
 
     t_end = _time.perf_counter()
     wall = t_end - t_start
