@@ -57,7 +57,7 @@ class Trajectory:
     density: np.ndarray  # [T, n_spin, nbf, nbf] complex
     field: np.ndarray  # [T, 3] float64, a.u. (E_h / (e a0))
     time: np.ndarray  # [T] float64, a.u.
-    energy: np.ndarray  # [T] float64, Hartree, field-free total energy E[P(t)]
+    energy: np.ndarray  # [T] float64, Hartree, field-free total energy E[P(t)]; NaN where not computed (surrogate frames)
     dipole: np.ndarray  # [T, 3] float64, e*bohr
     meta: dict = field(default_factory=dict)  # free-form JSON-able provenance (field spec, integrator, seed, ...)
     # Fock supervision: V_xc(t) = F(t) - h - J[P(t)] - E(t).r [T, n_spin, nbf, nbf] float32 (pure functionals) or
@@ -110,7 +110,7 @@ class Trajectory:
             _check_array(source, "matrices/core_hamiltonian", self.core_hamiltonian, 2, np.floating, (nbf, nbf))
         _check_array(source, "dynamics/field", self.field, 2, np.floating, (T, 3))
         _check_array(source, "dynamics/time", self.time, 1, np.floating, (T,))
-        _check_array(source, "dynamics/energy", self.energy, 1, np.floating, (T,))
+        _check_array(source, "dynamics/energy", self.energy, 1, np.floating, (T,), allow_nan=True)
         _check_array(source, "dynamics/dipole", self.dipole, 2, np.floating, (T, 3))
         self.basis.check(source, nbf, n_atoms)
         if self.xc_potential is not None:
@@ -144,7 +144,8 @@ class Trajectory:
         return self
 
 
-def _check_array(source, name, arr, ndim, kind, shape=None):
+def _check_array(source, name, arr, ndim, kind, shape=None, allow_nan=False):
+    """``allow_nan``: NaN marks a value not computed (±Inf is still an error)."""
     if not isinstance(arr, np.ndarray):
         raise DataError(source, name, "a numpy array", type(arr).__name__)
     if arr.ndim != ndim:
@@ -153,9 +154,11 @@ def _check_array(source, name, arr, ndim, kind, shape=None):
         raise DataError(source, name, f"dtype of kind {kind.__name__}", str(arr.dtype))
     if shape is not None and tuple(arr.shape) != tuple(shape):
         raise DataError(source, name, f"shape {tuple(shape)}", str(arr.shape))
-    if kind is not np.integer and not np.all(np.isfinite(arr)):
-        bad = np.argwhere(~np.isfinite(arr))[0].tolist()
-        raise DataError(source, name, "finite values (no NaN/Inf)", f"{arr[tuple(bad)]} at index {bad}")
+    bad_mask = np.isinf(arr) if allow_nan else ~np.isfinite(arr) if kind is not np.integer else None
+    if bad_mask is not None and np.any(bad_mask):
+        bad = np.argwhere(bad_mask)[0].tolist()
+        raise DataError(source, name, "no ±Inf (NaN = not computed)" if allow_nan else "finite values (no NaN/Inf)",
+                        f"{arr[tuple(bad)]} at index {bad}")
     return arr.shape
 
 

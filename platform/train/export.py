@@ -26,12 +26,22 @@ def held_out_ids(cfg: TrainConfig) -> tuple[str, list[str] | None]:
     return cfg.data.store, ids
 
 
+def training_data_summary(store: str) -> dict:
+    """What the model was trained on (functionals, basis sets, time steps), checked by ``rtml propagate``."""
+    from rtml.datasets.store.zarr_store import TrajectoryStore
+
+    idx = TrajectoryStore(store).index()
+    return {"store": str(store), "functionals": sorted({e["functional"] for e in idx}),
+            "bases": sorted({e["basis"] for e in idx}), "dt": sorted({float(e["dt"]) for e in idx})}
+
+
 def export_model(module, cfg: TrainConfig, out: Path, uri: str, run_id: str) -> dict:
     import mlflow
     import mlflow.pytorch
 
     out.mkdir(parents=True, exist_ok=True)
-    path = save_model(module, out / "model.pt", meta={"mlflow_run_id": run_id, "recipe": cfg.recipe})
+    path = save_model(module, out / "model.pt", meta={"mlflow_run_id": run_id, "recipe": cfg.recipe,
+                                                      "data": training_data_summary(cfg.data.store)})
     module = load_model(path)  # a clean copy: the engine's module carries DeepSpeed hooks and process groups
     store, ids = held_out_ids(cfg)
     ecfg = RolloutEvalConfig(max_trajectories=cfg.eval.max_trajectories, max_steps=cfg.eval.max_steps,

@@ -1,0 +1,1 @@
+"""Hybrid RT-TDDFT: a surrogate ensemble propagates, the reference engine re-anchors it (``rtml propagate``)."""
