@@ -17,6 +17,7 @@ from rtml.platform.commands import (
     generate,
     inspect,
     meta_train,
+    propagate,
     quickstart,
     train,
     tune,
@@ -27,7 +28,7 @@ from rtml.platform.modelio import ModelFileError
 from rtml.platform.tracking import TrackingError
 from rtml.platform.train.driver import TrainingError
 
-COMMANDS = (generate, convert, inspect, validate_reference, quickstart, train, tune, evaluate, meta_train,
+COMMANDS = (generate, convert, inspect, validate_reference, quickstart, train, tune, evaluate, meta_train, propagate,
             adapt)
 
 

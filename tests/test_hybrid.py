@@ -93,3 +93,19 @@ def test_bad_inputs():
         _run([Surrogate(preset("debug", bundle=2))], HybridConfig())
     with pytest.raises(ValueError, match="anchor_steps"):
         HybridConfig(anchor_steps=0)
+
+
+def test_cli_propagate_writes_a_store_entry(tmp_path, capsys):
+    from rtml.datasets.store.zarr_store import TrajectoryStore
+    from rtml.platform.cli import main
+    from rtml.platform.modelio import save_model
+
+    path = save_model(Surrogate(preset("debug", xc_anchor="linear")), tmp_path / "m.pt")
+    out = tmp_path / "h.zarr"
+    assert main(["propagate", "--model", str(path), "--molecule", "h2", "--field", "kick:1e-2:z", "--steps", "20",
+                 "--out", str(out), "--reference-every", "6", "--anchor-steps", "2"]) == 0
+    traj = TrajectoryStore(str(out)).read("h2-hybrid")
+    assert traj.n_steps == 20 and "reference_every" in capsys.readouterr().out
+    assert main(["propagate", "--model", str(path), "--molecule", "h2", "--field", "kick:abc", "--steps", "5",
+                 "--out", str(out)]) != 0
+    assert "kick amplitude" in capsys.readouterr().err

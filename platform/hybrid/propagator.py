@@ -80,7 +80,7 @@ def check_models(models: list, engine: EngineConfig, source: str = "<models>"):
 def ground_state_trajectory(sysm: ElectronicSystem, p_ao: np.ndarray, field0: np.ndarray, dt: float) -> Trajectory:
     """The SCF ground state as a one-frame :class:`Trajectory` (what the surrogate's exact terms are built from)."""
     mol = sysm.molecule
-    f_ao, vhf = sysm.fock(p_ao, np.zeros(3))
+    vhf = sysm.veff(p_ao)
     return Trajectory(molecule=mol.name, atomic_numbers=mol.atomic_numbers, positions=np.asarray(mol.positions),
                       charge=mol.charge, multiplicity=mol.multiplicity, n_electrons=mol.n_electrons,
                       basis_name=sysm.cfg.basis, functional=sysm.cfg.xc, dt=dt, basis=sysm.basis,
