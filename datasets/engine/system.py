@@ -70,9 +70,22 @@ class ElectronicSystem:
     def nbf(self) -> int:
         return self.overlap.shape[0]
 
-    def ground_state(self) -> np.ndarray:
-        """Converged SCF density [n_spin, nbf, nbf] complex128; raises if the SCF does not converge."""
-        self.mf.kernel()
+    def ground_state(self, guess: np.ndarray | None = None) -> np.ndarray:
+        """Converged SCF density [n_spin, nbf, nbf] complex128; raises if the SCF does not converge.
+
+        ``guess``: an initial AO density (PySCF's ``dm0``, [nbf, nbf] or [2, nbf, nbf]); default PySCF's ``minao``.
+        The number of SCF iterations is left in ``self.scf_cycles``."""
+        if guess is not None:
+            guess = np.asarray(guess).real
+            if self.open_shell and guess.ndim == 2:
+                guess = np.stack([guess / 2, guess / 2])
+            elif not self.open_shell and guess.ndim == 3:
+                guess = guess.sum(0)
+            if guess.shape[-1] != self.nbf:
+                raise ValueError(f"{self.molecule.name}: SCF guess has {guess.shape[-1]} basis functions, the "
+                                 f"{self.cfg.basis} basis {self.nbf}")
+        self.mf.kernel(dm0=guess)
+        self.scf_cycles = int(getattr(self.mf, "cycles", -1))
         if not self.mf.converged:
             raise RuntimeError(f"SCF did not converge for {self.molecule.name} ({self.cfg.basis}, {self.cfg.xc}) "
                                f"in {self.cfg.scf_max_cycle} cycles")

@@ -1,42 +1,23 @@
 """``rtml propagate``: hybrid RT-TDDFT from the SCF ground state — a surrogate ensemble, re-anchored by the engine.
 
 Writes the trajectory into a Zarr store (the data engine's format: ``rtml inspect --verify`` and ``rtml evaluate``
-read it) and prints every re-anchoring trigger, the reference fraction and the wall-time split. The thresholds
-are :class:`rtml.platform.hybrid.config.HybridConfig`'s (flags derive their defaults from it).
+read it), dipole/spectrum plots next to it and one MLflow run, and prints every re-anchoring trigger, the reference
+fraction and the wall-time split. The thresholds are :class:`rtml.platform.hybrid.config.HybridConfig`'s (flags
+derive their defaults from it); the Python entry point is :func:`rtml.platform.hybrid.api.propagate`.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import fields
+from pathlib import Path
 
 from rtml.datasets.engine.propagator import IntegratorConfig
-from rtml.datasets.engine.run import EngineConfig
 from rtml.datasets.engine.system import SystemConfig
-from rtml.datasets.errors import DataError
-from rtml.datasets.fields import FieldSpec, kick
-from rtml.datasets.molecules import get_molecule
 from rtml.platform.hybrid.config import HybridConfig
 
-AXES = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0)}
 
-
-def parse_field(spec: str) -> FieldSpec:
-    """``kick:AMPLITUDE[:x|y|z]`` (delta kick, a.u.) or a JSON FieldSpec (``{"kind": "gaussian", ...}``)."""
-    if spec.startswith("{"):
-        try:
-            return FieldSpec.from_dict(json.loads(spec))
-        except (ValueError, TypeError) as exc:
-            raise DataError("<command line>", "--field", "a JSON FieldSpec (kind, amplitude, omega, sigma, t0, "
-                            "phase, polarization)", f"{spec!r} ({exc})") from None
-    parts = spec.split(":")
-    if parts[0] != "kick" or len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] not in AXES):
-        raise DataError("<command line>", "--field", "kick:AMPLITUDE[:x|y|z] or a JSON FieldSpec", repr(spec))
-    try:
-        amp = float(parts[1])
-    except ValueError:
-        raise DataError("<command line>", "--field", "a number for the kick amplitude (a.u.)", repr(parts[1])) from None
-    return kick(amp, AXES[parts[2] if len(parts) == 3 else "z"])
+def _limit(text: str) -> int | None:
+    return None if text.lower() == "none" else int(text)
 
 
 def add_parser(sub) -> None:
@@ -50,34 +31,45 @@ def add_parser(sub) -> None:
     p.add_argument("--dt", type=float, default=IntegratorConfig.dt)
     p.add_argument("--out", required=True, help="Zarr store to append the trajectory to")
     p.add_argument("--id", default=None, help="trajectory id in the store (default: <molecule>-hybrid)")
+    p.add_argument("--plots", default=None, help="folder for dipole.png/spectrum.png (default: <out>.plots/<id>)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow (default $MLFLOW_TRACKING_URI or ./mlflow.db)")
+    p.add_argument("--experiment", default="rtml-propagate")
+    p.add_argument("--no-tracking", action="store_true", help="do not log an MLflow run")
     for f in fields(HybridConfig):
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=float if isinstance(f.default, float) else int,
-                       default=f.default, help=f"HybridConfig.{f.name} (default {f.default})")
+        kind = _limit if f.name == "max_model_steps" else (float if isinstance(f.default, float) else int)
+        extra = " ('none': no limit)" if f.name == "max_model_steps" else ""
+        p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
+                       help=f"HybridConfig.{f.name} (default {f.default}){extra}")
     p.set_defaults(func=run_args)
 
 
 def run_args(a) -> int:
+    from rtml.platform.hybrid.field_spec import parse_field
+
     hcfg = HybridConfig(**{f.name: getattr(a, f.name) for f in fields(HybridConfig)})
-    engine = EngineConfig(system=SystemConfig(basis=a.basis, xc=a.xc), integrator=IntegratorConfig(dt=a.dt),
-                          n_steps=a.steps)
-    return run(a.model, a.molecule, parse_field(a.field), engine, hcfg, a.out, a.id)
+    return run(a.model, a.molecule, parse_field(a.field), a.steps, hcfg, a.out, traj_id=a.id, basis=a.basis,
+               xc=a.xc, dt=a.dt, plots=a.plots, tracking_uri=None if a.no_tracking else (a.tracking_uri or ""),
+               experiment=a.experiment)
 
 
-def run(model_specs: list[str], molecule: str, field: FieldSpec, engine: EngineConfig, cfg: HybridConfig,
-        out: str, traj_id: str | None = None) -> int:
+def run(model_specs: list[str], molecule: str, field, n_steps: int, cfg: HybridConfig, out: str, *,
+        traj_id: str | None = None, basis: str | None = None, xc: str | None = None, dt: float | None = None,
+        plots: str | None = None, tracking_uri: str | None = None, experiment: str = "rtml-propagate") -> int:
+    """``tracking_uri``: None = no MLflow run; '' = the default store; else that URI."""
+    from rtml.datasets.molecules import get_molecule
     from rtml.datasets.store.zarr_store import TrajectoryStore
-    from rtml.platform.hybrid.propagator import propagate_hybrid
-    from rtml.platform.modelio import load_model
+    from rtml.platform import tracking
+    from rtml.platform.hybrid.api import log_hybrid_run, plot_hybrid, propagate
 
-    mol = get_molecule(molecule)  # unknown names raise DataError
-    models = []
-    for spec in model_specs:
-        m = load_model(spec)
-        m.rtml_meta = {**getattr(m, "rtml_meta", {}), "path": str(spec)}
-        models.append(m)
-    res = propagate_hybrid(models, mol, field, engine, cfg, progress=True)
+    mol = get_molecule(molecule)  # unknown names raise DataError before any model is loaded
+    uri = None
+    if tracking_uri is not None:
+        uri = tracking.resolve_uri(tracking_uri or None)
+        tracking.check_reachable(uri)
+    res = propagate(model_specs, mol, field, n_steps, basis=basis, xc=xc, dt=dt, hybrid=cfg, progress=True)
     tid = traj_id or f"{mol.name}-hybrid"
     TrajectoryStore(out, mode="a").append(res.trajectory, tid)
+    pngs = plot_hybrid(res, plots or Path(f"{str(out).rstrip('/')}.plots") / tid)
     for t in res.triggers:
         what = (f"after {t['value']} surrogate steps" if t["reason"] in ("reference_every", "max_model_steps")
                 else f"{t['value']:.3g} > {t['threshold']:.3g}")
@@ -85,5 +77,12 @@ def run(model_specs: list[str], molecule: str, field: FieldSpec, engine: EngineC
     w = res.wall
     print(f"{tid}: {len(res.triggers)} anchors, reference fraction {res.reference_fraction:.3f}, wall "
           f"{w['total']:.1f} s (setup {w['setup']:.1f}, model {w['model']:.1f}, reference {w['reference']:.1f}) "
-          f"-> {out}")
+          f"-> {out}; plots {pngs[0].parent}")
+    if uri is not None:
+        params = {"molecule": mol.name, "field": res.trajectory.meta["field_spec"], "steps": n_steps,
+                  "models": " ".join(map(str, model_specs)), "store": str(out), "id": tid,
+                  **{f"system.{k}": v for k, v in res.trajectory.meta["system"].items()},
+                  **{f"hybrid.{k}": v for k, v in res.trajectory.meta["hybrid"].items()}}
+        run_id = log_hybrid_run(res, uri, experiment, f"propagate-{tid}", pngs, params)
+        print(f"MLflow run {run_id} ({uri})")
     return 0

@@ -111,8 +111,10 @@ class _Member:
 
 @torch.no_grad()
 def propagate_hybrid(models: list, molecule: Molecule, field_spec: FieldSpec, engine: EngineConfig,
-                     cfg: HybridConfig | None = None, progress: bool = False) -> HybridResult:
-    """Propagate ``engine.n_steps`` frames (t = 0 included) from the SCF ground state; see the module docstring."""
+                     cfg: HybridConfig | None = None, progress: bool = False,
+                     scf_guess: np.ndarray | None = None) -> HybridResult:
+    """Propagate ``engine.n_steps`` frames (t = 0 included) from the SCF ground state; see the module docstring.
+    ``scf_guess``: an AO density the SCF starts from (e.g. a converged PySCF mean-field object's; default minao)."""
     cfg = cfg or HybridConfig()
     check_models(models, engine)
     icfg = engine.integrator
@@ -125,7 +127,7 @@ def propagate_hybrid(models: list, molecule: Molecule, field_spec: FieldSpec, en
     times = dt * np.arange(n + 1)  # [n+1] a.u.
     e_rec = field_spec.values(times, dt)  # [n+1, 3]
     e_mid = torch.from_numpy(0.5 * (e_rec[1:] + e_rec[:-1]))  # [n, 3] float64 midpoint fields
-    p_gs_ao = sysm.ground_state()  # [S, N, N] complex128
+    p_gs_ao = sysm.ground_state(scf_guess)  # [S, N, N] complex128
     p_gs = sysm.to_orth(p_gs_ao)
     gs = ground_state_trajectory(sysm, p_gs_ao, e_rec[0], dt)
     mol = MoleculeBatch.from_trajectories([gs], dtype=torch.float32, kohn_sham=models[0].cfg.head == "kohn_sham")
@@ -215,7 +217,7 @@ def propagate_hybrid(models: list, molecule: Molecule, field_spec: FieldSpec, en
             "integrator": asdict(icfg), "hybrid": asdict(cfg), "ensemble_size": len(models),
             "models": [str((getattr(m, "rtml_meta", None) or {}).get("path", "")) for m in models],
             "triggers": triggers, "reference_steps": n_ref, "model_steps": n - 1 - n_ref,
-            "reference_fraction": n_ref / max(n - 1, 1), "wall_seconds": wall,
+            "reference_fraction": n_ref / max(n - 1, 1), "wall_seconds": wall, "scf_cycles": sysm.scf_cycles,
             "ms_per_step": 1e3 * (wall["model"] + wall["reference"]) / max(n - 1, 1),
             "energy_definition": "E[P(t)] on reference frames; NaN on surrogate frames (not computed)",
             "gauge_origin_bohr": [0.0, 0.0, 0.0]}

@@ -30,7 +30,7 @@ def training_data_summary(store: str) -> dict:
     """What the model was trained on (functionals, basis sets, time steps), checked by ``rtml propagate``."""
     from rtml.datasets.store.zarr_store import TrajectoryStore
 
-    idx = TrajectoryStore(store).index()
+    idx = TrajectoryStore(store).index
     return {"store": str(store), "functionals": sorted({e["functional"] for e in idx}),
             "bases": sorted({e["basis"] for e in idx}), "dt": sorted({float(e["dt"]) for e in idx})}
 
