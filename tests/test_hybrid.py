@@ -100,12 +100,58 @@ def test_cli_propagate_writes_a_store_entry(tmp_path, capsys):
     from rtml.platform.cli import main
     from rtml.platform.modelio import save_model
 
+    from rtml.platform import tracking
+
     path = save_model(Surrogate(preset("debug", xc_anchor="linear")), tmp_path / "m.pt")
-    out = tmp_path / "h.zarr"
-    assert main(["propagate", "--model", str(path), "--molecule", "h2", "--field", "kick:1e-2:z", "--steps", "20",
-                 "--out", str(out), "--reference-every", "6", "--anchor-steps", "2"]) == 0
+    out, uri = tmp_path / "h.zarr", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert main(["propagate", "--model", str(path), "--molecule", "h2", "--field", "kick:1e-2:z", "--steps", "60",
+                 "--out", str(out), "--reference-every", "6", "--anchor-steps", "2", "--tracking-uri", uri,
+                 "--max-model-steps", "none"]) == 0
     traj = TrajectoryStore(str(out)).read("h2-hybrid")
-    assert traj.n_steps == 20 and "reference_every" in capsys.readouterr().out
+    assert traj.n_steps == 60 and "reference_every" in capsys.readouterr().out
+    assert (tmp_path / "h.zarr.plots" / "h2-hybrid" / "dipole.png").stat().st_size > 1000
+    assert (tmp_path / "h.zarr.plots" / "h2-hybrid" / "spectrum.png").is_file()
+    c = tracking.client(uri)
+    run = c.search_runs([c.get_experiment_by_name("rtml-propagate").experiment_id])[0]
+    assert run.data.metrics["anchors"] == len(traj.meta["triggers"]) > 0
+    assert 0 < run.data.metrics["reference_fraction"] < 1 and run.data.params["hybrid.max_model_steps"] == "None"
+    arts = {a.path for a in c.list_artifacts(run.info.run_id)} | {a.path for a in c.list_artifacts(run.info.run_id, "plots")}
+    assert {"triggers.json", "plots/dipole.png", "plots/spectrum.png"} <= arts
     assert main(["propagate", "--model", str(path), "--molecule", "h2", "--field", "kick:abc", "--steps", "5",
                  "--out", str(out)]) != 0
     assert "kick amplitude" in capsys.readouterr().err
+
+
+def test_python_entry_point_takes_pyscf_and_ase_molecules(h2_ref):
+    """A PySCF Mole / converged mean-field object or an ASE Atoms runs like the catalog molecule; a converged
+    mean-field object's density starts the SCF (fewer iterations, same ground state)."""
+    from ase import Atoms
+    from pyscf import dft, gto
+
+    from rtml.platform.hybrid.api import propagate as hybrid
+    from rtml.platform.hybrid.inputs import molecule_from
+
+    ref_only = HybridConfig(max_model_steps=0)
+    field = kick(1e-2, (0, 0, 1))
+    m = Surrogate(preset("debug"))
+    mol = gto.M(atom="H 0 0 1.0; H 0 0 1.74", basis="6-31g", verbose=0)  # shifted: centring removes it
+    assert np.allclose(molecule_from(mol).positions, CATALOG["h2"].positions, atol=1e-12)
+    res = hybrid([m], mol, field, N, hybrid=ref_only)
+    assert np.abs(res.trajectory.density - h2_ref.density).max() < 1e-12
+    cold = res.trajectory.meta["scf_cycles"]
+    mf = dft.RKS(mol, xc="LDA,VWN").run(conv_tol=1e-11)
+    warm = hybrid([m], mf, field, N, hybrid=ref_only)
+    assert warm.trajectory.meta["scf_cycles"] < cold
+    assert np.abs(warm.trajectory.density - h2_ref.density).max() < 1e-8
+    atoms = Atoms("H2", positions=[[0, 0, 0], [0, 0, 0.74]])
+    assert np.abs(hybrid([m], atoms, "kick:1e-2:z", N, hybrid=ref_only).trajectory.density
+                  - h2_ref.density).max() < 1e-12
+    with pytest.raises(ValueError, match="functional"):  # the mean-field object's functional is used
+        m.rtml_meta = {"data": {"functionals": ["LDA,VWN"], "bases": ["6-31g"], "dt": [0.2]}}
+        hybrid([m], dft.RKS(mol, xc="PBE"), field, N)
+    with pytest.raises(ValueError, match="basis"):
+        hybrid([m], gto.M(atom="H 0 0 0; H 0 0 0.74", basis="sto-3g", verbose=0), field, N)
+    with pytest.raises(Exception, match="multiplicity"):
+        molecule_from(Atoms("H", positions=[[0, 0, 0]], info={"multiplicity": 1}))
+    with pytest.raises(Exception, match="PySCF Mole"):
+        molecule_from(42)
