@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     err = np.concatenate([r.pop("_err") for r in rows])
     spread = np.concatenate([r.pop("_spread") for r in rows])
     bad, flagged = err > a.error, spread > a.spread
-    pooled = {"spearman": float(spearmanr(spread, err).statistic), "steps": int(len(err)),
+    pooled = {"spearman": float(spearmanr(spread, err).statistic), "steps": len(err),
               "bad_fraction": float(bad.mean()), "flagged_fraction": float(flagged.mean()),
               "recall": float((bad & flagged).sum() / bad.sum()) if bad.any() else None,
               "precision": float((bad & flagged).sum() / flagged.sum()) if flagged.any() else None,

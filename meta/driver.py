@@ -3,7 +3,6 @@ run. Same name + storage resumes from the last checkpoint into the same MLflow r
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from rtml.meta.config import MetaTrainConfig, check
 from rtml.meta.tasks import TaskSampler
 from rtml.platform import tracking
 from rtml.platform.configio import save_yaml
-from rtml.platform.train.driver import fit, init_ray, open_run
+from rtml.platform.train.driver import finish, fit, init_ray, open_run
 
 
 def absolute_paths(cfg: MetaTrainConfig) -> None:
@@ -51,7 +50,4 @@ def run(cfg: MetaTrainConfig) -> dict:
     tracking.client(uri).set_tag(run_id, "rtml.kind", "meta-train")
     init_ray(cfg)
     metrics = fit(cfg, uri, run_id, train_fn=meta_train_fn)
-    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
-    summary.update(run_id=run_id, tracking_uri=uri, final=metrics, wall_seconds=time.perf_counter() - t0)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    return summary
+    return finish(out, uri, run_id, metrics, t0)

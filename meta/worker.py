@@ -5,12 +5,11 @@ MAML meta-gradient of ``tasks.tasks_per_step`` tasks, and the meta-gradients (mo
 are averaged over ranks with one all-reduce before the identical Adam step on every rank. Checkpoints (model,
 learning rates, optimiser, step) are written by rank 0 every ``loop.checkpoint_every`` steps and reported to Ray;
 ``ray.train.get_checkpoint()`` resumes at the exact step. A non-finite meta-loss on any rank stops all ranks
-before the step (marker ``out/nan_loss.json``, as in ordinary training). Rank 0 logs to MLflow and exports.
+before the step (tags on the MLflow run, :mod:`rtml.platform.train.results`, as in ordinary training). Rank 0 logs to MLflow and exports.
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from rtml.meta.objective import task_loss_fn
 from rtml.meta.tasks import TaskSampler, WindowSource
 from rtml.platform import tracking
 from rtml.platform.configio import from_dict
+from rtml.platform.train import results
 from rtml.platform.train.worker import allreduce_dict, write_progress
 
 STATE = "meta_state.pt"
@@ -105,8 +105,7 @@ def meta_train_fn(config: dict) -> None:
             last_good = max(start, (step // cfg.loop.checkpoint_every) * cfg.loop.checkpoint_every)
             info = {"step": step, "status": "nan_loss", "last_good_step": last_good}
             if rank == 0:
-                (out / "nan_loss.json").write_text(json.dumps(info))
-                tracking.log_metrics(uri, run_id, {"nan_loss_at_step": step}, step=step)
+                results.mark_nonfinite(uri, run_id, step, last_good)
             ray.train.report(info)
             return
         _average_grads(tensors, world)
@@ -143,4 +142,8 @@ def meta_train_fn(config: dict) -> None:
     if rank == 0:
         from rtml.meta.export import export_meta_model
 
-        export_meta_model(learner, cfg, out, uri, run_id)
+        scratch = results.worker_scratch(cfg.name)
+        try:
+            export_meta_model(learner, cfg, scratch, uri, run_id)
+        finally:
+            results.discard_scratch(scratch)

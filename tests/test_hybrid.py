@@ -97,10 +97,9 @@ def test_bad_inputs():
 
 def test_cli_propagate_writes_a_store_entry(tmp_path, capsys):
     from rtml.datasets.store.zarr_store import TrajectoryStore
+    from rtml.platform import tracking
     from rtml.platform.cli import main
     from rtml.platform.modelio import save_model
-
-    from rtml.platform import tracking
 
     path = save_model(Surrogate(preset("debug", xc_anchor="linear")), tmp_path / "m.pt")
     out, uri = tmp_path / "h.zarr", f"sqlite:///{tmp_path / 'mlflow.db'}"

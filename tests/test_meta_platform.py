@@ -2,7 +2,10 @@
 inputs of issue 5: a basis other than declared, k larger than available, a non-rtml model file, an unknown MLflow
 URI. Tiny sizes, 2 CPU workers."""
 
+import glob
 import json
+import os
+import tempfile
 
 import pytest
 import torch
@@ -54,6 +57,9 @@ def test_meta_train_logs_checkpoints_and_resumes(meta_run):
     state = model.rtml_meta["meta_learner"]
     assert state["inner_steps"] == 1 and set(state["inner_lrs"]) >= {"decoder", "coef"}
     assert model.rtml_meta["mlflow_run_id"] == resumed["run_id"]
+    # results reached the driver through MLflow; rank 0's node-local scratch is gone
+    assert resumed["model"] == str((tmp / "meta" / "model.pt").resolve())
+    assert not glob.glob(os.path.join(tempfile.gettempdir(), "rtml-meta-t-*"))
 
 
 def test_adapt_end_to_end_with_baselines_and_mlflow(meta_run, small_store, tmp_path, capsys):
@@ -127,3 +133,5 @@ def test_meta_train_nan_stops_before_the_step(small_store, tmp_path):
         meta_train(cfg)
     runs = runs_named(f"sqlite:///{tmp_path / 'mlflow.db'}", "meta-nan")
     assert len(runs) == 1 and runs[0].info.status == "FAILED"
+    assert runs[0].data.tags["rtml.status"] == "nan_loss" and runs[0].data.tags["rtml.nan_step"] == "3"
+    assert not (tmp_path / "meta" / "nan_loss.json").exists()  # no node-local status file

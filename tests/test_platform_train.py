@@ -1,7 +1,9 @@
 """Ray Train + DeepSpeed training end to end on 2 local CPU workers (each test starts real Ray workers)."""
 
+import glob
 import json
 import os
+import tempfile
 import signal
 import subprocess
 import sys
@@ -37,6 +39,11 @@ def test_train_zero2_logs_everything_and_exports_a_plain_model(tmp_path, small_s
     assert {"config.yaml", "model.pt", "dipole.png", "spectrum.png", "summary.json"} <= arts
     blob = torch.load(os.path.join(cfg.out, "model.pt"), weights_only=True)
     assert blob["format"] == "rtml-surrogate"
+    # the workers' files reached the driver through MLflow (rank 0's node-local scratch is removed): cluster-safe
+    assert summary["model"] == os.path.join(os.path.realpath(cfg.out), "model.pt")
+    assert summary["plots"] and all(os.path.isfile(p) and "/plots/" in p for p in summary["plots"])
+    assert summary["rollout"]["model/dipole_nrmse"] >= 0
+    assert not glob.glob(os.path.join(tempfile.gettempdir(), "rtml-e2e-*"))
     import mlflow.pytorch
 
     from rtml.platform.modelio import load_model
@@ -62,7 +69,8 @@ def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, small_store, heldout
     ckpt = str(err.value).rsplit(": ", 1)[-1]
     assert os.path.isdir(ckpt) and any(n.endswith("model_states.pt") for _, _, f in os.walk(ckpt) for n in f)
     (r,) = runs_named(cfg.tracking.uri, "nan")
-    assert r.info.status == "FAILED"
+    assert r.info.status == "FAILED" and r.data.tags["rtml.status"] == "nan_loss"
+    assert not os.path.exists(os.path.join(cfg.out, "nan_loss.json"))  # status travels through MLflow only
 
 
 def test_bad_inputs_fail_before_training(tmp_path, small_store, heldout_store):

@@ -17,6 +17,7 @@ import numpy as np
 from rtml.datasets.errors import DataError
 from rtml.datasets.molecules import Molecule, get_molecule
 
+
 def _is_mole(obj) -> bool:
     return hasattr(obj, "atom_coords") and hasattr(obj, "natm") and hasattr(obj, "atom_pure_symbol")
 

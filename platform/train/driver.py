@@ -17,6 +17,7 @@ from rtml.datasets.errors import DataError
 from rtml.datasets.store.zarr_store import TrajectoryStore
 from rtml.platform import tracking
 from rtml.platform.configio import save_yaml, to_dict
+from rtml.platform.train import results
 from rtml.platform.train.config import TrainConfig
 
 
@@ -102,8 +103,7 @@ def fit(cfg: TrainConfig, uri: str, run_id: str, callbacks=None, train_fn=None) 
     from ray.train import TrainingFailedError
 
     c = tracking.client(uri)
-    marker = Path(cfg.out) / "nan_loss.json"
-    marker.unlink(missing_ok=True)
+    results.mark_running(uri, run_id)
     try:
         result = build_trainer(cfg, uri, run_id, callbacks, train_fn).fit()
     except TrainingFailedError as exc:
@@ -111,9 +111,9 @@ def fit(cfg: TrainConfig, uri: str, run_id: str, callbacks=None, train_fn=None) 
         raise TrainingError(f"training run '{cfg.name}' failed after {cfg.scaling.max_failures} restarts: "
                             f"{str(exc).strip().splitlines()[-1]}") from exc
     metrics = dict(result.metrics or {})
-    if marker.exists():
-        metrics.update(json.loads(marker.read_text()))
-    if metrics.get("status") == "nan_loss":
+    status = results.read_status(uri, run_id)
+    if status["status"] == "nan_loss":
+        metrics.update(status)
         c.set_terminated(run_id, status="FAILED")
         ckpt = result.checkpoint.path if result.checkpoint else "none (no checkpoint was written before)"
         raise NonFiniteLossError(f"training run '{cfg.name}': the loss became NaN/inf at step {metrics['step']}; "
@@ -144,7 +144,18 @@ def run(cfg: TrainConfig) -> dict:
     run_id = open_run(cfg, uri)
     init_ray(cfg)
     metrics = fit(cfg, uri, run_id)
-    summary = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+    return finish(out, uri, run_id, metrics, t0)
+
+
+def finish(out: Path, uri: str, run_id: str, metrics: dict, t0: float) -> dict:
+    """Driver, after a good ``fit()``: the results rank 0 logged to MLflow, downloaded into ``out``, and the
+    summary (rank 0's, with the final metrics and the local model path) written there."""
+    got = results.fetch_results(uri, run_id, out)
+    summary = json.loads(got["summary.json"].read_text()) if "summary.json" in got else {}
+    if "model.pt" in got:
+        summary["model"] = str(got["model.pt"])
+    if "plots" in summary:
+        summary["plots"] = [str(got[n]) for n in ("dipole.png", "spectrum.png") if n in got]
     summary.update(run_id=run_id, tracking_uri=uri, final=metrics, wall_seconds=time.perf_counter() - t0)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary

@@ -4,7 +4,8 @@ Reads only ``config`` (the resolved :class:`TrainConfig` as a dict plus the MLfl
 ``ray.train.get_checkpoint()`` at the exact step; every ``checkpoint_every`` steps all ranks save their DeepSpeed
 shards into one directory and report it. A non-finite loss on any rank stops every rank before the optimiser step,
 so the last reported checkpoint is the last good one. Rank 0 writes MLflow metrics, exports the consolidated model
-and runs the held-out rollout evaluation at the end.
+and runs the held-out rollout evaluation at the end; status and results reach the driver through MLflow
+(:mod:`rtml.platform.train.results`). ``config["out"]`` holds only per-rank progress files for operators.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import torch.distributed as dist
 from rtml.models.physics import violations
 from rtml.platform import tracking
 from rtml.platform.configio import from_dict
+from rtml.platform.train import results
 from rtml.platform.train.config import TrainConfig
 from rtml.platform.train.data import WindowStream
 from rtml.platform.train.engine import build_engine, set_distributed_env
@@ -97,9 +99,8 @@ def train_fn(config: dict) -> None:
         bad = allreduce_dict({"bad": float(not torch.isfinite(total))}, dist.ReduceOp.MAX)["bad"]
         if bad:
             info = {"step": step, "status": "nan_loss", "last_good_step": start_or_last(start, step, cfg)}
-            if rank == 0:  # the driver reads this marker: Ray's result carries the last *checkpointed* metrics
-                (out / "nan_loss.json").write_text(json.dumps(info))
-                tracking.log_metrics(uri, run_id, {"nan_loss_at_step": step}, step=step)
+            if rank == 0:  # the driver reads the run's tags: Ray's result carries the last *checkpointed* metrics
+                results.mark_nonfinite(uri, run_id, step, info["last_good_step"])
             ray.train.report(info)
             write_progress(out, rank, step=step, status="nan_loss")
             return
@@ -140,8 +141,12 @@ def train_fn(config: dict) -> None:
             else:
                 ray.train.report(report)
             t_last = time.perf_counter()
-    if rank == 0:
-        export_model(engine.module, cfg, out, uri, run_id)
+    if rank == 0:  # results travel through MLflow: this node's disk may be invisible to the driver
+        scratch = results.worker_scratch(cfg.name)
+        try:
+            export_model(engine.module, cfg, scratch, uri, run_id)
+        finally:
+            results.discard_scratch(scratch)
 
 
 def start_or_last(start: int, step: int, cfg: TrainConfig) -> int:
