@@ -58,6 +58,14 @@ class Task:
 
 
 def plan(cfg: GenerateConfig) -> list[Task]:
+    for name, lo, what in (("n_geometries", 1, "geometry 0 is the catalog geometry, 1 = only that one"),
+                           ("n_fields", 1, "fields per family and geometry"), ("steps", 2, "recorded states")):
+        if getattr(cfg, name) < lo:
+            raise DataError("<command line>", f"--{name.replace('_', '-')}", f"an integer >= {lo} ({what})",
+                            str(getattr(cfg, name)))
+    if not cfg.molecules or not cfg.fields:
+        raise DataError("<command line>", "--molecules/--fields", "at least one molecule and one field family",
+                        f"molecules={cfg.molecules}, fields={cfg.fields}")
     for fam in cfg.fields:
         if fam not in FIELD_FAMILIES:
             raise DataError("<command line>", "fields", f"families from {FIELD_FAMILIES}", repr(fam))

@@ -27,6 +27,7 @@ Closed-shell inputs stay closed-shell exactly (the α−β output channels are m
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 
@@ -93,7 +94,10 @@ def preset(name: str, **overrides) -> SurrogateConfig:
         raise ValueError(f"model preset: expected one of {sorted(GEOMETRY_PRESETS)}, got {name!r}")
     cfg = SurrogateConfig(geometry=copy.deepcopy(GEOMETRY_PRESETS[name]), field=copy.deepcopy(FIELD_PRESETS[name]),
                           codec=copy.deepcopy(CODEC_PRESETS[name]), dynamics=copy.deepcopy(DYNAMICS_PRESETS[name]))
+    known = {f.name for f in dataclasses.fields(SurrogateConfig)}
     for k, v in overrides.items():
+        if k not in known:
+            raise ValueError(f"model preset {name!r}: unknown field {k!r}; expected one of {sorted(known)}")
         setattr(cfg, k, v)
     cfg.__post_init__()
     return cfg

@@ -171,3 +171,10 @@ def test_evaluate_command_logs_a_run(small_store, tmp_path):
     assert set(bl) == {"frozen_xc", "linear_xc", "trivial"} and "dipole_nrmse" in bl["frozen_xc"]
     assert main(["evaluate", str(tmp_path / "nothing.pt"), small_store, "--tracking-uri", uri]) == 2
     assert main(["evaluate", str(tmp_path / "m"), str(tmp_path / "missing.zarr"), "--tracking-uri", uri]) == 2
+
+
+def test_model_preset_rejects_unknown_fields():
+    from rtml.models.surrogate import preset
+
+    with pytest.raises(ValueError, match="unknown field 'xc_ancor'"):
+        preset("debug", xc_ancor="linear")

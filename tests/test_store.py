@@ -145,4 +145,7 @@ def test_cli_generate_serial_convert_and_errors(tmp_path, h2o_traj, capsys):
     assert TrajectoryStore(out).ids() == ["h2p-g000-sine0", "h2o_case"]
     assert main(["generate", "--out", out, "--molecules", "xe2"]) == 2
     assert "field 'molecule'" in capsys.readouterr().err
+    for flag in ("--n-geometries", "--n-fields", "--steps"):  # 0 used to plan nothing and exit 0
+        assert main(["generate", "--out", out, "--molecules", "h2p", flag, "0", "--executor", "serial"]) == 2
+        assert f"field '{flag}'" in capsys.readouterr().err
     assert main(["inspect", str(tmp_path / "nope.zarr")]) == 2

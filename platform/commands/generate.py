@@ -13,7 +13,7 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="Zarr store path (created or appended to)")
     p.add_argument("--molecules", default="h2,lih", help=f"comma list of {sorted(CATALOG)} or .xyz paths")
     p.add_argument("--fields", default="kick,pulse", help="comma list of field families: kick, pulse, strong (pulse beyond linear response), sine")
-    p.add_argument("--n-geometries", type=int, default=2, help="geometries per molecule (0 = catalog geometry)")
+    p.add_argument("--n-geometries", type=int, default=2, help="geometries per molecule, >= 1 (geometry 0 is the catalog geometry; 1 = only that one)")
     p.add_argument("--n-fields", type=int, default=1, help="random fields per family and geometry")
     p.add_argument("--steps", type=int, default=200, help="recorded states per trajectory (incl. t=0)")
     p.add_argument("--dt", type=float, default=0.2, help="time step, a.u.")
