@@ -14,29 +14,10 @@ import importlib.util
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from rtml.platform import tracking
 from rtml.platform.configio import ConfigError
-
-
-@dataclass(kw_only=True)
-class SweepSpace:
-    """A search space (one per file in ``tune_spaces/``): ``base`` recipe or YAML, fixed ``overrides``,
-    ``params`` = dotted config key -> ray.tune distribution; ASHA on ``metric`` over ``training_iteration``
-    (one per validation report)."""
-    base: str = "debug"
-    overrides: list[str] = field(default_factory=list)
-    params: dict[str, Any] = field(default_factory=dict)
-    metric: str = "val_loss"
-    mode: str = "min"
-    num_samples: int = 4
-    max_concurrent_trials: int = 1
-    grace_period: int = 1
-    reduction_factor: int = 2
-    searcher: str = "random"  # random | optuna
-    cpus_per_worker: float = 0.49
-    num_workers: int = 2
+from rtml.tune_spaces.sweep_space import SweepSpace
 
 
 def load_space(name: str) -> SweepSpace:
@@ -45,7 +26,7 @@ def load_space(name: str) -> SweepSpace:
         mod = importlib.import_module(f"rtml.tune_spaces.{name}")
     except ModuleNotFoundError:
         here = Path(__file__).resolve().parent.parent / "tune_spaces"
-        avail = sorted(p.stem for p in here.glob("*.py"))
+        avail = sorted(p.stem for p in here.glob("*.py") if p.stem != "sweep_space")
         raise ConfigError("<command line>", "SPACE", f"one of {avail} (files in tune_spaces/)", name) from None
     return mod.space()
 

@@ -40,3 +40,39 @@ def test_torch_is_the_pinned_cpu_build():
 
     assert torch.__version__.startswith("2.13.0")
     assert '"torch==2.13.0"' in (ROOT / "pyproject.toml").read_text()
+
+
+# data -> models -> sweep spaces -> training runtime (platform) -> meta-learning -> command line
+LAYERS = (("rtml.datasets",), ("rtml.models",), ("rtml.tune_spaces",), ("rtml.platform",), ("rtml.meta",),
+          ("rtml.platform.commands", "rtml.platform.cli"))
+
+
+def _layer(module: str) -> int | None:
+    """The layer of the longest matching package prefix (``rtml.platform.commands`` beats ``rtml.platform``)."""
+    hits = [(len(p), i) for i, prefixes in enumerate(LAYERS) for p in prefixes
+            if module == p or module.startswith(p + ".")]
+    return max(hits)[1] if hits else None
+
+
+def test_no_layer_imports_a_higher_one():
+    """Static imports (module level or inside functions) go one way; a dynamic import of a sweep space by name
+    (``importlib``) is the tuner reading a file, not a dependency."""
+    import ast
+
+    mapped = CONF["tool"]["setuptools"]["package-dir"]
+    bad = []
+    for pkg, folder in mapped.items():
+        for f in (ROOT / folder).rglob("*.py"):
+            mod = ".".join([pkg, *f.relative_to(ROOT / folder).with_suffix("").parts])
+            here = _layer(mod)
+            for node in ast.walk(ast.parse(f.read_text())):
+                names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else \
+                    [a.name for a in node.names] if isinstance(node, ast.Import) else []
+                for n in names:
+                    there = _layer(n) if n.startswith("rtml.") else None
+                    if there is not None and here is not None and there > here:
+                        bad.append(f"{f.relative_to(ROOT)} imports {n} (layer {LAYERS[there][0]} above "
+                                   f"{LAYERS[here][0]})")
+    assert not bad, "\n".join(bad)
+    assert _layer("rtml.platform.commands.train") == 5 and _layer("rtml.platform.train.worker") == 3
+    assert _layer("rtml.meta.worker") == 4 and _layer("rtml.datasets.store.zarr_store") == 0

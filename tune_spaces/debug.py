@@ -2,7 +2,7 @@
 
 from ray import tune
 
-from rtml.platform.tune import SweepSpace
+from rtml.tune_spaces.sweep_space import SweepSpace
 
 
 def space() -> SweepSpace:
