@@ -84,7 +84,7 @@ def meta_train_fn(config: dict) -> None:
     sampler = TaskSampler(t.store, t.shots, t.query, t.horizon, t.molecules, t.exclude, seed=cfg.loop.seed)
     src = WindowSource(t.store, t.horizon, t.cutoff)
     tensors = list(model.parameters()) + list(learner.log_lrs.parameters())
-    acc, t_last = {}, time.perf_counter()
+    acc, t_last, last_rate = {}, time.perf_counter(), {}
     for step in range(start, cfg.loop.max_steps):
         opt.zero_grad(set_to_none=True)
         meta, before = 0.0, 0.0
@@ -129,9 +129,10 @@ def meta_train_fn(config: dict) -> None:
                                                  - allreduce_dict({"x": fp}, dist.ReduceOp.MIN)["x"])
             if rank == 0:
                 tracking.log_metrics(uri, run_id, metrics, step=done)
+            last_rate = {"tasks_per_s": metrics["meta/tasks_per_s"]}
             acc, t_last = {}, time.perf_counter()
         if done % cfg.loop.checkpoint_every == 0 or done == cfg.loop.max_steps:
-            report = {"step": done, "status": "running", "meta_loss": meta}
+            report = {"step": done, "status": "running", "meta_loss": meta, **last_rate}
             if rank == 0:
                 with tempfile.TemporaryDirectory() as tmp:
                     torch.save({"learner": learner.state_dict(), "optimizer": opt.state_dict(), "step": done},

@@ -178,3 +178,15 @@ def test_model_preset_rejects_unknown_fields():
 
     with pytest.raises(ValueError, match="unknown field 'xc_ancor'"):
         preset("debug", xc_ancor="linear")
+
+
+def test_progress_line_from_reported_metrics(capsys):
+    from rtml.platform.train.progress import ProgressCallback
+
+    cb = ProgressCallback("run-a", 100)
+    cb.after_report(None, [{"step": 20, "train_loss": 0.5, "val_loss": 0.25, "windows_per_s": 12.0}], None)
+    cb._t0 -= 10.0  # 10 s for the next 20 steps: 60 steps left = 30 s
+    cb.after_report(None, [{"step": 40, "val_loss": 0.2}], object())
+    first, second = capsys.readouterr().out.strip().splitlines()
+    assert first.startswith("[run-a] step 20/100") and "loss 0.5" in first and "windows/s 12" in first
+    assert "step 40/100" in second and "ETA 0.5 min (checkpoint)" in second

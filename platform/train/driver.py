@@ -105,7 +105,10 @@ def fit(cfg: TrainConfig, uri: str, run_id: str, callbacks=None, train_fn=None) 
     c = tracking.client(uri)
     results.mark_running(uri, run_id)
     try:
-        result = build_trainer(cfg, uri, run_id, callbacks, train_fn).fit()
+        from rtml.platform.train.progress import ProgressCallback
+
+        progress = [ProgressCallback(cfg.name, cfg.loop.max_steps)]
+        result = build_trainer(cfg, uri, run_id, [*progress, *(callbacks or [])], train_fn).fit()
     except TrainingFailedError as exc:
         c.set_terminated(run_id, status="FAILED")
         raise TrainingError(f"training run '{cfg.name}' failed after {cfg.scaling.max_failures} restarts: "

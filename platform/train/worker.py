@@ -88,7 +88,7 @@ def train_fn(config: dict) -> None:
                        split_fractions=d.split_fractions, cutoff=d.cutoff, xc_potential=fock)
     val_batches = [val.batch(0)]
 
-    acc, t_last, step = {}, time.perf_counter(), start
+    acc, t_last, step, last_train = {}, time.perf_counter(), start, {}
     for step, batch, wait in stream.iterate(start, cfg.loop.max_steps, d.prefetch):
         total, terms, pred, _ = window_loss(engine, batch, cfg.loss, device)
         # Every parameter must get a gradient on every rank, or ZeRO's bucketed all-reduce mismatches between
@@ -127,13 +127,14 @@ def train_fn(config: dict) -> None:
                            (world * (now - t_last)), lr=engine.get_lr()[0], horizon=stream.horizon(step))
             if rank == 0:
                 tracking.log_metrics(uri, run_id, {f"train/{k}": v for k, v in metrics.items()}, step=done)
+            last_train = {"train_loss": metrics["loss"], "windows_per_s": metrics["windows_per_s"]}
             acc, t_last = {}, now
         is_ckpt = done % cfg.loop.checkpoint_every == 0 or done == cfg.loop.max_steps
         if done % cfg.loop.eval_every == 0 or is_ckpt:
             vm = finish_validation(allreduce_dict(validation_metrics(engine.module, val_batches, cfg.loss, device)))
             if rank == 0:
                 tracking.log_metrics(uri, run_id, vm, step=done)
-            report = {"step": done, "status": "running", **vm}
+            report = {"step": done, "status": "running", **last_train, **vm}
             if is_ckpt:
                 with tempfile.TemporaryDirectory() as tmp:
                     engine.save_checkpoint(tmp, tag=CKPT_TAG, client_state={"step": done})
