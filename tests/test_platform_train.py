@@ -3,10 +3,10 @@
 import glob
 import json
 import os
-import tempfile
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
