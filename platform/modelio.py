@@ -63,18 +63,17 @@ def load_model(spec: str | Path, device: str | torch.device = "cpu", tracking_ur
 
 
 def _load_mlflow(uri: str, device, tracking_uri: str | None) -> Surrogate:
+    """The ``model.pt`` of an MLflow model (:mod:`rtml.platform.mlflow_model`), read like any model file."""
     import mlflow.exceptions
-    import mlflow.pytorch
 
+    from rtml.platform.mlflow_model import local_model_file
     from rtml.platform.tracking import resolve_uri
 
-    mlflow.set_tracking_uri(resolve_uri(tracking_uri))
     try:
-        model = mlflow.pytorch.load_model(uri, map_location=torch.device(device))
+        path = local_model_file(uri, resolve_uri(tracking_uri))
     except (mlflow.exceptions.MlflowException, OSError) as exc:
         raise ModelFileError(f"{uri}: MLflow model not found ({str(exc).splitlines()[0]})") from None
-    if not isinstance(model, Surrogate):
-        raise ModelFileError(f"{uri}: not an rtml model (got {type(model).__name__})")
-    if not getattr(model, "rtml_meta", None):
-        model.rtml_meta = {"mlflow_run_id": uri.split("/")[1]} if uri.startswith("runs:/") else {}
-    return model.eval()
+    model = load_model(path, device)
+    if not model.rtml_meta.get("mlflow_run_id") and uri.startswith("runs:/"):
+        model.rtml_meta["mlflow_run_id"] = uri.split("/")[1]
+    return model

@@ -44,12 +44,17 @@ def test_train_zero2_logs_everything_and_exports_a_plain_model(tmp_path, small_s
     assert summary["plots"] and all(os.path.isfile(p) and "/plots/" in p for p in summary["plots"])
     assert summary["rollout"]["model/dipole_nrmse"] >= 0
     assert not glob.glob(os.path.join(tempfile.gettempdir(), "rtml-e2e-*"))
-    import mlflow.pytorch
+    import mlflow.artifacts
+    import mlflow.pyfunc
 
     from rtml.platform.modelio import load_model
 
     mlflow.set_tracking_uri(uri)
-    logged = mlflow.pytorch.load_model(f"runs:/{r.info.run_id}/model")
+    logged = mlflow.pyfunc.load_model(f"runs:/{r.info.run_id}/model").unwrap_python_model().model
+    local = mlflow.artifacts.download_artifacts(f"runs:/{r.info.run_id}/model")
+    model_files = {os.path.basename(p) for _, _, f in os.walk(local) for p in f}
+    assert {"model.pt", "pyfunc.py", "MLmodel"} <= model_files
+    assert not any(p.endswith((".pkl", ".pickle")) for p in model_files)  # models from code + weights-only model.pt
     plain = load_model(cfg.out)
     assert torch.equal(next(iter(load_model(f"runs:/{r.info.run_id}/model", tracking_uri=uri).state_dict().values())),
                        next(iter(plain.state_dict().values())))

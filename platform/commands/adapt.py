@@ -101,13 +101,12 @@ def run(cfg: AdaptConfig) -> dict:
 
 def _log(cfg: AdaptConfig, uri: str, model, store: str, task, res: dict, seconds: float) -> dict:
     import mlflow
-    import mlflow.pytorch
-    import torch
 
     from rtml.meta.plots import plot_comparison
     from rtml.platform import tracking
     from rtml.platform.configio import to_dict
-    from rtml.platform.modelio import load_model, save_model
+    from rtml.platform.mlflow_model import log_model
+    from rtml.platform.modelio import save_model
 
     out = Path(cfg.out)
     parent = (getattr(model, "rtml_meta", None) or {}).get("mlflow_run_id", "")
@@ -132,9 +131,7 @@ def _log(cfg: AdaptConfig, uri: str, model, store: str, task, res: dict, seconds
     with mlflow.start_run(run_id=run_id, log_system_metrics=False):
         for f in (out / "summary.json", path, *plots):
             mlflow.log_artifact(str(f))
-        with torch.no_grad():
-            mlflow.pytorch.log_model(load_model(path), name="model", serialization_format="pickle",
-                                     pip_requirements=["torch==2.13.0", "rtml"])
+        log_model(path)
     tracking.client(uri).set_terminated(run_id, status="FINISHED")
     return summary
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-
 from rtml.platform import tracking
 from rtml.platform.configio import save_yaml
 from rtml.platform.evaluate import PREDICTORS, RolloutEvalConfig, aggregate, evaluate_store, plot_results
@@ -37,7 +35,8 @@ def training_data_summary(store: str) -> dict:
 
 def export_model(module, cfg: TrainConfig, out: Path, uri: str, run_id: str) -> dict:
     import mlflow
-    import mlflow.pytorch
+
+    from rtml.platform.mlflow_model import log_model
 
     out.mkdir(parents=True, exist_ok=True)
     path = save_model(module, out / "model.pt", meta={"mlflow_run_id": run_id, "recipe": cfg.recipe,
@@ -59,7 +58,5 @@ def export_model(module, cfg: TrainConfig, out: Path, uri: str, run_id: str) -> 
     with mlflow.start_run(run_id=run_id, log_system_metrics=False):
         for f in [out / "config.yaml", out / "summary.json", path, *plots]:
             mlflow.log_artifact(str(f))
-        with torch.no_grad():
-            mlflow.pytorch.log_model(module, name="model", serialization_format="pickle",  # pt2 traces fixed shapes
-                                     pip_requirements=["torch==2.13.0", "rtml"])
+        log_model(path)
     return summary
