@@ -31,9 +31,11 @@ def log_model(path: str | Path, name: str = "model") -> None:
 
 def local_model_file(uri: str, tracking_uri: str) -> Path:
     """Download an MLflow model URI (``runs:/<id>/model``, ``models:/...``) and return its ``model.pt``."""
+    import mlflow
     import mlflow.artifacts
 
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, tracking_uri=tracking_uri))
+    mlflow.set_tracking_uri(tracking_uri)  # MLflow 3 resolves runs:/<id>/<name> to a logged model of that store
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     found = sorted(local.rglob(ARTIFACT))
     if not found:
         raise FileNotFoundError(f"{uri}: no {ARTIFACT} in the MLflow model (logged by an older rtml?)")
