@@ -16,38 +16,30 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from pyscf.data.elements import ELEMENTS
 from scipy.stats import spearmanr
 
 from rtml.datasets.engine.propagator import IntegratorConfig
 from rtml.datasets.engine.run import EngineConfig
 from rtml.datasets.engine.system import SystemConfig
-from rtml.datasets.fields import FieldSpec
-from rtml.datasets.molecules import Molecule
 from rtml.datasets.store.zarr_store import TrajectoryStore
 from rtml.platform.hybrid.api import load_models
 from rtml.platform.hybrid.config import HybridConfig
+from rtml.platform.hybrid.inputs import case_from_trajectory
 from rtml.platform.hybrid.propagator import propagate_hybrid
 
 OFF = HybridConfig(max_spread=1e30, max_trace_error=1e30, max_hermiticity_error=1e30, max_idempotency_error=1e30,
                    max_model_steps=None)
 
 
-def _known(cls, d: dict):
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in d.items() if k in names})
-
-
 def calibrate(models: list, traj, error_threshold: float, spread_threshold: float) -> dict:
-    mol = Molecule(name=traj.molecule, symbols=tuple(ELEMENTS[int(z)] for z in traj.atomic_numbers),
-                   positions=np.asarray(traj.positions), charge=traj.charge, multiplicity=traj.multiplicity)
-    engine = EngineConfig(system=_known(SystemConfig, traj.meta["system"]),
-                          integrator=_known(IntegratorConfig, traj.meta["integrator"]), n_steps=traj.n_steps)
-    res = propagate_hybrid(models, mol, FieldSpec.from_dict(traj.meta["field_spec"]), engine, OFF)
+    case = case_from_trajectory(traj)
+    engine = EngineConfig(system=replace(SystemConfig(), basis=case["basis"], xc=case["xc"]),
+                          integrator=replace(IntegratorConfig(), dt=case["dt"]), n_steps=case["n_steps"])
+    res = propagate_hybrid(models, case["molecule"], case["field"], engine, OFF)
     mu, mu_ref = res.trajectory.dipole, traj.dipole  # [T, 3]
     scale = float(np.linalg.norm(mu_ref - mu_ref[0], axis=1).max())
     live = ~res.by_reference

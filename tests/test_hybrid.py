@@ -116,6 +116,14 @@ def test_cli_propagate_writes_a_store_entry(tmp_path, capsys):
     assert 0 < run.data.metrics["reference_fraction"] < 1 and run.data.params["hybrid.max_model_steps"] == "None"
     arts = {a.path for a in c.list_artifacts(run.info.run_id)} | {a.path for a in c.list_artifacts(run.info.run_id, "plots")}
     assert {"triggers.json", "plots/dipole.png", "plots/spectrum.png"} <= arts
+    # geometry, field and settings from a stored trajectory (here the entry just written), flags override
+    assert main(["propagate", "--model", str(path), "--from", f"{out}:h2-hybrid", "--steps", "12", "--id", "again",
+                 "--out", str(out), "--no-tracking", "--reference-every", "5"]) == 0
+    again = TrajectoryStore(str(out)).read("again")
+    assert again.n_steps == 12 and again.meta["field_spec"] == traj.meta["field_spec"]
+    assert np.abs(again.density[:3] - traj.density[:3]).max() < 1e-12  # the same reference warm-up frames
+    assert main(["propagate", "--model", str(path), "--from", str(out), "--out", str(out)]) != 0
+    assert "STORE:ID" in capsys.readouterr().err
     assert main(["propagate", "--model", str(path), "--molecule", "h2", "--field", "kick:abc", "--steps", "5",
                  "--out", str(out)]) != 0
     assert "kick amplitude" in capsys.readouterr().err

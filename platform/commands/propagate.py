@@ -23,12 +23,14 @@ def _limit(text: str) -> int | None:
 def add_parser(sub) -> None:
     p = sub.add_parser("propagate", help="hybrid RT-TDDFT: surrogate ensemble + reference re-anchoring")
     p.add_argument("--model", nargs="+", required=True, help="model.pt files, run directories or MLflow URIs")
-    p.add_argument("--molecule", required=True, help="catalog name or .xyz path")
-    p.add_argument("--field", required=True, help="kick:AMPLITUDE[:x|y|z] or a JSON FieldSpec")
-    p.add_argument("--steps", type=int, required=True, help="recorded frames including t = 0")
-    p.add_argument("--basis", default=SystemConfig.basis)
-    p.add_argument("--xc", default=SystemConfig.xc)
-    p.add_argument("--dt", type=float, default=IntegratorConfig.dt)
+    p.add_argument("--molecule", default=None, help="catalog name or .xyz path")
+    p.add_argument("--field", default=None, help="kick:AMPLITUDE[:x|y|z] or a JSON FieldSpec")
+    p.add_argument("--steps", type=int, default=None, help="recorded frames including t = 0")
+    p.add_argument("--from", dest="source", default=None, metavar="STORE:ID",
+                   help="take geometry, field, basis, xc, dt and steps from a stored trajectory (flags override)")
+    p.add_argument("--basis", default=None, help=f"default {SystemConfig.basis}")
+    p.add_argument("--xc", default=None, help=f"default {SystemConfig.xc}")
+    p.add_argument("--dt", type=float, default=None, help=f"a.u., default {IntegratorConfig.dt}")
     p.add_argument("--out", required=True, help="Zarr store to append the trajectory to")
     p.add_argument("--id", default=None, help="trajectory id in the store (default: <molecule>-hybrid)")
     p.add_argument("--plots", default=None, help="folder for dipole.png/spectrum.png (default: <out>.plots/<id>)")
@@ -44,24 +46,43 @@ def add_parser(sub) -> None:
 
 
 def run_args(a) -> int:
+    from rtml.datasets.errors import DataError
+    from rtml.datasets.molecules import get_molecule
     from rtml.platform.hybrid.field_spec import parse_field
 
+    case = {"basis": SystemConfig.basis, "xc": SystemConfig.xc, "dt": IntegratorConfig.dt}
+    if a.source:
+        from rtml.datasets.store.zarr_store import TrajectoryStore
+        from rtml.platform.hybrid.inputs import case_from_trajectory
+
+        store, _, tid = a.source.rpartition(":")
+        if not store or not tid:
+            raise DataError("<command line>", "--from", "STORE:ID (a Zarr store and a trajectory id in it)",
+                            repr(a.source))
+        case.update(case_from_trajectory(TrajectoryStore(store).read(tid)))
+    given = {"molecule": a.molecule and get_molecule(a.molecule), "field": a.field and parse_field(a.field),
+             "n_steps": a.steps, "basis": a.basis, "xc": a.xc, "dt": a.dt}
+    case.update({k: v for k, v in given.items() if v is not None})
+    for key, flag in (("molecule", "--molecule"), ("field", "--field"), ("n_steps", "--steps")):
+        if key not in case:
+            raise DataError("<command line>", flag, "a value (or --from STORE:ID)", "none")
     hcfg = HybridConfig(**{f.name: getattr(a, f.name) for f in fields(HybridConfig)})
-    return run(a.model, a.molecule, parse_field(a.field), a.steps, hcfg, a.out, traj_id=a.id, basis=a.basis,
-               xc=a.xc, dt=a.dt, plots=a.plots, tracking_uri=None if a.no_tracking else (a.tracking_uri or ""),
-               experiment=a.experiment)
+    return run(a.model, case["molecule"], case["field"], case["n_steps"], hcfg, a.out, traj_id=a.id,
+               basis=case["basis"], xc=case["xc"], dt=case["dt"], plots=a.plots,
+               tracking_uri=None if a.no_tracking else (a.tracking_uri or ""), experiment=a.experiment)
 
 
-def run(model_specs: list[str], molecule: str, field, n_steps: int, cfg: HybridConfig, out: str, *,
+def run(model_specs: list[str], molecule, field, n_steps: int, cfg: HybridConfig, out: str, *,
         traj_id: str | None = None, basis: str | None = None, xc: str | None = None, dt: float | None = None,
         plots: str | None = None, tracking_uri: str | None = None, experiment: str = "rtml-propagate") -> int:
-    """``tracking_uri``: None = no MLflow run; '' = the default store; else that URI."""
-    from rtml.datasets.molecules import get_molecule
+    """``molecule``: anything :func:`rtml.platform.hybrid.inputs.molecule_from` takes; ``tracking_uri``: None = no
+    MLflow run; '' = the default store; else that URI."""
     from rtml.datasets.store.zarr_store import TrajectoryStore
     from rtml.platform import tracking
     from rtml.platform.hybrid.api import log_hybrid_run, plot_hybrid, propagate
+    from rtml.platform.hybrid.inputs import molecule_from
 
-    mol = get_molecule(molecule)  # unknown names raise DataError before any model is loaded
+    mol = molecule_from(molecule)  # unknown names raise DataError before any model is loaded
     uri = None
     if tracking_uri is not None:
         uri = tracking.resolve_uri(tracking_uri or None)

@@ -92,3 +92,21 @@ def _formula(symbols) -> str:
     for s in symbols:
         counts[s] = counts.get(s, 0) + 1
     return "".join(f"{s}{n if n > 1 else ''}" for s, n in counts.items())
+
+
+def case_from_trajectory(traj) -> dict:
+    """What a stored trajectory fixes for a re-run: molecule (its geometry), field, basis, functional, dt and the
+    number of frames — the keyword arguments of :func:`rtml.platform.hybrid.api.propagate` besides the models."""
+    from pyscf.data.elements import ELEMENTS
+
+    from rtml.datasets.fields import FieldSpec
+
+    spec = traj.meta.get("field_spec")
+    if not spec:
+        raise DataError(f"<trajectory {traj.molecule}>", "meta/field_spec", "the field the trajectory was driven by "
+                        "(written by rtml generate / rtml propagate)", "none")
+    mol = Molecule(name=traj.molecule, symbols=tuple(ELEMENTS[int(z)] for z in traj.atomic_numbers),
+                   positions=np.asarray(traj.positions, np.float64), charge=int(traj.charge),
+                   multiplicity=int(traj.multiplicity))
+    return {"molecule": mol, "field": FieldSpec.from_dict(spec), "basis": traj.basis_name, "xc": traj.functional,
+            "dt": float(traj.dt), "n_steps": int(traj.n_steps)}
