@@ -96,7 +96,7 @@ AXES = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0)}
 
 
 def run(models: list[str], molecule: str, steps: int, xc: str, basis: str, dt: float, amplitude: float,
-        batch: int, hybrid: HybridConfig, axis: str = "z") -> list[dict]:
+        batch: int, hybrid: HybridConfig, axis: str = "z", nwchem: bool = True) -> list[dict]:
     mol = get_molecule(molecule)
     system = SystemConfig(basis=basis, xc=xc)
     engine = EngineConfig(system=system, integrator=IntegratorConfig(dt=dt), n_steps=steps)
@@ -108,7 +108,7 @@ def run(models: list[str], molecule: str, steps: int, xc: str, basis: str, dt: f
     rows = [{"row": "reference engine (PySCF Magnus-2)", "ms_per_step": ref_ms, "wall_s": ref_wall,
              "dipole_nrmse": 0.0, "spectrum_nrmse": 0.0, "spectrum_overlap": 1.0, "max_peak_shift_ev": 0.0}]
     print(f"reference: {ref_ms:.1f} ms/step ({steps} steps, wall {ref_wall:.0f} s)", flush=True)
-    nw = nwchem_row(mol, system, dt, steps, amplitude, axis)
+    nw = nwchem_row(mol, system, dt, steps, amplitude, axis) if nwchem else None
     if nw is not None:
         rows.append({"row": "NWChem 7.0.2 rt_tddft (grid xfine)", "ms_per_step": nw["ms_per_step"],
                      **accuracy(ref, ref.dipole[0] + (nw["mu"] - nw["mu"][0]))})
@@ -163,10 +163,11 @@ def main(argv=None) -> int:
     p.add_argument("--amplitude", type=float, default=1e-3, help="kick (a.u.)")
     p.add_argument("--axis", choices=sorted(AXES), default="z", help="kick polarization")
     p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--no-nwchem", action="store_true", help="skip the NWChem row")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-    rows = run(a.models, a.molecule, a.steps, a.xc, a.basis, a.dt, a.amplitude, a.batch, HybridConfig(), a.axis)
+    rows = run(a.models, a.molecule, a.steps, a.xc, a.basis, a.dt, a.amplitude, a.batch, HybridConfig(), a.axis, not a.no_nwchem)
     print(f"\n{a.molecule}/{a.basis} {a.xc}, kick {a.amplitude} a.u. along {a.axis}, {a.steps} steps "
           f"({(a.steps - 1) * a.dt:.0f} a.u.)\n")
     print(table(rows))
