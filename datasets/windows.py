@@ -1,14 +1,17 @@
-"""Training windows from a trajectory store: splits, shards, random/sequential windows and batching.
+"""Training windows from a trajectory store: splits, window reads and batching.
 
-A sample is a window of ``window`` transitions: ``rho[0:window+1]`` so that inputs are ``rho[:-1]`` and targets
-``rho[1:]``, with the field at the same times and the trajectory's geometry and basis metadata attached.
+A window of ``h`` transitions is read as ``h + 2`` frames, ``rho[s-1 : s+h+1]``: **frame 0 of a window is the frame
+before it** (ρ(t0 − Δt): the model's first Δρ, which warms the recurrent state, as the rollout evaluation's context
+does), frame 1 is the window's initial state ρ(t0), frames 2… are the targets. :class:`WindowBatch` names these
+(``prev``, ``initial``, ``inputs``, ``targets``, ``window_field``, ``window_xc``); code never indexes the time axis
+itself. Window starts are ``s ≥ FIRST_START`` = 2 frames, so the previous frame is frame ≥ 1 of the trajectory and
+never precedes a kick applied between frames 0 and 1 (the same convention for ``rtml train`` and ``rtml meta-train``).
 
 Batching choice: **padding with masks**. Densities of different molecules are padded to the largest nbf in the batch
 (`basis_mask`), which keeps the dense linear algebra the physics needs (S^-1/2, U rho U^H, traces) batched and fast;
-the padded overlap block is the identity so it stays invertible. Atoms are given both padded ([B, A, 3] with
-`atom_mask`) and flattened PyG-style (`atom_pos`, `atom_batch`, `edge_index` from :func:`radius_graph`) for the
-equivariant geometry encoder. Densities are always spin-resolved in a batch, [B, T+1, 2, N, N]: a closed-shell total
-density P becomes (P/2, P/2), so closed- and open-shell molecules share one batch (sum over spin gives P back).
+the padded overlap block is the identity so it stays invertible. Atoms are padded ([B, A, 3] with `atom_mask`); the
+equivariant geometry encoder builds its own radius graph from them. Densities are always spin-resolved in a batch, [B, T, 2, N, N]: a closed-shell total density P becomes
+(P/2, P/2), so closed- and open-shell molecules share one batch (sum over spin gives P back).
 
 Splits are by trajectory (never by window), decided by a hash of (seed, trajectory id): reproducible and stable
 when trajectories are appended to the store.
@@ -21,28 +24,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import IterableDataset
 
 from rtml.datasets.errors import DataError
-from rtml.datasets.graph import radius_graph
 from rtml.datasets.store.zarr_store import TrajectoryStore
+from rtml.datasets.units import ANGSTROM_TO_BOHR
 
-ANGSTROM_TO_BOHR = 1.8897261246
+FIRST_START = 2  # earliest window start (frame of ρ(t0)): its previous frame is frame 1, after a kick at dt/2
 
 
-@dataclass(kw_only=True)
-class WindowConfig:
-    """``window``: transitions per sample; ``mode``: 'random' (with replacement, infinite per epoch length
-    ``samples_per_epoch``) or 'sequential' (non-overlapping windows, stride ``stride`` or ``window``);
-    ``split_fractions``: train/val/test by trajectory; ``cutoff``: radius-graph cutoff in Å."""
-
-    window: int = 64
-    mode: str = "random"
-    stride: int | None = None
-    samples_per_epoch: int = 1024
-    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
-    seed: int = 0
-    cutoff: float = 5.0
+def frames_for(horizon: int) -> int:
+    """Frames read for a window of ``horizon`` transitions: the previous frame, ρ(t0) and ``horizon`` targets."""
+    return horizon + 2
 
 
 def split_of(traj_id: str, seed: int, fractions=(0.8, 0.1, 0.1)) -> str:
@@ -50,27 +42,29 @@ def split_of(traj_id: str, seed: int, fractions=(0.8, 0.1, 0.1)) -> str:
     return "train" if u < fractions[0] else "val" if u < fractions[0] + fractions[1] else "test"
 
 
-class WindowDataset(IterableDataset):
-    """Windows of one split, sharded over data-parallel ranks (``rank``/``world_size``) and DataLoader workers.
+class WindowReader:
+    """Reads windows of chosen trajectories of a store (``ids``, else the trajectories of ``split`` by the hash
+    split ``split_seed``/``split_fractions``) that are long enough for ``horizon`` transitions.
 
-    The store is opened lazily inside each process, so the dataset can be pickled to Ray workers."""
+    The store is opened lazily inside each process, so a reader can be pickled to Ray workers."""
 
-    def __init__(self, store_path: str, split: str = "train", cfg: WindowConfig | None = None, rank: int = 0,
-                 world_size: int = 1, ids: list[str] | None = None, kohn_sham: bool = False,
+    def __init__(self, store_path: str, horizon: int, split: str = "all", ids: list[str] | None = None,
+                 split_seed: int = 0, split_fractions=(0.8, 0.1, 0.1), kohn_sham: bool = False,
                  xc_potential: bool = False):
         """``kohn_sham``: attach each trajectory's exact Kohn–Sham terms (PySCF, computed once per trajectory and
         process); ``xc_potential``: read the recorded V_xc(t) frames (Fock supervision; the store must have them)."""
-        self.store_path, self.split, self.cfg = str(store_path), split, cfg or WindowConfig()
+        self.store_path, self.split, self.horizon = str(store_path), split, horizon
         self.kohn_sham, self.xc_potential = kohn_sham, xc_potential
-        self.rank, self.world_size, self.epoch = rank, world_size, 0
         store = TrajectoryStore(self.store_path)
         index = {e["id"]: e for e in store.index}
         if ids is None:
-            ids = [i for i in index if split_of(i, self.cfg.seed, self.cfg.split_fractions) == split]
-        self.entries = [index[i] for i in sorted(ids) if index[i]["n_steps"] > self.cfg.window]
+            ids = list(index) if split == "all" else [
+                i for i in index if split_of(i, split_seed, tuple(split_fractions)) == split]
+        self.entries = [index[i] for i in sorted(ids) if self.n_starts(index[i]["n_steps"], horizon) > 0]
         if not self.entries:
             raise DataError(self.store_path, f"split '{split}'",
-                            f"at least one trajectory longer than window={self.cfg.window} steps",
+                            f"at least one trajectory with more than {FIRST_START + horizon} steps "
+                            f"(windows of {horizon} transitions start at frame {FIRST_START})",
                             f"{len(ids)} trajectories, none long enough")
         if xc_potential:
             missing = [e["id"] for e in self.entries if not e.get("xc_potential")]
@@ -79,46 +73,26 @@ class WindowDataset(IterableDataset):
                                 "recorded V_xc(t) for Fock supervision in every trajectory (schema-2 stores from "
                                 "`rtml generate`; set loss.xc_potential=0 and loss.hamiltonian_alignment=0 to train "
                                 "without it)", f"{len(missing)} without, e.g. {missing[0]}")
+        self.n_steps = {e["id"]: e["n_steps"] for e in self.entries}
         self._store = None
         self._static: dict[str, dict] = {}
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+    @staticmethod
+    def n_starts(n_steps: int, horizon: int) -> int:
+        """How many window starts a trajectory of ``n_steps`` steps (n_steps + 1 frames) has: FIRST_START …
+        n_steps − horizon."""
+        return n_steps - horizon - FIRST_START + 1
 
     def trajectory_ids(self) -> list[str]:
         return [e["id"] for e in self.entries]
 
-    def _windows(self) -> list[tuple[str, int]]:
-        """Sequential windows of the whole split, in a fixed order."""
-        stride = self.cfg.stride or self.cfg.window
-        return [(e["id"], s) for e in self.entries for s in range(0, e["n_steps"] - self.cfg.window, stride)]
-
-    def _shard(self) -> tuple[int, int]:
-        info = torch.utils.data.get_worker_info()
-        wid, nw = (info.id, info.num_workers) if info else (0, 1)
-        return self.rank * nw + wid, self.world_size * nw
-
-    def __iter__(self):
-        shard, n_shards = self._shard()
-        if self.cfg.mode == "sequential":
-            for k, (tid, start) in enumerate(self._windows()):
-                if k % n_shards == shard:
-                    yield self.sample(tid, start)
-            return
-        if self.cfg.mode != "random":
-            raise DataError("<window config>", "mode", "'random' or 'sequential'", repr(self.cfg.mode))
-        rng = np.random.default_rng([self.cfg.seed, self.epoch, shard])
-        weights = np.array([e["n_steps"] - self.cfg.window for e in self.entries], float)
-        for _ in range(self.cfg.samples_per_epoch // n_shards):
-            e = self.entries[rng.choice(len(self.entries), p=weights / weights.sum())]
-            yield self.sample(e["id"], int(rng.integers(0, e["n_steps"] - self.cfg.window)))
-
-    def __len__(self) -> int:
-        n = len(self._windows()) if self.cfg.mode == "sequential" else self.cfg.samples_per_epoch
-        return n // self.world_size
-
-    def sample(self, traj_id: str, start: int, length: int | None = None) -> dict:
-        """Window of ``length`` transitions (default ``cfg.window``) starting at frame ``start``."""
+    def sample(self, traj_id: str, start: int, horizon: int | None = None) -> dict:
+        """The window of ``horizon`` transitions (default: the reader's) whose initial state is frame ``start``
+        (frames ``start - 1 … start + horizon``)."""
+        h = self.horizon if horizon is None else horizon
+        if not FIRST_START <= start <= self.n_steps[traj_id] - h:
+            raise DataError(f"{self.store_path}/trajectories/{traj_id}", "window start",
+                            f"{FIRST_START} <= start <= n_steps - horizon = {self.n_steps[traj_id] - h}", start)
         if self._store is None:
             self._store = TrajectoryStore(self.store_path)
         if traj_id not in self._static:
@@ -129,20 +103,21 @@ class WindowDataset(IterableDataset):
 
             st["ks"] = kohn_sham_terms(st, self._store.read_array(traj_id, "density", slice(0, 1))[0],
                                        source=f"{self.store_path}/trajectories/{traj_id}")
-        sl = slice(start, start + (length or self.cfg.window) + 1)
+        sl = slice(start - 1, start + h + 1)
         extra = {"xc_potential": self._store.read_xc_potential(traj_id, sl, "Fock supervision")} \
             if self.xc_potential else {}
         return {"traj_id": traj_id, "start": start, "static": st, **extra,
-                "rho": self._store.read_array(traj_id, "density", sl),  # [T+1, S, nbf, nbf]
-                "field": self._store.read_array(traj_id, "field", sl),  # [T+1, 3]
-                "time": self._store.read_array(traj_id, "time", sl)}  # [T+1]
+                "rho": self._store.read_array(traj_id, "density", sl),  # [h+2, S, nbf, nbf]
+                "field": self._store.read_array(traj_id, "field", sl),  # [h+2, 3]
+                "time": self._store.read_array(traj_id, "time", sl)}  # [h+2]
 
 
 @dataclass(kw_only=True)
 class WindowBatch:
-    rho: torch.Tensor  # [B, T+1, 2, N, N] complex64 (spin-resolved, zero-padded)
-    field: torch.Tensor  # [B, T+1, 3] float32, a.u.
-    time: torch.Tensor  # [B, T+1] float64, a.u.
+    """A batch of windows; the time axis holds T + 2 frames (the previous frame, ρ(t0), T targets)."""
+    rho: torch.Tensor  # [B, T+2, 2, N, N] complex64 (spin-resolved, zero-padded)
+    field: torch.Tensor  # [B, T+2, 3] float32, a.u.
+    time: torch.Tensor  # [B, T+2] float64, a.u.
     overlap: torch.Tensor  # [B, N, N] float64, identity on padding
     basis_mask: torch.Tensor  # [B, N] bool
     basis_atom: torch.Tensor  # [B, N] int64, -1 on padding
@@ -151,18 +126,63 @@ class WindowBatch:
     positions: torch.Tensor  # [B, A, 3] float64, bohr
     atomic_numbers: torch.Tensor  # [B, A] int64, 0 on padding
     atom_mask: torch.Tensor  # [B, A] bool
-    atom_pos: torch.Tensor  # [sum A, 3] float64, bohr (flattened, PyG style)
-    atom_z: torch.Tensor  # [sum A] int64
-    atom_batch: torch.Tensor  # [sum A] int64
-    edge_index: torch.Tensor  # [2, E] int64 into the flattened atoms
     n_electrons: torch.Tensor  # [B] int64
     traj_ids: list
     starts: list
     ks: object = None  # rtml.datasets.kohn_sham.KohnShamBatch when the reader attaches Kohn–Sham terms
-    xc_potential: torch.Tensor | None = None  # [B, T+1, 2, N, N] complex64, V_xc(t) per spin (Fock supervision)
+    xc_potential: torch.Tensor | None = None  # [B, T+2, 2, N, N] complex64, V_xc(t) per spin (Fock supervision)
+
+    @property
+    def horizon(self) -> int:
+        """T: transitions per window."""
+        return self.rho.shape[1] - 2
+
+    @property
+    def prev(self) -> torch.Tensor:
+        """ρ(t0 − Δt) [B, 2, N, N]: the frame before the window (first Δρ, recurrent warm-up)."""
+        return self.rho[:, 0]
+
+    @property
+    def initial(self) -> torch.Tensor:
+        """ρ(t0) [B, 2, N, N]: the window's initial state (where a rollout starts)."""
+        return self.rho[:, 1]
+
+    @property
+    def inputs(self) -> torch.Tensor:
+        """ρ(t0 … t0 + (T−1)Δt) [B, T, 2, N, N]: teacher-forced inputs (= the trivial one-step prediction)."""
+        return self.rho[:, 1:-1]
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """ρ(t0 + Δt … t0 + TΔt) [B, T, 2, N, N]."""
+        return self.rho[:, 2:]
+
+    @property
+    def window_rho(self) -> torch.Tensor:
+        """ρ(t0 … t0 + TΔt) [B, T+1, 2, N, N]: initial state and targets."""
+        return self.rho[:, 1:]
+
+    @property
+    def window_field(self) -> torch.Tensor:
+        """E(t0 … t0 + TΔt) [B, T+1, 3] a.u."""
+        return self.field[:, 1:]
+
+    @property
+    def window_xc(self) -> torch.Tensor | None:
+        """V_xc(t0 … t0 + TΔt) [B, T+1, 2, N, N] (None when not read)."""
+        return None if self.xc_potential is None else self.xc_potential[:, 1:]
+
+    @property
+    def dt(self) -> float:
+        """The batch's time step (a.u.); windows of one batch must share it."""
+        dts = self.time[:, 1] - self.time[:, 0]
+        if float(dts.max() - dts.min()) > 1e-6 * float(dts.abs().max()):
+            raise ValueError(f"windows of one batch have different time steps {dts.tolist()} (trajectories "
+                             f"{self.traj_ids}); train on stores with one dt")
+        return float(dts.mean())
 
 
-def collate_windows(samples: list[dict], cutoff: float = 5.0) -> WindowBatch:
+def collate_windows(samples: list[dict]) -> WindowBatch:
     B = len(samples)
     N = max(s["rho"].shape[-1] for s in samples)
     A = max(len(s["static"]["atomic_numbers"]) for s in samples)
@@ -200,14 +220,10 @@ def collate_windows(samples: list[dict], cutoff: float = 5.0) -> WindowBatch:
             for b, s in enumerate(samples):
                 n = s["xc_potential"].shape[-1]
                 vxc[b, :, :, :n, :n] = potential_spin_resolved(s["xc_potential"]).to(torch.complex64)
-    atom_batch = torch.arange(B).repeat_interleave(amask.sum(1))
-    atom_pos = pos[amask]
     return WindowBatch(
         rho=rho, field=torch.from_numpy(np.stack([s["field"] for s in samples]).astype(np.float32)),
         time=torch.from_numpy(np.stack([s["time"] for s in samples])), overlap=ovl, basis_mask=bmask,
         basis_atom=batom, basis_l=bl, basis_m=bm, positions=pos, atomic_numbers=z, atom_mask=amask,
-        atom_pos=atom_pos, atom_z=z[amask], atom_batch=atom_batch,
-        edge_index=radius_graph(atom_pos, cutoff * ANGSTROM_TO_BOHR, atom_batch),
         n_electrons=torch.tensor([int(s["static"]["n_electrons"]) for s in samples]),
         traj_ids=[s["traj_id"] for s in samples], starts=[s["start"] for s in samples], ks=ks, xc_potential=vxc,
     )

@@ -7,12 +7,10 @@ optimiser). ``model.init`` starts from a trained model (``rtml train`` output or
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from rtml.models.losses import LossConfig
-from rtml.platform.configio import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
+from rtml.platform.configio import ConfigError, load_config
 from rtml.platform.train.config import MODEL_PRESETS, LoopConfig, ScalingSection, TrackingSection
 
 
@@ -21,7 +19,7 @@ class TaskConfig:
     """Tasks from ``store``: a task is one molecule; its support = ``shots`` trajectories, its query = ``query``
     other trajectories of the same molecule. ``molecules``: which molecules (empty = all in the store) minus
     ``exclude`` (held out of meta-training). ``windows``: windows of ``horizon`` transitions drawn per support or
-    query set and inner step; ``objective``: the task loss (:mod:`rtml.meta.objective`). ``cutoff``: radius-graph cutoff (Å)."""
+    query set and inner step; ``objective``: the task loss (:mod:`rtml.meta.objective`)."""
     store: str = "runs/quickstart/train.zarr"
     molecules: list[str] = field(default_factory=list)
     exclude: list[str] = field(default_factory=list)
@@ -31,7 +29,6 @@ class TaskConfig:
     windows: int = 2
     tasks_per_step: int = 1  # per worker
     objective: str = "rollout"  # rollout | teacher (task loss, see rtml.meta.objective)
-    cutoff: float = 5.0
 
 
 UPDATES = ("sgd", "normalized", "adam")
@@ -123,26 +120,6 @@ RECIPES: dict[str, dict] = {
 }
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in extra.items():
-        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def load_meta_config(spec: str = "debug", overrides: list[str] | None = None) -> MetaTrainConfig:
     """``spec``: a recipe name (debug, small) or a YAML path; ``overrides``: ``section.field=value`` strings."""
-    if spec in RECIPES:
-        data, source = _merge(to_dict(MetaTrainConfig()), {**RECIPES[spec], "recipe": spec}), f"recipe '{spec}'"
-    elif spec.endswith((".yaml", ".yml")) or Path(spec).exists():
-        user = load_yaml(spec)
-        base = user.get("recipe", "debug")
-        if base not in RECIPES:
-            raise ConfigError(spec, "recipe", f"one of {sorted(RECIPES)}", base)
-        data, source = _merge(_merge(to_dict(MetaTrainConfig()), RECIPES[base]), user), spec
-    else:
-        raise ConfigError("<command line>", "CONFIG", f"a recipe {sorted(RECIPES)} or a YAML file", spec)
-    data = apply_overrides(data, list(overrides or []))
-    cfg = from_dict(MetaTrainConfig, data, source)
-    check(cfg, source)
-    return cfg
+    return load_config(MetaTrainConfig, RECIPES, spec, overrides, check)

@@ -33,8 +33,7 @@ def task_loss_fn(loss_cfg, device, objective: str = "rollout"):
         raise ValueError(f"objective: expected one of {OBJECTIVES}, got {objective!r}")
 
     def teacher(module, batch):
-        rho = batch.rho  # [B, T+2, 2, N, N] complex64 (first frame = ρ(t0 - Δt))
-        scale = float((rho[:, 2:] - rho[:, 1:-1]).abs().square().mean()) + 1e-30
+        scale = float((batch.targets - batch.inputs).abs().square().mean()) + 1e-30
         return window_loss(module, batch, loss_cfg, device, unrolled=False)[0] / scale
 
     def unrolled(module, batch):

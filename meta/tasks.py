@@ -12,7 +12,7 @@ import numpy as np
 
 from rtml.datasets.errors import DataError
 from rtml.datasets.store.zarr_store import TrajectoryStore
-from rtml.datasets.windows import WindowBatch, WindowConfig, WindowDataset, collate_windows
+from rtml.datasets.windows import FIRST_START, WindowBatch, WindowReader, collate_windows
 
 
 @dataclass(kw_only=True)
@@ -45,7 +45,7 @@ def split_task(molecule: str, ids: list[str], shots: int, query: int | None, rng
 
 class TaskSampler:
     """Tasks drawn from ``store``; ``molecules`` (empty: all) minus ``exclude``, each with at least
-    ``shots + query`` trajectories longer than ``horizon + 1`` frames."""
+    ``shots + query`` trajectories long enough for a window of ``horizon`` transitions."""
 
     def __init__(self, store: str, shots: int, query: int, horizon: int, molecules=(), exclude=(), seed: int = 0):
         self.store_path, self.shots, self.query, self.seed = str(store), shots, query, seed
@@ -57,15 +57,15 @@ class TaskSampler:
                             str(unknown))
         n_steps = {e["id"]: e["n_steps"] for e in st.index}
         names = [m for m in (molecules or groups) if m not in set(exclude)]
-        self.groups = {m: [i for i in groups[m] if n_steps[i] > horizon + 1] for m in names}
+        self.groups = {m: [i for i in groups[m] if WindowReader.n_starts(n_steps[i], horizon) > 0] for m in names}
         if not self.groups:
             raise DataError(self.store_path, "tasks.molecules", "at least one molecule left after tasks.exclude",
                             f"molecules {sorted(groups)}, exclude {list(exclude)}")
         for m, ids in self.groups.items():
             if len(ids) < shots + query:
                 raise DataError(self.store_path, f"trajectories of '{m}'",
-                                f"at least tasks.shots + tasks.query = {shots + query} longer than "
-                                f"horizon+1 = {horizon + 1} frames", str(len(ids)))
+                                f"at least tasks.shots + tasks.query = {shots + query} with more than "
+                                f"{FIRST_START} + horizon = {FIRST_START + horizon} steps", str(len(ids)))
         self.molecules = sorted(self.groups)
 
     def sample(self, step: int, rank: int = 0, i: int = 0) -> Task:
@@ -75,28 +75,24 @@ class TaskSampler:
 
 
 class WindowSource:
-    """Random windows of chosen trajectories of a store (the dataset opens the store lazily: picklable).
+    """Random windows of ``horizon`` transitions of chosen trajectories of a store (the reader opens the store
+    lazily: picklable). Window convention as in training (:mod:`rtml.datasets.windows`): a previous frame, then the
+    initial state at frame ≥ FIRST_START."""
 
-    Windows start at frame ``first`` or later (default 1: the first input's Δρ never spans a kick applied between
-    frames 0 and 1, the same convention as the rollout evaluation's ``context``)."""
-
-    def __init__(self, store: str, horizon: int, cutoff: float = 5.0, prev_frame: bool = True, first: int = 1):
-        self.horizon, self.extra, self.cutoff, self.first = horizon, int(prev_frame), cutoff, first
-        st = TrajectoryStore(store)
-        self.n_steps = {e["id"]: e["n_steps"] for e in st.index}
-        self.ds = WindowDataset(store, split="all", kohn_sham=True,
-                                cfg=WindowConfig(window=horizon + self.extra, cutoff=cutoff),
-                                ids=st.ids())
+    def __init__(self, store: str, horizon: int):
+        self.horizon = horizon
+        self.reader = WindowReader(store, horizon, "all", kohn_sham=True)
+        self.n_steps = self.reader.n_steps
 
     def batch(self, ids: list[str], n_windows: int, rng: np.random.Generator) -> WindowBatch:
         """``n_windows`` windows spread over ``ids`` (round robin in a random order, random starts)."""
-        h = self.horizon + self.extra
         order = rng.permutation(len(ids))
         samples = []
         for j in range(n_windows):
             tid = ids[order[j % len(ids)]]
-            samples.append(self.ds.sample(tid, int(rng.integers(self.first, self.n_steps[tid] - h)), h))
-        return collate_windows(samples, self.cutoff)
+            start = FIRST_START + int(rng.integers(0, WindowReader.n_starts(self.n_steps[tid], self.horizon)))
+            samples.append(self.reader.sample(tid, start))
+        return collate_windows(samples)
 
     def batches(self, ids: list[str], n_windows: int, n_batches: int, seed) -> list[WindowBatch]:
         """``n_batches`` batches (one per inner step), reproducible from ``seed`` (an int or a list of ints)."""

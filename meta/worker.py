@@ -82,7 +82,7 @@ def meta_train_fn(config: dict) -> None:
 
     t = cfg.tasks
     sampler = TaskSampler(t.store, t.shots, t.query, t.horizon, t.molecules, t.exclude, seed=cfg.loop.seed)
-    src = WindowSource(t.store, t.horizon, t.cutoff)
+    src = WindowSource(t.store, t.horizon)
     tensors = list(model.parameters()) + list(learner.log_lrs.parameters())
     acc, t_last, last_rate = {}, time.perf_counter(), {}
     for step in range(start, cfg.loop.max_steps):

@@ -36,7 +36,7 @@ class DensityCodecConfig:
     l_shell_max: int = 2  # highest shell l supported (d); decoder irreps go to 2 * l_shell_max
     d_pair: int = 32
     n_radial: int = 8
-    cutoff: float = 20.0  # bohr, radial basis range of shell pairs (all pairs are kept)
+    cutoff_bohr: float = 20.0  # radial basis range of shell pairs (all pairs are kept)
     delta_scale: float = 1000.0  # Δρ is multiplied by this before encoding
     n_elements: int = 119
 
@@ -95,7 +95,7 @@ class PairEmbedding(nn.Module):
         d = cfg.d_pair
         self.elem, self.l, self.rank = nn.Embedding(cfg.n_elements, d), nn.Embedding(cfg.l_shell_max + 1, d), \
             nn.Embedding(MAX_SHELL_RANK, d)
-        self.radial = BesselBasis(cfg.n_radial, cfg.cutoff)
+        self.radial = BesselBasis(cfg.n_radial, cfg.cutoff_bohr)
         self.mlp = nn.Sequential(nn.Linear(2 * d + cfg.n_radial + 1 + 2 * n_geo_scalars, d), nn.SiLU(),
                                  nn.Linear(d, d))
 

@@ -3,7 +3,7 @@
 Each layer: self-interaction (``o3.Linear``), a channel-wise ('uvu') tensor product of node features with the edge
 spherical harmonics whose weights come from an MLP of the Bessel radial basis, sum over neighbours within the
 cutoff (radius graph built with plain torch), a linear mix, and an e3nn gate nonlinearity; residual when shapes match.
-Positions are in bohr; the cutoff in the config is in Å (default 5 Å).
+Positions and the cutoff are in bohr (default 5 Å).
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from e3nn import nn as enn
 from e3nn import o3
 from torch import nn
 
-from rtml.datasets.graph import radius_graph
-from rtml.datasets.windows import ANGSTROM_TO_BOHR
+from rtml.datasets.units import ANGSTROM_TO_BOHR
 from rtml.models.radial import BesselBasis
+from rtml.models.radius_graph import radius_graph
 
 
 @dataclass(kw_only=True)
 class GeometryEncoderConfig:
     irreps_hidden: str = "32x0e + 16x1o + 8x2e"
     n_layers: int = 4
-    cutoff: float = 5.0  # Å
+    cutoff_bohr: float = 5.0 * ANGSTROM_TO_BOHR  # 5 Å
     n_radial: int = 8
     lmax_sh: int = 2
     radial_hidden: int = 32
@@ -90,7 +90,7 @@ class GeometryEncoder(nn.Module):
         self.irreps_in = o3.Irreps(f"{n0}x0e")  # the element embedding
         self.irreps_sh = o3.Irreps.spherical_harmonics(cfg.lmax_sh)
         self.embed = nn.Embedding(cfg.n_elements, n0)
-        self.cutoff = cfg.cutoff * ANGSTROM_TO_BOHR
+        self.cutoff = cfg.cutoff_bohr
         self.radial = BesselBasis(cfg.n_radial, self.cutoff)
         layers, irreps = [], self.irreps_in
         for _ in range(cfg.n_layers):

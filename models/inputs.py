@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from rtml.datasets.kohn_sham import KohnShamBatch
-from rtml.datasets.windows import ANGSTROM_TO_BOHR
+from rtml.datasets.units import ANGSTROM_TO_BOHR
 
 
 @dataclass(kw_only=True)

@@ -7,9 +7,11 @@ saved next to every run; :func:`apply_overrides` merges ``key.sub=value`` string
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
@@ -148,3 +150,37 @@ def save_yaml(cfg, path: str | Path) -> Path:
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(yaml.safe_dump(to_dict(cfg), sort_keys=False))
     return p
+
+
+def merge(base: dict, extra: dict) -> dict:
+    """``extra`` merged into a copy of ``base``, section by section (nested dicts merge, values replace)."""
+    out = copy.deepcopy(base)
+    for k, v in extra.items():
+        out[k] = merge(out.get(k, {}), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def recipe_data(cls, recipes: dict[str, dict], name: str, source: str = "<command line>") -> dict:
+    """The defaults of ``cls`` with recipe ``name`` merged in (``recipe: name`` recorded)."""
+    if name not in recipes:
+        raise ConfigError(source, "recipe", f"one of {sorted(recipes)} or a YAML file path", name)
+    return merge(to_dict(cls()), {**recipes[name], "recipe": name})
+
+
+def load_config(cls, recipes: dict[str, dict], spec: str, overrides: list[str] | None = None,
+                check: Callable | None = None):
+    """The one way every rtml config is loaded: ``spec`` is a recipe name or a YAML path (missing fields keep the
+    defaults of the YAML's ``recipe:`` key, else ``debug``), then ``section.field=value`` overrides; ``check(cfg,
+    source)`` validates the result and its errors name the file (or recipe) the config came from."""
+    if spec in recipes:
+        data, source = recipe_data(cls, recipes, spec), f"recipe '{spec}'"
+    elif spec.endswith((".yaml", ".yml")) or Path(spec).exists():
+        user = load_yaml(spec)
+        data, source = merge(recipe_data(cls, recipes, user.get("recipe", "debug"), spec), user), spec
+    else:
+        raise ConfigError("<command line>", "CONFIG", f"a recipe {sorted(recipes)} or a YAML file", spec)
+    data = apply_overrides(data, list(overrides or []))
+    cfg = from_dict(cls, data, source)
+    if check is not None:
+        check(cfg, source)
+    return cfg

@@ -31,6 +31,19 @@ def save_model(model: Surrogate, path: str | Path, meta: dict | None = None) -> 
     return p
 
 
+def upgrade_config(config: dict) -> dict:
+    """A model file's config in today's field names: files written before the cutoffs carried their unit in the name
+    had ``geometry.cutoff`` in Å and ``codec.cutoff`` in bohr."""
+    from rtml.datasets.units import ANGSTROM_TO_BOHR
+
+    config = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+    if "cutoff" in config.get("geometry", {}):
+        config["geometry"]["cutoff_bohr"] = config["geometry"].pop("cutoff") * ANGSTROM_TO_BOHR
+    if "cutoff" in config.get("codec", {}):
+        config["codec"]["cutoff_bohr"] = config["codec"].pop("cutoff")
+    return config
+
+
 def load_model(spec: str | Path, device: str | torch.device = "cpu", tracking_uri: str | None = None) -> Surrogate:
     """A model from a ``model.pt`` file, a run directory holding one, or an MLflow model URI (resolved against
     ``tracking_uri``, default $MLFLOW_TRACKING_URI or the local ./mlflow.db)."""
@@ -53,7 +66,7 @@ def load_model(spec: str | Path, device: str | torch.device = "cpu", tracking_ur
     if blob.get("version") != VERSION:
         raise ModelFileError(f"{p}: field 'version': expected {VERSION}, got {blob.get('version')!r}")
     try:
-        cfg = from_dict(SurrogateConfig, blob["config"], str(p))
+        cfg = from_dict(SurrogateConfig, upgrade_config(blob["config"]), str(p))
     except ConfigError as exc:
         raise ModelFileError(str(exc)) from None
     model = Surrogate(cfg)

@@ -241,7 +241,7 @@ def test_fock_target_errors_and_old_schema(h2_traj, tmp_path):
 
     from rtml.datasets.errors import DataError
     from rtml.datasets.store.zarr_store import TrajectoryStore
-    from rtml.datasets.windows import WindowConfig, WindowDataset
+    from rtml.datasets.windows import WindowReader
 
     bad = dataclasses.replace(h2_traj, xc_potential=h2_traj.xc_potential[:, :, :-1, :-1])
     with pytest.raises(DataError, match="xc_potential.*shape"):
@@ -250,8 +250,7 @@ def test_fock_target_errors_and_old_schema(h2_traj, tmp_path):
     store = TrajectoryStore(tmp_path / "old.zarr", mode="w")
     store.append(dataclasses.replace(h2_traj, xc_potential=None), "h2-none")
     with pytest.raises(DataError, match="Fock supervision"):
-        WindowDataset(str(tmp_path / "old.zarr"), split="all", ids=["h2-none"], cfg=WindowConfig(window=8),
-                      xc_potential=True)
+        WindowReader(str(tmp_path / "old.zarr"), 8, ids=["h2-none"], xc_potential=True)
     with pytest.raises(DataError, match="recorded V_xc"):
         store.read_xc_potential("h2-none")
     # schema-1 stores (before Fock targets) still read; writing a target into one is refused clearly

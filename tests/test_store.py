@@ -10,9 +10,9 @@ import torch
 
 from rtml.datasets.errors import DataError
 from rtml.datasets.generate import GenerateConfig, generate
-from rtml.datasets.graph import radius_graph
 from rtml.datasets.store.zarr_store import TrajectoryStore
-from rtml.datasets.windows import WindowConfig, WindowDataset, collate_windows, split_of
+from rtml.datasets.windows import FIRST_START, WindowReader, collate_windows, split_of
+from rtml.models.radius_graph import radius_graph
 from rtml.platform.cli import main
 
 
@@ -88,24 +88,24 @@ def test_interrupted_append_is_invisible_and_replaced(tmp_path, h2_traj):
     assert TrajectoryStore(tmp_path / "r.zarr").read("half").n_steps == 40
 
 
-def test_windows_split_shard_and_collate(store):
+def test_windows_read_and_collate(store):
     ids = TrajectoryStore(store).ids()
-    cfg = WindowConfig(window=8, mode="sequential", stride=4)
-    full = WindowDataset(store, ids=ids, cfg=cfg)
-    shards = [WindowDataset(store, ids=ids, cfg=cfg, rank=r, world_size=2) for r in range(2)]
-    got = [[(s["traj_id"], s["start"]) for s in d] for d in shards]
-    assert not set(got[0]) & set(got[1])
-    assert sorted(got[0] + got[1]) == sorted((s["traj_id"], s["start"]) for s in full)
-    batch = collate_windows([full.sample("h2-0", 3), full.sample("h2o-1", 0), full.sample("h2p-2", 5)])
-    assert batch.rho.shape == (3, 9, 2, 13, 13)
+    reader = WindowReader(store, 7, ids=ids)
+    batch = collate_windows([reader.sample("h2-0", 3), reader.sample("h2o-1", FIRST_START), reader.sample("h2p-2", 5)])
+    assert batch.rho.shape == (3, 9, 2, 13, 13) and batch.horizon == 7
     assert batch.basis_mask.sum(1).tolist() == [4, 13, 2]
     ne = torch.einsum("btsij,bji->bt", batch.rho.to(torch.complex128), batch.overlap.to(torch.complex128)).real
     np.testing.assert_allclose(ne.numpy(), np.array([[2.0], [10.0], [1.0]]) * np.ones((1, 9)), atol=1e-5)
     assert torch.equal(batch.overlap[0, 4:, 4:], torch.eye(9, dtype=torch.float64))
-    assert batch.edge_index.shape[0] == 2 and batch.atom_batch.tolist() == [0, 0, 1, 1, 1, 2, 2]
-    rnd = WindowDataset(store, ids=ids, cfg=WindowConfig(window=8, samples_per_epoch=6, seed=3))
-    a, b = [(s["traj_id"], s["start"]) for s in rnd], [(s["traj_id"], s["start"]) for s in rnd]
-    assert a == b and len(a) == 6
+    # one convention for the previous frame: frame start-1, then ρ(t0) = frame start, then the targets
+    full = TrajectoryStore(store).read("h2-0").density  # [T+1, 1, nbf, nbf]
+    half = torch.from_numpy(0.5 * full.astype(np.complex64))
+    assert torch.equal(batch.prev[0, 0, :4, :4], half[2, 0]) and torch.equal(batch.initial[0, 0, :4, :4], half[3, 0])
+    assert torch.equal(batch.targets[0, :, 0, :4, :4], half[4:11, 0])
+    assert torch.equal(batch.inputs[0, :, 0, :4, :4], half[3:10, 0]) and batch.window_field.shape == (3, 8, 3)
+    assert batch.dt > 0
+    with pytest.raises(DataError, match="window start"):
+        reader.sample("h2-0", 1)  # its previous frame would be frame 0, before a kick at dt/2
     assert {split_of(f"t{i}", 0) for i in range(50)} == {"train", "val", "test"}
 
 

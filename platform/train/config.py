@@ -7,13 +7,11 @@ resolved config is saved as ``config.yaml`` in the run directory and logged to M
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from rtml.models.losses import LossConfig
 from rtml.models.surrogate import HEADS
-from rtml.platform.configio import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
+from rtml.platform.configio import ConfigError, load_config, recipe_data
 
 MODEL_PRESETS = ("debug", "small", "base")
 
@@ -31,7 +29,6 @@ class DataConfig:
     val_windows: int = 8
     split_seed: int = 0
     split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
-    cutoff: float = 5.0
     prefetch: int = 2
 
 
@@ -117,9 +114,6 @@ class TrainConfig:
     tracking: TrackingSection = field(default_factory=TrackingSection)
     eval: EvalSection = field(default_factory=EvalSection)
 
-    def __post_init__(self):
-        check(self)
-
 
 def check(cfg: TrainConfig, source: str = "<config>") -> None:
     if cfg.model.preset not in MODEL_PRESETS:
@@ -161,29 +155,10 @@ RECIPES: dict[str, dict] = {
 }
 
 
-def _merge(base: dict, extra: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in extra.items():
-        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 def recipe_dict(name: str, source: str = "<command line>") -> dict:
-    if name not in RECIPES:
-        raise ConfigError(source, "recipe", f"one of {sorted(RECIPES)} or a YAML file path", name)
-    return _merge(to_dict(TrainConfig()), {**RECIPES[name], "recipe": name})
+    return recipe_data(TrainConfig, RECIPES, name, source)
 
 
 def load_train_config(spec: str = "debug", overrides: list[str] | None = None) -> TrainConfig:
     """``spec``: a recipe name or a YAML path; ``overrides``: ``section.field=value`` strings."""
-    if spec in RECIPES:
-        data, source = recipe_dict(spec), f"recipe '{spec}'"
-    elif spec.endswith((".yaml", ".yml")) or Path(spec).exists():
-        user = load_yaml(spec)
-        data, source = _merge(recipe_dict(user.get("recipe", "debug"), spec), user), spec
-    else:
-        raise ConfigError("<command line>", "CONFIG", f"a recipe {sorted(RECIPES)} or a YAML file", spec)
-    data = apply_overrides(data, list(overrides or []))
-    cfg = from_dict(TrainConfig, data, source)
-    check(cfg, source)
-    return cfg
+    return load_config(TrainConfig, RECIPES, spec, overrides, check)

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from rtml.datasets.errors import DataError
-from rtml.datasets.windows import WindowConfig, WindowDataset, collate_windows
+from rtml.datasets.windows import FIRST_START, WindowReader, collate_windows
 from rtml.models.schedules import HorizonCurriculum
 
 
@@ -25,45 +25,38 @@ class WindowStream:
 
     def __init__(self, store: str, split: str, horizons: tuple[int, ...], steps_per_stage: int, batch_size: int,
                  rank: int = 0, world_size: int = 1, seed: int = 0, split_seed: int = 0,
-                 split_fractions=(0.8, 0.1, 0.1), cutoff: float = 5.0, prev_frame: bool = True,
-                 xc_potential: bool = False):
-        self.extra = int(prev_frame)  # one frame before the window: the model's first Δρ, as in a rollout
+                 split_fractions=(0.8, 0.1, 0.1), xc_potential: bool = False):
         self.curriculum = HorizonCurriculum(stages=tuple(horizons), steps_per_stage=steps_per_stage)
-        wcfg = WindowConfig(window=max(horizons) + self.extra, seed=split_seed, split_fractions=tuple(split_fractions),
-                            cutoff=cutoff)
-        ids = None
-        if split == "all":
-            from rtml.datasets.store.zarr_store import TrajectoryStore
-
-            ids = TrajectoryStore(store).ids()
         # Kohn–Sham terms always (the head's exact terms and the unrolled dipole); V_xc(t) for Fock supervision.
-        self.ds = WindowDataset(store, split=split, cfg=wcfg, ids=ids, kohn_sham=True, xc_potential=xc_potential)
+        self.reader = WindowReader(store, max(horizons), split, split_seed=split_seed,
+                                   split_fractions=split_fractions, kohn_sham=True, xc_potential=xc_potential)
         self.batch_size, self.rank, self.world_size, self.seed = batch_size, rank, world_size, seed
-        self.cutoff = cutoff
-        self.n_steps = {e["id"]: e["n_steps"] for e in self.ds.entries}
-        if min(self.n_steps.values()) - max(horizons) - self.extra < world_size:
+        self.n_steps = self.reader.n_steps
+        if min(WindowReader.n_starts(n, max(horizons)) for n in self.n_steps.values()) < world_size:
             raise DataError(store, "n_steps", f"trajectories longer than the horizon {max(horizons)} + "
-                                              f"{world_size} (one start per rank)", str(min(self.n_steps.values())))
+                                              f"{FIRST_START + world_size - 1} (one window start per rank)",
+                            str(min(self.n_steps.values())))
 
     def horizon(self, step: int) -> int:
         return self.curriculum.horizon(step)
 
     def plan(self, step: int) -> list[tuple[str, int, int]]:
-        """(trajectory id, start frame, length) of the windows of ``step`` on this rank (length includes the
-        previous frame when ``prev_frame``)."""
-        h = self.horizon(step) + self.extra
+        """(trajectory id, start frame, horizon) of the windows of ``step`` on this rank (the start is the frame of
+        the window's initial state, :mod:`rtml.datasets.windows`)."""
+        h = self.horizon(step)
         rng = np.random.default_rng([self.seed, step, self.rank])
         ids = list(self.n_steps)
-        w = np.array([self.n_steps[i] - h for i in ids], float)
+        n_starts = {i: WindowReader.n_starts(self.n_steps[i], h) for i in ids}
+        w = np.array([n_starts[i] for i in ids], float)
         out = []
         for _ in range(self.batch_size):
             tid = ids[rng.choice(len(ids), p=w / w.sum())]
-            n_starts = (self.n_steps[tid] - h - self.rank + self.world_size - 1) // self.world_size
-            out.append((tid, self.rank + self.world_size * int(rng.integers(0, n_starts)), h))
+            mine = (n_starts[tid] - self.rank + self.world_size - 1) // self.world_size  # k ≡ rank (mod world)
+            out.append((tid, FIRST_START + self.rank + self.world_size * int(rng.integers(0, mine)), h))
         return out
 
     def batch(self, step: int):
-        return collate_windows([self.ds.sample(t, s, h) for t, s, h in self.plan(step)], self.cutoff)
+        return collate_windows([self.reader.sample(t, s, h) for t, s, h in self.plan(step)])
 
     def iterate(self, start_step: int, stop_step: int, prefetch: int = 2):
         """Yield (step, WindowBatch, wait_seconds) for steps in [start_step, stop_step), read ahead in a thread."""

@@ -5,8 +5,8 @@ the one-step validation metrics.
 penalties and, for the Kohn–Sham head, Fock supervision of V_θ against the recorded V_xc(t) and the Hamiltonian
 alignment term) + unrolled terms (:func:`unrolled_losses`: the window rolled out autoregressively through the
 head from its first frame, backpropagated through the unitary steps with truncation every
-``loss.rollout_detach_every`` steps). Window convention: the batch's first frame is ρ(t0 − Δt) (``prev_frame``):
-it gives the first Δρ / warms the recurrent state, as in evaluation.
+``loss.rollout_detach_every`` steps). Window convention (:class:`rtml.datasets.windows.WindowBatch`): a previous
+frame ρ(t0 − Δt) (the first Δρ, recurrent warm-up, as in evaluation), the initial state ρ(t0), the targets.
 
 ``val_mse_ratio`` = MSE(model) / MSE(trivial ρ(t+Δt) = ρ(t)) on the same windows: below 1 means better than the
 trivial baseline.
@@ -30,14 +30,6 @@ from rtml.models.physics import violations
 from rtml.models.rollout import rollout
 
 
-def batch_dt(batch: WindowBatch) -> float:
-    dts = batch.time[:, 1] - batch.time[:, 0]
-    if float(dts.max() - dts.min()) > 1e-6 * float(dts.abs().max()):
-        raise ValueError(f"windows of one batch have different time steps {dts.tolist()} (trajectories "
-                         f"{batch.traj_ids}); train on stores with one dt")
-    return float(dts.mean())
-
-
 def electrons_per_spin(rho0: torch.Tensor, overlap: torch.Tensor) -> torch.Tensor:
     """rho0 [B, 2, N, N] AO, S [B, N, N] -> N_σ [B, 2]."""
     return torch.diagonal(rho0 @ overlap.to(rho0.dtype)[:, None], dim1=-2, dim2=-1).sum(-1).real
@@ -48,21 +40,17 @@ def needs_xc_potential(loss_cfg: LossConfig, head: str) -> bool:
     return head == "kohn_sham" and bool(loss_cfg.xc_potential or loss_cfg.hamiltonian_alignment)
 
 
-def window_loss(model, batch: WindowBatch, loss_cfg: LossConfig, device: torch.device, prev_frame: bool = True,
-                unrolled: bool = True):
+def window_loss(model, batch: WindowBatch, loss_cfg: LossConfig, device: torch.device, unrolled: bool = True):
     """-> (total loss, {term: float}, predictions [B, T, 2, N, N], targets [B, T, 2, N, N]).
 
     Predictions are the teacher-forced ones; ``unrolled`` adds the rollout terms (weights ``rollout_*``)."""
     mol = MoleculeBatch.from_window(batch).to(device)
-    rho = batch.rho.to(device)  # [B, T+1(+1), 2, N, N] complex64
-    field = batch.field.to(device)  # [B, T+1(+1), 3]
-    dt = batch_dt(batch)
-    prev = rho[:, 0] if prev_frame else None
-    vxc = batch.xc_potential
-    if prev_frame:
-        rho, field = rho[:, 1:], field[:, 1:]
-        vxc = None if vxc is None else vxc[:, 1:]
-    pred, v_theta = model(mol, rho, field, dt, rho_prev=prev, return_potential=True)  # [B, T, 2, N, N]
+    rho = batch.window_rho.to(device)  # [B, T+1, 2, N, N] complex64: ρ(t0), targets
+    field = batch.window_field.to(device)  # [B, T+1, 3]
+    vxc = batch.window_xc
+    dt = batch.dt
+    pred, v_theta = model(mol, rho, field, dt, rho_prev=batch.prev.to(device),
+                          return_potential=True)  # [B, T, 2, N, N]
     target, rho0 = rho[:, 1:], rho[:, 0]
     overlap = batch.overlap.to(device)
     total, terms = total_loss(pred, target, rho0, overlap, electrons_per_spin(rho0, overlap), dt, loss_cfg)
@@ -112,12 +100,11 @@ def unrolled_losses(model, batch: WindowBatch, device, detach_every: int = 0) ->
     if mol.ks is None:
         raise ValueError("unrolled training needs the dipole integrals of the Kohn–Sham terms: read windows with "
                          "kohn_sham=True")
-    rho = batch.rho.to(device)  # [B, T+2, 2, N, N] complex64
-    T = rho.shape[1] - 2
-    res = rollout(model, mol, rho[:, 1], batch.field[:, 1:].to(device), T, batch_dt(batch), store_every=1,
-                  context=rho[:, :1], detach_every=detach_every)
-    target = rho[:, 2:].to(res.states.dtype)
-    return relative_rollout_losses(res.states, target, rho[:, 1].to(res.states.dtype), mol.ks.r_ints)
+    rho0 = batch.initial.to(device)  # [B, 2, N, N] complex64
+    res = rollout(model, mol, rho0, batch.window_field.to(device), batch.horizon, batch.dt, store_every=1,
+                  context=batch.prev[:, None].to(device), detach_every=detach_every)
+    target = batch.targets.to(device).to(res.states.dtype)
+    return relative_rollout_losses(res.states, target, rho0.to(res.states.dtype), mol.ks.r_ints)
 
 
 @torch.no_grad()
@@ -127,12 +114,12 @@ def validation_metrics(model, batches: list[WindowBatch], loss_cfg: LossConfig, 
            "val_max_hermiticity": 0.0, "val_max_trace": 0.0, "val_max_idempotency": 0.0}
     for b in batches:
         total, _, pred, target = window_loss(model, b, loss_cfg, device, unrolled=False)
-        trivial = b.rho[:, 1:-1].to(device)
+        trivial = b.inputs.to(device)
         out["val_loss_sum"] += float(total) * len(b.traj_ids)
         out["val_sq_err"] += float((pred - target).abs().square().sum())
         out["val_sq_err_trivial"] += float((trivial - target).abs().square().sum())
         out["val_count"] += len(b.traj_ids)
-        rho0 = b.rho[:, 1].to(device)
+        rho0 = b.initial.to(device)
         v = violations(pred.transpose(0, 1), b.overlap.to(device), electrons_per_spin(rho0, b.overlap.to(device)))
         for k, val in v.items():
             out[f"val_max_{k}"] = max(out[f"val_max_{k}"], float(val.max()))

@@ -107,7 +107,7 @@ def train_fn(config: dict) -> None:
         engine.backward(total)
         engine.step()
         with torch.no_grad():
-            rho0 = batch.rho[:, 1].to(device)
+            rho0 = batch.initial.to(device)
             viol = violations(pred.detach().transpose(0, 1), batch.overlap.to(device),
                               electrons_per_spin(rho0, batch.overlap.to(device)))
         acc["max_violation"] = max(acc.get("max_violation", 0.0), max(float(v.max()) for v in viol.values()))

@@ -1,4 +1,5 @@
-"""Radius graphs with plain torch (PyG's ``radius_graph`` needs pyg-lib, which is not installable here)."""
+"""Radius graphs with plain torch, for the geometry encoder (PyG's ``radius_graph`` needs the compiled torch-cluster
+or pyg-lib extensions; see the README on torch-geometric)."""
 
 from __future__ import annotations
 
