@@ -63,7 +63,7 @@ class WindowReader:
         self.entries = [index[i] for i in sorted(ids) if self.n_starts(index[i]["n_steps"], horizon) > 0]
         if not self.entries:
             raise DataError(self.store_path, f"split '{split}'",
-                            f"at least one trajectory with more than {FIRST_START + horizon} steps "
+                            f"at least one trajectory with more than {FIRST_START + horizon} frames "
                             f"(windows of {horizon} transitions start at frame {FIRST_START})",
                             f"{len(ids)} trajectories, none long enough")
         if xc_potential:
@@ -79,9 +79,9 @@ class WindowReader:
 
     @staticmethod
     def n_starts(n_steps: int, horizon: int) -> int:
-        """How many window starts a trajectory of ``n_steps`` steps (n_steps + 1 frames) has: FIRST_START …
-        n_steps − horizon."""
-        return n_steps - horizon - FIRST_START + 1
+        """How many window starts a trajectory has (``n_steps`` = its frame count in the store index):
+        FIRST_START … n_steps − 1 − horizon."""
+        return n_steps - horizon - FIRST_START
 
     def trajectory_ids(self) -> list[str]:
         return [e["id"] for e in self.entries]
@@ -90,9 +90,9 @@ class WindowReader:
         """The window of ``horizon`` transitions (default: the reader's) whose initial state is frame ``start``
         (frames ``start - 1 … start + horizon``)."""
         h = self.horizon if horizon is None else horizon
-        if not FIRST_START <= start <= self.n_steps[traj_id] - h:
+        if not FIRST_START <= start <= self.n_steps[traj_id] - 1 - h:
             raise DataError(f"{self.store_path}/trajectories/{traj_id}", "window start",
-                            f"{FIRST_START} <= start <= n_steps - horizon = {self.n_steps[traj_id] - h}", start)
+                            f"{FIRST_START} <= start <= frames - 1 - horizon = {self.n_steps[traj_id] - 1 - h}", start)
         if self._store is None:
             self._store = TrajectoryStore(self.store_path)
         if traj_id not in self._static:

@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 
 from rtml.models.losses import LossConfig
 from rtml.platform.configio import ConfigError, load_config
-from rtml.platform.train.config import MODEL_PRESETS, LoopConfig, ScalingSection, TrackingSection
+from rtml.platform.train.config import (
+    MODEL_PRESETS,
+    LoopConfig,
+    ModelSection,
+    ScalingSection,
+    TrackingSection,
+    expand_model,
+    model_section,
+)
 
 
 @dataclass(kw_only=True)
@@ -57,11 +65,10 @@ def task_loss_config() -> LossConfig:
 
 
 @dataclass(kw_only=True)
-class MetaModelSection:
-    init: str = ""  # model.pt / run dir / runs:/<id>/model to start from; "" = a fresh model of ``preset``
-    preset: str = "debug"
-    head: str = "kohn_sham"
-    bundle: int = 1
+class MetaModelSection(ModelSection):
+    """``init``: model.pt / run dir / runs:/<id>/model to start from (its architecture wins); "" = a fresh model of
+    the architecture below (``preset`` expanded, explicit fields win, as in ``rtml train``)."""
+    init: str = ""
 
 
 @dataclass(kw_only=True)
@@ -79,7 +86,7 @@ class MetaTrainConfig:
     out: str = "runs/meta"
     tasks: TaskConfig = field(default_factory=TaskConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
-    model: MetaModelSection = field(default_factory=MetaModelSection)
+    model: MetaModelSection = field(default_factory=lambda: model_section("debug", MetaModelSection))
     loss: LossConfig = field(default_factory=task_loss_config)
     optim: MetaOptimConfig = field(default_factory=MetaOptimConfig)
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(max_steps=20, log_every=5, checkpoint_every=10,
@@ -122,4 +129,5 @@ RECIPES: dict[str, dict] = {
 
 def load_meta_config(spec: str = "debug", overrides: list[str] | None = None) -> MetaTrainConfig:
     """``spec``: a recipe name (debug, small) or a YAML path; ``overrides``: ``section.field=value`` strings."""
-    return load_config(MetaTrainConfig, RECIPES, spec, overrides, check)
+    return load_config(MetaTrainConfig, RECIPES, spec, overrides, check,
+                       lambda data, explicit, source: expand_model(data, explicit, source, MetaModelSection))

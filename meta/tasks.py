@@ -65,7 +65,7 @@ class TaskSampler:
             if len(ids) < shots + query:
                 raise DataError(self.store_path, f"trajectories of '{m}'",
                                 f"at least tasks.shots + tasks.query = {shots + query} with more than "
-                                f"{FIRST_START} + horizon = {FIRST_START + horizon} steps", str(len(ids)))
+                                f"{FIRST_START} + horizon = {FIRST_START + horizon} frames", str(len(ids)))
         self.molecules = sorted(self.groups)
 
     def sample(self, step: int, rank: int = 0, i: int = 0) -> Task:

@@ -31,12 +31,12 @@ STATE = "meta_state.pt"
 
 
 def initial_model(cfg: MetaTrainConfig, device, uri: str | None = None):
-    from rtml.models.surrogate import Surrogate, preset
+    from rtml.models.surrogate import Surrogate
     from rtml.platform.modelio import load_model
 
     if cfg.model.init:
         return load_model(cfg.model.init, device, uri or cfg.tracking.uri).train()
-    return Surrogate(preset(cfg.model.preset, head=cfg.model.head, bundle=cfg.model.bundle)).to(device).train()
+    return Surrogate(cfg.model.surrogate()).to(device).train()
 
 
 def _average_grads(tensors: list[torch.Tensor], world: int) -> None:

@@ -153,33 +153,35 @@ def save_yaml(cfg, path: str | Path) -> Path:
 
 
 def merge(base: dict, extra: dict) -> dict:
-    """``extra`` merged into a copy of ``base``, section by section (nested dicts merge, values replace)."""
+    """``extra`` merged into a copy of ``base``, section by section (nested dicts merge, values replace); shares no
+    object with either."""
     out = copy.deepcopy(base)
     for k, v in extra.items():
-        out[k] = merge(out.get(k, {}), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
     return out
 
 
-def recipe_data(cls, recipes: dict[str, dict], name: str, source: str = "<command line>") -> dict:
-    """The defaults of ``cls`` with recipe ``name`` merged in (``recipe: name`` recorded)."""
-    if name not in recipes:
-        raise ConfigError(source, "recipe", f"one of {sorted(recipes)} or a YAML file path", name)
-    return merge(to_dict(cls()), {**recipes[name], "recipe": name})
-
-
 def load_config(cls, recipes: dict[str, dict], spec: str, overrides: list[str] | None = None,
-                check: Callable | None = None):
+                check: Callable | None = None, expand: Callable | None = None):
     """The one way every rtml config is loaded: ``spec`` is a recipe name or a YAML path (missing fields keep the
-    defaults of the YAML's ``recipe:`` key, else ``debug``), then ``section.field=value`` overrides; ``check(cfg,
-    source)`` validates the result and its errors name the file (or recipe) the config came from."""
+    defaults of the YAML's ``recipe:`` key, else ``debug``), then ``section.field=value`` overrides.
+
+    ``expand(data, explicit, source) -> data`` may fill a section from a named preset before the explicit values
+    (recipe, file, overrides) win; ``check(cfg, source)`` validates the result. Errors name the file (or recipe)."""
     if spec in recipes:
-        data, source = recipe_data(cls, recipes, spec), f"recipe '{spec}'"
+        explicit, source = merge({}, {**recipes[spec], "recipe": spec}), f"recipe '{spec}'"
     elif spec.endswith((".yaml", ".yml")) or Path(spec).exists():
-        user = load_yaml(spec)
-        data, source = merge(recipe_data(cls, recipes, user.get("recipe", "debug"), spec), user), spec
+        user, source = load_yaml(spec), spec
+        base = user.get("recipe", "debug")
+        if base not in recipes:
+            raise ConfigError(spec, "recipe", f"one of {sorted(recipes)}", base)
+        explicit = merge({**recipes[base], "recipe": base}, user)
     else:
         raise ConfigError("<command line>", "CONFIG", f"a recipe {sorted(recipes)} or a YAML file", spec)
-    data = apply_overrides(data, list(overrides or []))
+    explicit = apply_overrides(explicit, list(overrides or []))  # merge() copied: the recipe tables stay intact
+    data = merge(to_dict(cls()), explicit)
+    if expand is not None:
+        data = expand(data, explicit, source)
     cfg = from_dict(cls, data, source)
     if check is not None:
         check(cfg, source)

@@ -7,11 +7,12 @@ resolved config is saved as ``config.yaml`` in the run directory and logged to M
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from rtml.models.losses import LossConfig
-from rtml.models.surrogate import HEADS
-from rtml.platform.configio import ConfigError, load_config, recipe_data
+from rtml.models.surrogate import HEADS, SurrogateConfig, preset
+from rtml.platform.configio import ConfigError, load_config, merge, to_dict
 
 MODEL_PRESETS = ("debug", "small", "base")
 
@@ -33,15 +34,29 @@ class DataConfig:
 
 
 @dataclass(kw_only=True)
-class ModelSection:
-    """``recurrent``: False replaces the Mamba mixers by per-step MLPs (the Markov ablation V_θ(ρ(t), E(t))).
-    ``xc_anchor`` (Kohn–Sham head): the physics the untrained model reproduces, ``frozen`` or ``linear`` xc
-    (rtml.models.surrogate.SurrogateConfig)."""
+class ModelSection(SurrogateConfig):
+    """The whole architecture (every field of :class:`rtml.models.surrogate.SurrogateConfig`): the named ``preset``
+    (debug | small | base) expanded, then any field set in the recipe, the YAML file or an override wins, e.g.
+    ``model.dynamics.recurrent=false`` (the Mamba-off ablation) or ``model.geometry.cutoff_bohr=8``."""
     preset: str = "debug"
-    head: str = "kohn_sham"
-    bundle: int = 1
-    recurrent: bool = True
-    xc_anchor: str = "frozen"
+
+    def surrogate(self) -> SurrogateConfig:
+        """The model's own config (without the preset label)."""
+        return SurrogateConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SurrogateConfig)})
+
+
+def model_section(name: str = "debug", cls=ModelSection):
+    """``cls`` filled from model preset ``name``."""
+    base = preset(name)
+    return cls(preset=name, **{f.name: getattr(base, f.name) for f in dataclasses.fields(SurrogateConfig)})
+
+
+def expand_model(data: dict, explicit: dict, source: str, cls=ModelSection) -> dict:
+    """``load_config`` hook: the model section = preset ``model.preset``, then the explicitly given model fields."""
+    name = data["model"].get("preset", "debug")
+    if name not in MODEL_PRESETS:
+        raise ConfigError(source, "model.preset", f"one of {MODEL_PRESETS}", name)
+    return {**data, "model": merge(to_dict(model_section(name, cls)), explicit.get("model", {}))}
 
 
 @dataclass(kw_only=True)
@@ -105,7 +120,7 @@ class TrainConfig:
     storage: str = "runs/ray"  # Ray Train storage_path (checkpoints); local dir or URI
     out: str = "runs/train"  # plots, exported model, summary
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelSection = field(default_factory=ModelSection)
+    model: ModelSection = field(default_factory=model_section)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     deepspeed: DeepSpeedSection = field(default_factory=DeepSpeedSection)
@@ -155,10 +170,6 @@ RECIPES: dict[str, dict] = {
 }
 
 
-def recipe_dict(name: str, source: str = "<command line>") -> dict:
-    return recipe_data(TrainConfig, RECIPES, name, source)
-
-
 def load_train_config(spec: str = "debug", overrides: list[str] | None = None) -> TrainConfig:
     """``spec``: a recipe name or a YAML path; ``overrides``: ``section.field=value`` strings."""
-    return load_config(TrainConfig, RECIPES, spec, overrides, check)
+    return load_config(TrainConfig, RECIPES, spec, overrides, check, expand_model)

@@ -12,14 +12,12 @@ import os
 
 import torch
 
-from rtml.models.surrogate import Surrogate, SurrogateConfig, preset
+from rtml.models.surrogate import Surrogate, SurrogateConfig
 from rtml.platform.train.config import TrainConfig
 
 
 def model_config(cfg: TrainConfig) -> SurrogateConfig:
-    mcfg = preset(cfg.model.preset, head=cfg.model.head, bundle=cfg.model.bundle, xc_anchor=cfg.model.xc_anchor)
-    mcfg.dynamics.recurrent = cfg.model.recurrent
-    return mcfg
+    return cfg.model.surrogate()
 
 
 def deepspeed_config(cfg: TrainConfig) -> dict:
