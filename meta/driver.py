@@ -9,8 +9,7 @@ from pathlib import Path
 from rtml.meta.config import MetaTrainConfig, check
 from rtml.meta.tasks import TaskSampler
 from rtml.platform import tracking
-from rtml.platform.configio import save_yaml
-from rtml.platform.train.driver import finish, fit, init_ray, open_run
+from rtml.platform.train.driver import launch
 
 
 def absolute_paths(cfg: MetaTrainConfig) -> None:
@@ -41,13 +40,7 @@ def run(cfg: MetaTrainConfig) -> dict:
     uri = tracking.resolve_uri(cfg.tracking.uri)
     tracking.check_reachable(uri)
     parent = check_inputs(cfg, uri)
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    save_yaml(cfg, out / "config.yaml")
-    run_id = open_run(cfg, uri)
+    tags = {"rtml.kind": "meta-train"}
     if parent.get("mlflow_run_id"):
-        tracking.client(uri).set_tag(run_id, "rtml.parent_model_run_id", parent["mlflow_run_id"])
-    tracking.client(uri).set_tag(run_id, "rtml.kind", "meta-train")
-    init_ray(cfg)
-    metrics = fit(cfg, uri, run_id, train_fn=meta_train_fn)
-    return finish(out, uri, run_id, metrics, t0)
+        tags["rtml.parent_model_run_id"] = parent["mlflow_run_id"]
+    return launch(cfg, uri, t0, train_fn=meta_train_fn, tags=tags)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from rtml.models.losses import LossConfig
 from rtml.models.surrogate import HEADS, SurrogateConfig, preset
 from rtml.platform.configio import ConfigError, load_config, merge, to_dict
+from rtml.platform.evaluate import RolloutEvalConfig
 
 MODEL_PRESETS = ("debug", "small", "base")
 
@@ -106,14 +107,6 @@ class TrackingSection:
 
 
 @dataclass(kw_only=True)
-class EvalSection:
-    """Rollout evaluation at the end of training on up to ``max_trajectories`` held-out trajectories."""
-    max_trajectories: int = 4
-    max_steps: int | None = None
-    context: int = 2  # reference frames before the rollout start (2: past a kick's discontinuity at t=dt/2)
-
-
-@dataclass(kw_only=True)
 class TrainConfig:
     recipe: str = "debug"
     name: str = "rtml-train"
@@ -127,7 +120,7 @@ class TrainConfig:
     loop: LoopConfig = field(default_factory=LoopConfig)
     scaling: ScalingSection = field(default_factory=ScalingSection)
     tracking: TrackingSection = field(default_factory=TrackingSection)
-    eval: EvalSection = field(default_factory=EvalSection)
+    eval: RolloutEvalConfig = field(default_factory=RolloutEvalConfig)  # the end-of-training evaluation = rtml evaluate's defaults
 
 
 def check(cfg: TrainConfig, source: str = "<config>") -> None:

@@ -141,12 +141,21 @@ def run(cfg: TrainConfig) -> dict:
     check_inputs(cfg)
     uri = tracking.resolve_uri(cfg.tracking.uri)
     tracking.check_reachable(uri)
+    return launch(cfg, uri, t0)
+
+
+def launch(cfg, uri: str, t0: float, train_fn=None, tags: dict | None = None) -> dict:
+    """The driver after the inputs are checked, for ``rtml train`` and ``rtml meta-train``: the resolved config
+    saved in ``out``, the MLflow run opened (re-opened on resume) and tagged, Ray started, the trainer run, the
+    results fetched from MLflow (:func:`finish`)."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     save_yaml(cfg, out / "config.yaml")
     run_id = open_run(cfg, uri)
+    for k, v in (tags or {}).items():
+        tracking.client(uri).set_tag(run_id, k, v)
     init_ray(cfg)
-    metrics = fit(cfg, uri, run_id)
+    metrics = fit(cfg, uri, run_id, train_fn=train_fn)
     return finish(out, uri, run_id, metrics, t0)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rtml.platform import tracking
 from rtml.platform.configio import save_yaml
-from rtml.platform.evaluate import PREDICTORS, RolloutEvalConfig, aggregate, evaluate_store, plot_results
+from rtml.platform.evaluate import PREDICTORS, aggregate, evaluate_store, plot_results
 from rtml.platform.modelio import load_model, save_model
 from rtml.platform.train.config import TrainConfig
 
@@ -43,9 +43,7 @@ def export_model(module, cfg: TrainConfig, out: Path, uri: str, run_id: str) -> 
                                                       "data": training_data_summary(cfg.data.store)})
     module = load_model(path)  # a clean copy: the engine's module carries DeepSpeed hooks and process groups
     store, ids = held_out_ids(cfg)
-    ecfg = RolloutEvalConfig(max_trajectories=cfg.eval.max_trajectories, max_steps=cfg.eval.max_steps,
-                             context=cfg.eval.context)
-    results = evaluate_store(module, store, ids, ecfg, progress=False) if ids is None or ids else []
+    results = evaluate_store(module, store, ids, cfg.eval, progress=False) if ids is None or ids else []
     agg = aggregate(results)
     plots = plot_results(results, out / "plots") if results else []
     summary = {"model": str(path), "held_out_store": store, "held_out": [r["id"] for r in results],

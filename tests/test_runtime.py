@@ -1,0 +1,70 @@
+"""The worker runtime shared by train and meta-train (rtml.platform.train.runtime), tested once here on a real
+two-rank gloo process group; the end-to-end NaN/resume behaviour of both loops is in test_platform_train.py and
+test_meta_platform.py."""
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from rtml.platform.train import runtime
+
+
+def test_last_good_step_arithmetic():
+    assert runtime.last_good_step(0, 7, 5) == 5  # the checkpoint at step 5 is the last one before step 7
+    assert runtime.last_good_step(0, 3, 5) == 0  # none written yet
+    assert runtime.last_good_step(6, 7, 5) == 6  # resumed at 6: the checkpoint it resumed from
+    assert runtime.last_good_step(0, 10, 5) == 10  # NaN at step 10: the checkpoint of step 10 was written before
+
+
+def _ranks(rank: int, port: int, out: dict) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    try:
+        m = runtime.Metrics()
+        for v in (1.0, 2.0) if rank == 0 else (10.0, 20.0):
+            m.add(loss=v, windows=2)
+            m.maximum(violation=v * (1 + rank))
+            m.step()
+        sums, maxima, n, seconds = m.reduce()
+        nan_any = runtime.any_rank_nonfinite(float("nan") if rank == 1 else 1.0)
+        nan_none = runtime.any_rank_nonfinite(1.0)
+        out[rank] = (sums, maxima, n, seconds >= 0, nan_any, nan_none, m.sums, m.n)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_metrics_and_nan_policy_reduce_over_ranks():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = mp.Manager().dict()
+    mp.spawn(_ranks, args=(port, out), nprocs=2, join=True)
+    for rank in (0, 1):
+        sums, maxima, n, timed, nan_any, nan_none, left, left_n = out[rank]
+        assert sums == {"loss": 33.0, "windows": 8.0} and n == 4 and timed  # summed over ranks and steps
+        assert maxima == {"violation": 40.0}
+        assert nan_any is True and nan_none is False  # a NaN on rank 1 stops rank 0 too
+        assert left == {} and left_n == 0  # reduce() resets for the next log interval
+
+
+def test_metrics_without_a_process_group():
+    m = runtime.Metrics()
+    m.add(loss=2.0)
+    m.step()
+    assert m.reduce()[:3] == ({"loss": 2.0}, {}, 1)
+    assert runtime.any_rank_nonfinite(float("inf")) and not runtime.any_rank_nonfinite(0.0)
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_rank0_logging_only(rank, tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(runtime.tracking, "log_metrics", lambda *a, **k: calls.append(a))
+    run = runtime.WorkerRun(rank=rank, world=2, local_rank=rank, device=torch.device("cpu"), uri="sqlite://",
+                            run_id="r", out=tmp_path, name="t")
+    run.log({"a": 1.0}, 3)
+    run.progress(step=3)
+    assert len(calls) == (1 if rank == 0 else 0) and (tmp_path / "progress" / f"rank{rank}.json").is_file()
