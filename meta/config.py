@@ -59,7 +59,7 @@ class LearnerConfig:
 
 def task_loss_config() -> LossConfig:
     """The few-shot task loss: reconstruction + derivative only. The physics penalties are zero-weighted because the
-    unitary head satisfies them by construction; what they measure on it is float32 rounding of the Löwdin
+    Kohn–Sham head's unitary steps satisfy them by construction; what they measure on it is float32 rounding of the Löwdin
     transforms (the trace term alone was ~500x the reconstruction term on NH3), which no gradient step can lower."""
     return LossConfig(hermiticity=0.0, trace=0.0, idempotency=0.0, xc_potential=0.0, hamiltonian_alignment=0.0)
 

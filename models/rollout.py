@@ -45,7 +45,7 @@ def _rollout(model, mol, initial_state, field, n_steps, dt, store_every, context
     if field.shape[1] < n_steps + 1:
         raise ValueError(f"field has {field.shape[1]} frames; rollout of {n_steps} steps needs {n_steps + 1}")
     st = model.prepare(mol, initial_state if context is None else context[:, 0])
-    field = field.to(device=st.s_half.device, dtype=torch.float64 if st.ks is not None else st.s_half.dtype)
+    field = field.to(device=st.s_half.device, dtype=torch.float64)
     e_mid = 0.5 * (field[:, 1:] + field[:, :-1]).transpose(0, 1)  # [n_steps, B, 3]
     state = model.init_state(st)
     prev = None

@@ -8,19 +8,13 @@ Pipeline of one model step (bundle of k sub-steps), all in the Löwdin basis, al
    irreps f_a = TP(g_a, E); invariants (scalars, norms, d_a·f_a) -> one token per atom [d_model].
 3. dynamics: Mamba + FiLM(geometry scalars) over time per atom, with the Hamiltonian residual (rtml.models.dynamics).
 4. decode: latent of both atoms gates the equivariant sources of every shell-pair block -> k Hermitian matrices.
-5. head:
-   * ``kohn_sham`` (default) — the matrices are the learned xc potential: V_θ = V_xc[ρ(0)] + v_scale·M_j, and
-     ρ_o <- Magnus-2 step with H = h + J[ρ] + E(t)·r + V_θ (:mod:`rtml.models.kohn_sham`: exact h, J, r from PySCF
-     in float64, state complex128). Decoder output 0 (initialisation) is the frozen-xc propagator exactly (with
-     ``xc_anchor='linear'``: the linear-xc propagator, V_xc[ρ(0)] + K_xc[ρ − ρ(0)]). The
-     encoder's Δρ channel is ρ(t) − ρ(0) (the deviation from the ground state that V_xc responds to).
-   * ``unitary`` — the k matrices are effective Hamiltonians (Hartree): H_j = h_scale·M_j + c ∘ G, with
-     G = (i/(kΔt))[Δρ_o, ρ_o] the generator that repeats the last observed rotation and c the learned atom-pair
-     coefficient (1 at init); ρ_o <- U ρ_o U†, U = exp(-i H_j Δt). Hermiticity, trace and idempotency are exact.
-   * ``density`` — the matrices are increments: ρ_o <- Π(ρ_o + d_scale·M_j + c ∘ Δρ_o/k), Π = Hermitise, trace,
-     McWeeny, trace.
-At initialisation the unitary and density heads reproduce linear extrapolation of the last step (decoder output is
-zero), the Kohn–Sham head the frozen-xc propagator.
+5. Kohn–Sham head: the matrices are the learned xc potential: V_θ = V_xc[ρ(0)] + v_scale·M_j (+ c_θ ∘ K_xc[ρ − ρ(0)]),
+   and ρ_o <- Magnus-2 step with H = h + J[ρ] + E(t)·r + V_θ (:mod:`rtml.models.kohn_sham`: exact h, J, r from
+   PySCF in float64, state complex128). Decoder output 0 (initialisation) is the frozen-xc propagator exactly (with
+   ``xc_anchor='linear'``: the linear-xc propagator, V_xc[ρ(0)] + K_xc[ρ − ρ(0)]). The encoder's Δρ channel is
+   ρ(t) − ρ(0) (the deviation from the ground state that V_xc responds to). Hermiticity, trace and idempotency are
+   exact (unitary steps). The earlier ``unitary`` (learned effective Hamiltonian) and ``density`` (learned
+   increments) heads were retired: their rollouts diverged (held-out dipole nRMSE ~1400 vs 0.24, README).
 Closed-shell inputs stay closed-shell exactly (the α−β output channels are masked).
 """
 
@@ -53,9 +47,8 @@ from rtml.models.geometry_encoder import GEOMETRY_PRESETS, GeometryEncoder, Geom
 from rtml.models.inputs import MoleculeBatch
 from rtml.models.kohn_sham import KohnShamOperators, magnus_step
 from rtml.models.layout import BasisLayout, build_layout
-from rtml.models.physics import hermitize, lowdin, project_density, sandwich, spin_traces, unitary_propagate
+from rtml.models.physics import lowdin, sandwich, spin_traces
 
-HEADS = ("kohn_sham", "unitary", "density")
 XC_ANCHORS = ("frozen", "linear")
 
 
@@ -65,20 +58,13 @@ class SurrogateConfig:
     field: FieldEncoderConfig = dc_field(default_factory=FieldEncoderConfig)
     codec: DensityCodecConfig = dc_field(default_factory=DensityCodecConfig)
     dynamics: DynamicsConfig = dc_field(default_factory=DynamicsConfig)
-    head: str = "kohn_sham"  # kohn_sham | unitary | density
     bundle: int = 1  # sub-steps predicted per model call (temporal bundling)
-    v_scale: float = 0.01  # Hartree per unit decoder output (kohn_sham head: V_θ = V_xc[ρ(0)] + v_scale·M)
+    v_scale: float = 0.01  # Hartree per unit decoder output (V_θ = V_xc[ρ(0)] + v_scale·M)
     ks_iterations: int = 1  # corrector passes of the Kohn–Sham head's midpoint (rtml.models.kohn_sham)
-    linear_xc_source: bool = True  # kohn_sham head: add c_θ ∘ K_xc[ρ − ρ(0)] (exact xc kernel at ρ(0))
-    xc_anchor: str = "frozen"  # kohn_sham head, what the untrained model is: frozen (c_θ = 0) | linear (c_θ = 1)
-    h_scale: float = 0.1  # Hartree per unit decoder output (unitary head)
-    d_scale: float = 1e-3  # density change per unit decoder output (density head)
-    extrapolate: bool = True  # include the last-step generator / increment term
-    purify_steps: int = 3
+    linear_xc_source: bool = True  # add c_θ ∘ K_xc[ρ − ρ(0)] (exact xc kernel at ρ(0); pure functionals)
+    xc_anchor: str = "frozen"  # what the untrained model is: frozen (c_θ = 0) | linear (c_θ = 1)
 
     def __post_init__(self):
-        if self.head not in HEADS:
-            raise ValueError(f"model.head: expected one of {HEADS}, got {self.head!r}")
         if self.bundle < 1:
             raise ValueError(f"model.bundle: expected an integer >= 1, got {self.bundle}")
         if self.xc_anchor not in XC_ANCHORS:
@@ -119,7 +105,7 @@ class Static:
     n_sigma: torch.Tensor  # [B, 2] electrons per spin
     spin_mask: torch.Tensor  # [B] 1.0 for open-shell molecules, 0.0 for closed-shell
     atom_ao: torch.Tensor  # [B, N] flattened atom index of each AO (0 on padding)
-    ks: KohnShamOperators | None = None  # exact Kohn–Sham terms (kohn_sham head)
+    ks: KohnShamOperators  # exact Kohn–Sham terms
 
 
 class Surrogate(nn.Module):
@@ -177,13 +163,11 @@ class Surrogate(nn.Module):
         rho0_o = sandwich(s_half, rho0)
         spin_mask = ((rho0[:, 0] - rho0[:, 1]).abs().amax(dim=(-1, -2)) > 1e-10).to(dtype)
         atom_ao = (mol.basis_atom.clamp_min(0) + torch.arange(B, device=pos.device)[:, None] * A)
-        ks = None
-        if self.cfg.head == "kohn_sham":
-            if mol.ks is None:
-                raise ValueError("model.head='kohn_sham' needs the exact Kohn–Sham terms of every molecule "
-                                 "(MoleculeBatch.ks: h, r, the J factor and V_xc[ρ(0)]; built by the window reader "
-                                 "and MoleculeBatch.from_trajectories(kohn_sham=True))")
-            ks = KohnShamOperators.from_batch(mol.ks)
+        if mol.ks is None:
+            raise ValueError("the surrogate needs the exact Kohn–Sham terms of every molecule (MoleculeBatch.ks: h, "
+                             "r, the J factor and V_xc[ρ(0)]; built by the window reader and "
+                             "MoleculeBatch.from_trajectories(kohn_sham=True))")
+        ks = KohnShamOperators.from_batch(mol.ks)
         return Static(ks=ks, mol=mol, layout=layout, s_half=s_half, s_inv_half=s_inv, geo=geo, geo_flat=geo_flat, cond=cond,
                       pair_emb=pair_emb, static_w=self.decoder.static_weights(layout, pair_emb),
                       static_src=self.decoder.static_sources(layout, geo, pos), n_sigma=spin_traces(rho0_o),
@@ -191,19 +175,15 @@ class Surrogate(nn.Module):
 
     @property
     def state_dtype(self) -> torch.dtype:
-        """Complex dtype of the propagated state: complex128 for the Kohn–Sham head (exact terms in float64), else
-        the network's."""
-        if self.cfg.head == "kohn_sham":
-            return torch.complex128
-        return torch.complex128 if self.coef.weight.dtype == torch.float64 else torch.complex64
+        """Complex dtype of the propagated state: complex128 (the exact terms are float64) whatever the network's."""
+        return torch.complex128
 
     # ------------------------------------------------------------------ pieces
     def _encode(self, st: Static, rho_o, drho_o, e_mid):
         """rho_o, drho_o [*, B, 2, N, N]; e_mid [*, B, 3] -> tokens [*, B*A, d], phi [*, B*A, G], cache.
-        Kohn–Sham head: the Δρ channel is ρ_o − ρ_o(0) (``drho_o`` is not used)."""
+        The Δρ channel is ρ_o − ρ_o(0) (``drho_o`` is not used)."""
         A = st.layout.A
-        if st.ks is not None:
-            drho_o = rho_o - st.ks.rho_gs_o
+        drho_o = rho_o - st.ks.rho_gs_o
         chans = torch.cat([spin_channels(rho_o), self.cfg.codec.delta_scale * spin_channels(drho_o)], dim=-4)
         chans = chans.to(self.coef.weight.dtype)
         e_mid = e_mid.to(self.coef.weight.dtype)
@@ -223,18 +203,16 @@ class Surrogate(nn.Module):
         pair_irr, atoms, f_atoms = cache
         k = self.cfg.bundle
         e_scaled = (e_sub * self.cfg.field.field_scale)[..., 0, :, :].to(latent.dtype)
-        static_src = st.static_src
-        if st.ks is not None:
-            # V_θ − V_xc[ρ(0)] must vanish with Δρ: the decoder's sources are the Δρ pair irreps and the atom
-            # features of Δρ alone (linear in Δρ), gated by the latent (any function of ρ, Δρ, E and history).
-            # ρ, geometry and field sources would add a Δρ-independent offset that swamps weak-field responses.
-            keep = torch.zeros(pair_irr[0].shape[-2], dtype=pair_irr[0].dtype, device=pair_irr[0].device)
-            keep[keep.shape[0] // 2:] = 1.0  # channels: 4 of ρ, then 4 of Δρ
-            pair_irr = [x * keep[:, None] for x in pair_irr]
-            atoms = self.encoder(st.layout, pair_irr, st.pair_emb)
-            f_atoms = {key: torch.zeros_like(v) for key, v in f_atoms.items()}
-            e_scaled = torch.zeros_like(e_scaled)
-            static_src = [{key: torch.zeros_like(v) for key, v in d.items()} for d in static_src]
+        # V_θ − V_xc[ρ(0)] must vanish with Δρ: the decoder's sources are the Δρ pair irreps and the atom
+        # features of Δρ alone (linear in Δρ), gated by the latent (any function of ρ, Δρ, E and history).
+        # ρ, geometry and field sources would add a Δρ-independent offset that swamps weak-field responses.
+        keep = torch.zeros(pair_irr[0].shape[-2], dtype=pair_irr[0].dtype, device=pair_irr[0].device)
+        keep[keep.shape[0] // 2:] = 1.0  # channels: 4 of ρ, then 4 of Δρ
+        pair_irr = [x * keep[:, None] for x in pair_irr]
+        atoms = self.encoder(st.layout, pair_irr, st.pair_emb)
+        f_atoms = {key: torch.zeros_like(v) for key, v in f_atoms.items()}
+        e_scaled = torch.zeros_like(e_scaled)
+        static_src = [{key: torch.zeros_like(v) for key, v in d.items()} for d in st.static_src]
         mats = self.decoder(st.layout, pair_irr, atoms, f_atoms, e_scaled, latent, st.static_w,
                             static_src)  # [*, 4k, B, N, N] real
         mats = mats.unflatten(-4, (k, 4))  # [*, k, 4, B, N, N]
@@ -243,26 +221,7 @@ class Surrogate(nn.Module):
         dif = (mats[..., 2, :, :, :] + 1j * mats[..., 3, :, :, :]) * mask
         m = torch.stack([sym + dif, sym - dif], dim=-3)  # [*, k, B, 2, N, N]
         m = 0.5 * (m.real + m.real.mT) + 0.5j * (m.imag - m.imag.mT)  # Hermitian in the AO-ordered Löwdin basis
-        if st.ks is not None:
-            return self._kohn_sham_steps(st, m, latent, rho_o, drho_o, e_sub, dt)
-        psi = self.coef(latent)[..., 0]  # [*, B*A]
-        c = 1.0 + psi[..., st.atom_ao][..., :, :, None] + psi[..., st.atom_ao][..., :, None, :]  # [*, B, N, N]
-        c = c * st.mol.basis_mask[:, :, None] * st.mol.basis_mask[:, None, :]
-        c = c.unsqueeze(-3).to(rho_o.dtype)  # [*, B, 1, N, N]
-        out, cur = [], rho_o
-        for j in range(k):
-            if self.cfg.head == "unitary":
-                h = self.cfg.h_scale * m[..., j, :, :, :, :]
-                if self.cfg.extrapolate:
-                    h = h + c * hermitize(1j / (k * dt) * (drho_o @ rho_o - rho_o @ drho_o))
-                cur = unitary_propagate(cur, h, dt)
-            else:
-                inc = self.cfg.d_scale * m[..., j, :, :, :, :]
-                if self.cfg.extrapolate:
-                    inc = inc + c * drho_o / k
-                cur = project_density(cur + inc, st.n_sigma, self.cfg.purify_steps)
-            out.append(cur)
-        return torch.stack(out, dim=-5), None
+        return self._kohn_sham_steps(st, m, latent, rho_o, drho_o, e_sub, dt)
 
     def potential(self, st: Static, m: torch.Tensor) -> torch.Tensor:
         """V_θ = V_xc[ρ(0)] + v_scale·M (Löwdin, complex128) from decoder matrices m [..., B, 2, N, N]."""
@@ -318,15 +277,14 @@ class Surrogate(nn.Module):
         T divisible by ``bundle`` = k. Inputs are ρ(0), ρ(k), ...; each predicts the next k frames from the
         reference input. ``rho_prev`` [B, 2, N, N] = ρ(-k) gives the first Δρ (else zero).
         Returns predictions [B, T, 2, N, N] of rho[:, 1:]; with ``return_potential`` also V_θ [B, T, 2, N, N]
-        (Löwdin, complex128; the midpoint xc potential of each step; None for heads without one)."""
+        (Löwdin, complex128; the midpoint xc potential of each step)."""
         T1 = rho.shape[1]
         k, T = self.cfg.bundle, T1 - 1
         if T % k:
             raise ValueError(f"window length {T} is not a multiple of model.bundle={k}")
         st = self.prepare(mol, rho[:, 0])
-        cdt = st.s_half.dtype
         rho = rho.to(device=st.s_half.device, dtype=self.state_dtype)
-        field = field.to(device=st.s_half.device, dtype=torch.float64 if st.ks is not None else cdt)
+        field = field.to(device=st.s_half.device, dtype=torch.float64)
         rho_o = self.to_orth(st, rho.transpose(0, 1))  # [T+1, B, 2, N, N]
         inp = rho_o[0:T:k]  # [n, B, 2, N, N]
         first = torch.zeros_like(inp[:1]) if rho_prev is None else (inp[:1] - self.to_orth(st, rho_prev)[None])
@@ -338,12 +296,12 @@ class Surrogate(nn.Module):
         pred_o, v = self._decode_and_step(st, latent.transpose(0, 1), cache, inp, drho, e_sub, dt)  # [n,k,B,2,N,N]
         pred = sandwich(self._s_inv_half(st), pred_o.flatten(0, 1)).transpose(0, 1)  # [B, T, 2, N, N]
         if return_potential:
-            return pred, None if v is None else v.flatten(0, 1).transpose(0, 1)
+            return pred, v.flatten(0, 1).transpose(0, 1)
         return pred
 
     def to_orth(self, st: Static, rho: torch.Tensor) -> torch.Tensor:
-        """AO -> Löwdin density in the state dtype (float64 S^½ for the Kohn–Sham head)."""
-        x = st.ks.x_inv if st.ks is not None else st.s_half
+        """AO -> Löwdin density in the state dtype (float64 S^½)."""
+        x = st.ks.x_inv
         return sandwich(x, rho.to(device=x.device, dtype=self.state_dtype))
 
     def from_orth(self, st: Static, rho_o: torch.Tensor) -> torch.Tensor:
@@ -351,7 +309,7 @@ class Surrogate(nn.Module):
 
     @staticmethod
     def _s_inv_half(st: Static) -> torch.Tensor:
-        return st.ks.x if st.ks is not None else st.s_inv_half
+        return st.ks.x
 
     def init_state(self, st: Static):
         return self.dynamics.init_state(st.layout.B * st.layout.A, st.s_half.dtype, st.s_half.device)

@@ -31,12 +31,22 @@ def save_model(model: Surrogate, path: str | Path, meta: dict | None = None) -> 
     return p
 
 
-def upgrade_config(config: dict) -> dict:
+RETIRED_HEAD_FIELDS = ("head", "h_scale", "d_scale", "extrapolate", "purify_steps")
+
+
+def upgrade_config(config: dict, source: str = "<model file>") -> dict:
     """A model file's config in today's field names: files written before the cutoffs carried their unit in the name
-    had ``geometry.cutoff`` in Å and ``codec.cutoff`` in bohr."""
+    had ``geometry.cutoff`` in Å and ``codec.cutoff`` in bohr; files written while there were several heads carry
+    ``head`` (only ``kohn_sham`` models still load: the ``unitary`` and ``density`` heads were retired)."""
     from rtml.datasets.units import ANGSTROM_TO_BOHR
 
     config = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
+    head = config.get("head", "kohn_sham")
+    if head != "kohn_sham":
+        raise ModelFileError(f"{source}: field 'config.head': expected 'kohn_sham', got {head!r} (the {head} head "
+                             "was retired — its rollouts diverged; retrain with the current rtml)")
+    for k in RETIRED_HEAD_FIELDS:
+        config.pop(k, None)
     if "cutoff" in config.get("geometry", {}):
         config["geometry"]["cutoff_bohr"] = config["geometry"].pop("cutoff") * ANGSTROM_TO_BOHR
     if "cutoff" in config.get("codec", {}):
@@ -66,7 +76,7 @@ def load_model(spec: str | Path, device: str | torch.device = "cpu", tracking_ur
     if blob.get("version") != VERSION:
         raise ModelFileError(f"{p}: field 'version': expected {VERSION}, got {blob.get('version')!r}")
     try:
-        cfg = from_dict(SurrogateConfig, upgrade_config(blob["config"]), str(p))
+        cfg = from_dict(SurrogateConfig, upgrade_config(blob["config"], str(p)), str(p))
     except ConfigError as exc:
         raise ModelFileError(str(exc)) from None
     model = Surrogate(cfg)

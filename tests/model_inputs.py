@@ -1,4 +1,5 @@
-"""Cheap model inputs for tests: a PySCF molecule's overlap, basis metadata and a (non-SCF) guess density."""
+"""Cheap model inputs for tests: a PySCF molecule's overlap, basis metadata and a (non-SCF) guess density, and the
+exact Kohn–Sham terms of such a batch (no SCF: V_xc of the guess density)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,23 @@ def guess_inputs(names_bases: list[tuple[str, str]], seed: int = 0, noise: float
     mb = MoleculeBatch.from_trajectories(trajs)
     rho = torch.stack([spin_resolved(torch.from_numpy(r), mb.nbf) for r in rhos])
     return mb, rho
+
+
+def with_kohn_sham(mol: MoleculeBatch, rho0, names_bases, kernel: bool = True) -> MoleculeBatch:
+    """Attach exact Kohn–Sham terms (PySCF h, r, J factor; V_xc of the guess density; the xc kernel when
+    ``kernel``) to a :func:`guess_inputs` batch. Closed shells use the total density, open shells α and β."""
+    from rtml.datasets.engine.system import ElectronicSystem, SystemConfig
+    from rtml.datasets.kohn_sham import KohnShamBatch, KohnShamTerms, j_factor, xc_kernel, xc_potential
+
+    terms = []
+    for b, (name, basis) in enumerate(names_bases):
+        m, _ = pyscf_mol(name, basis)
+        sysm = ElectronicSystem(m, SystemConfig(basis=basis))
+        n = sysm.nbf
+        p = rho0[b, :, :n, :n].numpy()  # [2, n, n]
+        p = p if sysm.open_shell else p.sum(0, keepdims=True)  # the store's spin layout
+        terms.append(KohnShamTerms(overlap=sysm.overlap, hcore=sysm.hcore, r_ints=sysm.r_ints,
+                                   j_factor=j_factor(sysm), vxc0=xc_potential(sysm, p), rho0=p,
+                                   xc_kernel=xc_kernel(sysm, p) if kernel else None))
+    mol.ks = KohnShamBatch.from_terms(terms, mol.nbf)
+    return mol

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from rtml.datasets.errors import DataError
+from rtml.datasets.windows import WindowReader
 from rtml.meta.config import LearnerConfig
 from rtml.meta.learner import MetaLearner
 from rtml.meta.tasks import TaskSampler, WindowSource
@@ -15,25 +16,31 @@ from rtml.models.losses import LossConfig
 from rtml.models.surrogate import Surrogate, preset
 from rtml.platform.train.objective import window_loss
 
+# The MAML algebra is loss-agnostic; it is checked on the Kohn–Sham head's Fock-supervision loss (relative xc-potential
+# error), which is smooth in the parameters: finite differences resolve its meta-gradients to < 1e-6. (The density
+# terms' one-step errors are ~1e-10, where FD noise swamps the Hessian terms.) The relative loss is steep (weak-field
+# windows have tiny frozen-xc errors), hence the small plain-SGD learning rates below.
+FOCK = LossConfig(reconstruction=0.0, derivative=0.0, hermiticity=0.0, trace=0.0, idempotency=0.0,
+                  xc_potential=1.0, hamiltonian_alignment=0.0, rollout_density=0.0, rollout_dipole=0.0)
 
-def _loss(mod, batch):  # the teacher-forced density terms (support windows carry no V_xc targets)
-    return window_loss(mod, batch, LossConfig(xc_potential=0.0, hamiltonian_alignment=0.0), torch.device("cpu"),
-                       unrolled=False)[0]
+
+def _loss(mod, batch):
+    return window_loss(mod, batch, FOCK, torch.device("cpu"), unrolled=False)[0]
 
 
 @pytest.fixture(scope="module")
 def setup(small_store):
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
-    # The MAML algebra is head-agnostic; the unitary head's teacher-forced loss is well conditioned for finite
-    # differences (the Kohn–Sham head's one-step errors are ~1e-10: FD noise would swamp the Hessian terms).
-    model = Surrogate(preset("debug", head="unitary"), dtype=torch.float64)
+    model = Surrogate(preset("debug"), dtype=torch.float64)
     with torch.no_grad():  # move off the initialisation, where the decoder output (and many gradients) are zero
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+        for name, p in model.named_parameters():
+            if name.startswith(("decoder.static_w", "coef")):
+                p.add_(0.01 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
     sampler = TaskSampler(small_store, shots=2, query=1, horizon=4, seed=3)
     task = sampler.sample(0)
     src = WindowSource(small_store, horizon=4)
+    src.reader = WindowReader(small_store, 4, "all", kohn_sham=True, xc_potential=True)  # + the V_xc(t) targets
     return model, src.batches(task.support, 2, 2, [0]), src.batches(task.query, 2, 1, [1])
 
 
@@ -55,7 +62,7 @@ def _analytic(learner, model, support, query, v):
     return sum(float((gi * d).sum()) for gi, d in zip(g, v) if gi is not None)
 
 
-@pytest.mark.parametrize("update,lr", [("sgd", 0.1), ("normalized", 0.05)])
+@pytest.mark.parametrize("update,lr", [("sgd", 1e-7), ("normalized", 0.05)])
 def test_second_order_meta_gradient_matches_finite_difference(setup, update, lr):
     model, support, query = setup
     gen = torch.Generator().manual_seed(1)
@@ -73,7 +80,7 @@ def test_second_order_meta_gradient_matches_finite_difference(setup, update, lr)
 
 def test_meta_sgd_learning_rates_get_the_right_gradient(setup):
     model, support, query = setup
-    learner = MetaLearner(model, _loss, LearnerConfig(inner_steps=2, inner_lr=0.1, meta_sgd=True, update="sgd",
+    learner = MetaLearner(model, _loss, LearnerConfig(inner_steps=2, inner_lr=1e-7, meta_sgd=True, update="sgd",
                                                       first_order=False))
     g = torch.autograd.grad(learner.meta_loss(support, query), list(learner.log_lrs.values()))
     k = list(learner.log_lrs).index("decoder")
@@ -91,7 +98,7 @@ def test_meta_sgd_learning_rates_get_the_right_gradient(setup):
 
 def test_anil_subset_adapts_only_the_chosen_parameters(setup):
     model, support, query = setup
-    learner = MetaLearner(model, _loss, LearnerConfig(inner_steps=1, inner_lr=0.1, adapt=["decoder", "coef"]))
+    learner = MetaLearner(model, _loss, LearnerConfig(inner_steps=1, inner_lr=1e-7, adapt=["decoder", "coef"]))
     assert sorted(learner.log_lrs) == ["coef", "decoder"]
     theta = learner.params()
     with torch.no_grad():
@@ -107,9 +114,9 @@ def test_anil_subset_adapts_only_the_chosen_parameters(setup):
 
 def test_test_time_adaptation_lowers_support_loss_and_state_round_trips(setup):
     model, support, _ = setup
-    learner = MetaLearner(model, _loss, LearnerConfig(inner_steps=3, inner_lr=0.02, meta_sgd=True, update="sgd"))
+    learner = MetaLearner(model, _loss, LearnerConfig(inner_steps=3, inner_lr=1e-8, meta_sgd=True, update="sgd"))
     with torch.no_grad():
-        learner.log_lrs["decoder"].fill_(math.log(0.05))
+        learner.log_lrs["decoder"].fill_(math.log(1e-7))
         before = float(learner.loss(learner.params(), support[0]))
         adapted = learner.adapt(learner.params(), support[:1])
         after = float(learner.loss(adapted, support[0]))

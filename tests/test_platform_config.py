@@ -93,6 +93,15 @@ def test_model_file_roundtrip_without_deepspeed(tmp_path):
     again = load_model(tmp_path)
     for (k, a), b in zip(model.state_dict().items(), again.state_dict().values()):
         assert torch.equal(a, b), k
+    # files written while there were several heads: a Kohn–Sham model loads, a retired head is refused by name
+    for head, extra in (("kohn_sham", {}), ("unitary", {"h_scale": 0.1, "extrapolate": True})):
+        old = dict(blob, config={**blob["config"], "head": head, **extra})
+        torch.save(old, tmp_path / f"{head}.pt")
+        if head == "kohn_sham":
+            assert load_model(tmp_path / f"{head}.pt").cfg == model.cfg
+        else:
+            with pytest.raises(ModelFileError, match="unitary.pt: field 'config.head': expected 'kohn_sham'.*retired"):
+                load_model(tmp_path / f"{head}.pt")
 
 
 def test_not_an_rtml_model(tmp_path):

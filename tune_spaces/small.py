@@ -1,4 +1,4 @@
-"""``small`` sweep (laptop / one GPU node): learning rate, horizon curriculum and model head."""
+"""``small`` sweep (laptop / one GPU node): learning rate, horizon curriculum and xc anchor."""
 
 from ray import tune
 
@@ -9,7 +9,7 @@ def space() -> SweepSpace:
     return SweepSpace(base="small",
                       params={"optim.lr": tune.loguniform(3e-4, 1e-2),
                               "data.steps_per_stage": tune.choice([100, 300]),
-                              "model.head": tune.choice(["unitary", "density"]),
+                              "model.xc_anchor": tune.choice(["frozen", "linear"]),
                               "loss.derivative": tune.choice([1.0, 10.0])},
                       num_samples=16, max_concurrent_trials=2, grace_period=2, reduction_factor=3,
                       searcher="random")

@@ -14,6 +14,7 @@ import numpy as np
 from pyscf import dft, gto, scf
 
 from rtml.datasets.basis import BasisInfo, basis_info_from_mol
+from rtml.datasets.engine.numint_cache import CachedNumInt
 from rtml.datasets.molecules import Molecule
 
 HF_NAMES = ("hf", "rhf", "uhf")
@@ -32,6 +33,7 @@ class SystemConfig:
     scf_conv_tol_grad: float = 1e-8
     scf_max_cycle: int = 200
     threads: int = 1  # OpenMP threads for PySCF; 1 is fastest for small molecules (run one trajectory per core)
+    ao_cache_mb: float = 2048.0  # cache AO values on the DFT grid up to this size (MB; 0: off; same results)
 
 
 class ElectronicSystem:
@@ -49,6 +51,8 @@ class ElectronicSystem:
             self.mf = dft.UKS(self.mol) if self.open_shell else dft.RKS(self.mol)
             self.mf.xc = cfg.xc
             self.mf.grids.level = cfg.grid_level
+            if cfg.ao_cache_mb > 0:  # the geometry is fixed: evaluate the AOs on the grid once (bit-identical)
+                self.mf._numint = CachedNumInt(cfg.ao_cache_mb)
         self.mf.conv_tol = cfg.scf_conv_tol
         self.mf.conv_tol_grad = cfg.scf_conv_tol_grad
         self.mf.max_cycle = cfg.scf_max_cycle

@@ -13,7 +13,7 @@ One run, frame by frame on the engine's grid (Magnus-2, dt of the engine config)
 
 Consecutive reference segments continue one stepper, so a run whose surrogate never steps (``max_model_steps=0``)
 is the reference engine exactly. Energies are computed on reference frames only (NaN on surrogate frames: a Fock
-build per frame is the cost the surrogate avoids). Ensemble members must share head and ``bundle == 1``.
+build per frame is the cost the surrogate avoids). Ensemble members must have ``bundle == 1``.
 """
 
 from __future__ import annotations
@@ -52,13 +52,10 @@ class HybridResult:
 
 
 def check_models(models: list, engine: EngineConfig, source: str = "<models>"):
-    """Reject ensembles the hybrid cannot run: mixed heads, bundles > 1, or a functional/basis/dt the models
+    """Reject ensembles the hybrid cannot run: bundles > 1, or a functional/basis/dt the models
     were not trained on (from ``model.rtml_meta['data']``, written by ``rtml train``)."""
     if not models:
         raise ValueError(f"{source}: expected at least one model")
-    heads = {m.cfg.head for m in models}
-    if len(heads) > 1:
-        raise ValueError(f"{source}: field 'model.head': expected one head for the whole ensemble, got {sorted(heads)}")
     for m in models:
         if m.cfg.bundle != 1:
             raise ValueError(f"{source}: field 'model.bundle': expected 1 (rtml propagate steps frame by frame), "
@@ -104,7 +101,7 @@ class _Member:
     def feed(self, cur_o, prev_o, e_mid, dt):
         """One model call; returns the predicted next state [1, 2, N, N] (Löwdin)."""
         drho = torch.zeros_like(cur_o) if prev_o is None else cur_o - prev_o
-        e_mid = e_mid.to(torch.float64 if self.st.ks is not None else self.st.s_half.dtype)
+        e_mid = e_mid.to(torch.float64)
         nxt, self.state = self.model.step(self.st, self.state, cur_o, drho, e_mid, dt)
         return nxt[-1]
 
@@ -130,7 +127,7 @@ def propagate_hybrid(models: list, molecule: Molecule, field_spec: FieldSpec, en
     p_gs_ao = sysm.ground_state(scf_guess)  # [S, N, N] complex128
     p_gs = sysm.to_orth(p_gs_ao)
     gs = ground_state_trajectory(sysm, p_gs_ao, e_rec[0], dt)
-    mol = MoleculeBatch.from_trajectories([gs], dtype=torch.float32, kohn_sham=models[0].cfg.head == "kohn_sham")
+    mol = MoleculeBatch.from_trajectories([gs], dtype=torch.float32, kohn_sham=True)
     rho0 = spin_resolved(torch.from_numpy(p_gs_ao))[None]  # [1, 2, N, N]
     members = [_Member(m, mol, rho0) for m in models]
     n_el = float(molecule.n_electrons)

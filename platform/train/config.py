@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from rtml.models.losses import LossConfig
-from rtml.models.surrogate import HEADS, SurrogateConfig, preset
+from rtml.models.surrogate import SurrogateConfig, preset
 from rtml.platform.configio import ConfigError, load_config, merge, to_dict
 from rtml.platform.evaluate import RolloutEvalConfig
 
@@ -126,8 +126,6 @@ class TrainConfig:
 def check(cfg: TrainConfig, source: str = "<config>") -> None:
     if cfg.model.preset not in MODEL_PRESETS:
         raise ConfigError(source, "model.preset", f"one of {MODEL_PRESETS}", cfg.model.preset)
-    if cfg.model.head not in HEADS:
-        raise ConfigError(source, "model.head", f"one of {HEADS}", cfg.model.head)
     if cfg.deepspeed.zero_stage not in (0, 1, 2):
         raise ConfigError(source, "deepspeed.zero_stage",
                           "0, 1 or 2 (stage 3 partitions parameters, and the surrogate reads parameters outside "

@@ -35,9 +35,9 @@ def electrons_per_spin(rho0: torch.Tensor, overlap: torch.Tensor) -> torch.Tenso
     return torch.diagonal(rho0 @ overlap.to(rho0.dtype)[:, None], dim1=-2, dim2=-1).sum(-1).real
 
 
-def needs_xc_potential(loss_cfg: LossConfig, head: str) -> bool:
+def needs_xc_potential(loss_cfg: LossConfig) -> bool:
     """Whether training reads the recorded V_xc(t) (Fock supervision) from the store."""
-    return head == "kohn_sham" and bool(loss_cfg.xc_potential or loss_cfg.hamiltonian_alignment)
+    return bool(loss_cfg.xc_potential or loss_cfg.hamiltonian_alignment)
 
 
 def window_loss(model, batch: WindowBatch, loss_cfg: LossConfig, device: torch.device, unrolled: bool = True):
@@ -54,7 +54,7 @@ def window_loss(model, batch: WindowBatch, loss_cfg: LossConfig, device: torch.d
     target, rho0 = rho[:, 1:], rho[:, 0]
     overlap = batch.overlap.to(device)
     total, terms = total_loss(pred, target, rho0, overlap, electrons_per_spin(rho0, overlap), dt, loss_cfg)
-    if v_theta is not None and (loss_cfg.xc_potential or loss_cfg.hamiltonian_alignment):
+    if loss_cfg.xc_potential or loss_cfg.hamiltonian_alignment:
         if vxc is None:
             raise ValueError(f"loss.xc_potential/hamiltonian_alignment > 0 need the recorded V_xc(t) of the windows "
                              f"(trajectories {batch.traj_ids[:3]}...): read windows with xc_potential=True from a "

@@ -57,7 +57,7 @@ def train_fn(config: dict) -> None:
     start = runtime.resume(run, ckpt)
 
     d = cfg.data
-    fock = needs_xc_potential(cfg.loss, cfg.model.head)
+    fock = needs_xc_potential(cfg.loss)
     stream = WindowStream(d.store, "train", d.horizons, d.steps_per_stage, d.batch_size, run.rank, run.world,
                           cfg.loop.seed, d.split_seed, d.split_fractions, xc_potential=fock)
     val = WindowStream(d.val_store or d.store, "all" if d.val_store else "val", d.horizons[-1:], 1,
