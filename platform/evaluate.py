@@ -12,7 +12,8 @@ pure functionals) and **trivial** ρ(t) = ρ(t0) (nothing changes). Metrics per 
 * ``spectrum_nrmse`` / ``spectrum_overlap`` below 20 eV (kicked trajectories only);
 * ``max_peak_shift_ev`` — kicked runs: the largest distance from a reference peak (< 20 eV, higher than 5% of the
   strongest) to the nearest predicted peak;
-* ``ms_per_step`` — wall time of the rollout per step (batch 1, this process's threads);
+* ``ms_per_step`` — wall time of the rollout per trajectory and step (trajectories of equal length are rolled out
+  together, up to ``batch`` at a time; this process's threads);
 * ``steps_to_violation`` — frames before any Hermiticity/trace/idempotency violation above ``violation_tol``
   (the rollout length when there is none).
 """
@@ -42,12 +43,14 @@ PREDICTORS = ("model", "frozen_xc", "linear_xc", "trivial")  # baselines: rtml.m
 class RolloutEvalConfig:
     """``max_steps``: frames rolled out per trajectory (None: all); ``context``: reference frames before the
     rollout start that warm up the model (≥ 1; 2 steps past a kick's discontinuity at t = dt/2); ``baselines``:
-    also roll out the frozen-xc physics baseline (the trivial one is free)."""
+    also roll out the frozen-xc and linear-xc physics baselines (the trivial one is free); ``batch``: trajectories
+    with the same rollout length and dt rolled out together (padded batch; 1 = one at a time)."""
     max_trajectories: int = 4
     max_steps: int | None = None
     context: int = 2
     violation_tol: float = 1e-3
     baselines: bool = True
+    batch: int = 4
 
 
 def _total(rho_spin: np.ndarray, n_spin: int) -> np.ndarray:
@@ -55,12 +58,14 @@ def _total(rho_spin: np.ndarray, n_spin: int) -> np.ndarray:
     return rho_spin.sum(1, keepdims=True) if n_spin == 1 else rho_spin
 
 
-def _timed_rollout(model, mol, rho, field, c, n, dt, device):
+def _timed_rollout(model, mol, rho, field, n, dt, device):
+    """rho [B, c+1, 2, N, N] reference frames (context, then the initial state), field [B, n+1, 3] float64 ->
+    (states [B, n, 2, N, N] complex128, ms per trajectory and step)."""
     t0 = time.perf_counter()
-    res = rollout(model, mol, rho[c][None].to(device), field.to(device), n, dt, store_every=1,
-                  context=rho[:c][None].to(device))
-    ms = 1e3 * (time.perf_counter() - t0) / n
-    return res.states[0].detach().cpu().to(torch.complex128), ms
+    res = rollout(model, mol, rho[:, -1].to(device), field.to(device), n, dt, store_every=1,
+                  context=rho[:, :-1].to(device))
+    ms = 1e3 * (time.perf_counter() - t0) / (n * rho.shape[0])
+    return res.states.detach().cpu().to(torch.complex128), ms
 
 
 def max_peak_shift_ev(omega, s_pred, s_ref, emax_ev: float = 20.0) -> float | None:
@@ -76,11 +81,8 @@ def max_peak_shift_ev(omega, s_pred, s_ref, emax_ev: float = 20.0) -> float | No
     return float(np.max(np.min(np.abs(ref[:, None] - pred[None, :]), axis=1)))
 
 
-@torch.no_grad()
-def evaluate_trajectory(model, traj, cfg: RolloutEvalConfig, device=None, source="<memory>") -> dict:
-    """Roll ``model`` (None: baselines only) and the baselines out on one trajectory -> per-predictor metrics."""
-    device = device or torch.device("cpu")
-    k = model.cfg.bundle if model is not None else 1
+def _rollout_length(traj, cfg: RolloutEvalConfig, k: int, source: str) -> tuple[int, int]:
+    """(context frames c, rolled-out frames n) of one trajectory for a model of bundle k."""
     c = max(1, cfg.context)
     n = traj.n_steps - 1 - c
     if cfg.max_steps:
@@ -88,21 +90,61 @@ def evaluate_trajectory(model, traj, cfg: RolloutEvalConfig, device=None, source
     n -= n % k
     if n < k:
         raise ValueError(f"{source}: trajectory has {traj.n_steps} frames; needs more than context+bundle={c + k}")
-    mol = MoleculeBatch.from_trajectories([traj], dtype=torch.float32, kohn_sham=True).to(device)
+    return c, n
+
+
+def evaluate_trajectory(model, traj, cfg: RolloutEvalConfig, device=None, source="<memory>") -> dict:
+    """Roll ``model`` (None: baselines only) and the baselines out on one trajectory -> per-predictor metrics."""
+    return evaluate_trajectories(model, [(traj, source)], cfg, device)[0]
+
+
+@torch.no_grad()
+def evaluate_trajectories(model, items: list, cfg: RolloutEvalConfig, device=None, progress: bool = False) -> list[dict]:
+    """``items``: (trajectory, source name) pairs -> per-trajectory metrics of the model (None: baselines only)
+    and the baselines; trajectories of equal rollout length and dt are rolled out together (``cfg.batch``);
+    ``progress``: a bar over trajectory-steps."""
+    from tqdm.auto import tqdm
+
+    device = device or torch.device("cpu")
+    k = model.cfg.bundle if model is not None else 1
+    if model is not None:
+        model.eval()
+    plans = [(traj, src, *_rollout_length(traj, cfg, k, src)) for traj, src in items]
+    groups: dict = {}
+    for i, (traj, _, c, n) in enumerate(plans):
+        groups.setdefault((c, n, float(traj.dt)), []).append(i)
+    preds: list[dict] = [{} for _ in plans]
+    bar = tqdm(total=sum(n for *_, n in plans), desc="evaluate", unit="traj-step", disable=not progress)
+    for (c, n, dt), idx in groups.items():
+        for j in range(0, len(idx), max(1, cfg.batch)):
+            chunk = idx[j:j + max(1, cfg.batch)]
+            trajs = [plans[i][0] for i in chunk]
+            mol = MoleculeBatch.from_trajectories(trajs, dtype=torch.float32, kohn_sham=True).to(device)
+            rho = torch.stack([spin_resolved(torch.from_numpy(t.density[:c + 1]), mol.nbf) for t in trajs])
+            field = torch.stack([torch.from_numpy(t.field[c:c + n + 1]) for t in trajs]).double()  # [B, n+1, 3]
+            predictors = {"model": model} if model is not None else {}
+            if cfg.baselines:
+                predictors["frozen_xc"] = FrozenXC()
+                if mol.ks.xc_kernel is not None:  # pure functionals
+                    predictors["linear_xc"] = LinearXC()
+            for who, m in predictors.items():
+                states, ms = _timed_rollout(m, mol, rho, field, n, dt, device)  # [B, n, 2, N, N]
+                for b, i in enumerate(chunk):
+                    nb = trajs[b].overlap.shape[-1]
+                    preds[i][who] = (states[b, :, :, :nb, :nb], ms)
+            bar.update(n * len(chunk))
+    bar.close()
+    return [_metrics(traj, src, c, n, preds[i], cfg) for i, (traj, src, c, n) in enumerate(plans)]
+
+
+def _metrics(traj, source: str, c: int, n: int, runs: dict, cfg: RolloutEvalConfig) -> dict:
+    """Per-predictor metrics of one trajectory from its rolled-out states ``runs[who] = (states [n, 2, N, N], ms)``."""
     rho = spin_resolved(torch.from_numpy(traj.density))  # [T, 2, N, N] complex128
-    field = torch.from_numpy(traj.field[c:c + n + 1])[None].float()
+    runs = dict(runs)
+    runs["trivial"] = (rho[c][None].expand(n, *rho.shape[1:]), 0.0)
     ref = traj.density[c + 1:c + n + 1]  # [n, S, N, N]
     r_ints, nuc = dipole_integrals(traj, source)
     mu_ref = obs.dipole_from_density(traj.density[:c + n + 1], r_ints, nuc)  # [c+n+1, 3]
-    runs = {}
-    if model is not None:
-        model.eval()
-        runs["model"] = _timed_rollout(model, mol, rho, field, c, n, traj.dt, device)
-    if cfg.baselines:
-        runs["frozen_xc"] = _timed_rollout(FrozenXC(), mol, rho, field.double(), c, n, traj.dt, device)
-        if mol.ks.xc_kernel is not None:  # pure functionals
-            runs["linear_xc"] = _timed_rollout(LinearXC(), mol, rho, field.double(), c, n, traj.dt, device)
-    runs["trivial"] = (rho[c][None].expand(n, *rho.shape[1:]), 0.0)
     out = {"id": source, "molecule": traj.molecule, "frames": n, "time": traj.time[:c + n + 1], "mu_ref": mu_ref,
            "mu": {}}
     s = torch.from_numpy(traj.overlap)[None]
@@ -159,14 +201,11 @@ def as_json(agg: dict) -> dict:
 
 def evaluate_store(model, store_path: str, ids: list[str] | None, cfg: RolloutEvalConfig,
                    device=None, progress: bool = True) -> list[dict]:
-    from tqdm.auto import tqdm
-
     from rtml.datasets.store.zarr_store import TrajectoryStore
 
     store = TrajectoryStore(store_path)
     ids = (ids or store.ids())[:cfg.max_trajectories]
-    return [evaluate_trajectory(model, store.read(i), cfg, device, source=i)
-            for i in tqdm(ids, desc="evaluate", disable=not progress, unit="traj")]
+    return evaluate_trajectories(model, [(store.read(i), i) for i in ids], cfg, device, progress=progress)
 
 
 STYLE = {"model": ("C1--", "rtml"), "frozen_xc": ("C0:", "frozen xc"), "linear_xc": ("C2-.", "linear xc"),

@@ -169,6 +169,27 @@ def test_rollout_evaluation_metrics_and_trivial_baseline(small_store, tmp_path):
     assert [p.name for p in plot_results([res], tmp_path)] == ["dipole.png", "spectrum.png"]
 
 
+def test_batched_evaluation_equals_one_at_a_time(small_store):
+    """Trajectories of different molecules (H2, LiH: padded batch) rolled out together give each one's metrics."""
+    from rtml.datasets.store.zarr_store import TrajectoryStore
+    from rtml.models.surrogate import Surrogate, preset
+    from rtml.platform.evaluate import RolloutEvalConfig, evaluate_trajectories
+
+    store = TrajectoryStore(small_store)
+    items = [(store.read(i), i) for i in store.ids()[:4]]
+    assert len({t.molecule for t, _ in items}) == 2
+    torch.manual_seed(0)
+    model = Surrogate(preset("debug", xc_anchor="linear")).eval()
+    for p in list(model.decoder.static_w.parameters()) + list(model.coef.parameters()):
+        torch.nn.init.normal_(p, std=0.05)  # non-trivial learned terms
+    one, together = (evaluate_trajectories(model, items, RolloutEvalConfig(max_steps=16, batch=b)) for b in (1, 4))
+    for a, b in zip(one, together):
+        assert a["id"] == b["id"]
+        for who in ("model", "frozen_xc", "linear_xc", "trivial"):
+            for m in ("dipole_nrmse", "scaled_l2"):
+                assert a[who][m] == pytest.approx(b[who][m], rel=1e-5, abs=1e-9), (a["id"], who, m)
+
+
 def test_default_train_config_is_valid():
     assert TrainConfig().model.preset == "debug"
 

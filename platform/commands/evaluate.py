@@ -43,6 +43,8 @@ def add_parser(sub) -> None:
     p.add_argument("--max-steps", type=int, default=DEFAULTS.max_steps, help="rollout frames per trajectory "
                                                                              "(default: all)")
     p.add_argument("--context", type=int, default=DEFAULTS.context, help="reference frames that warm up the model")
+    p.add_argument("--batch", type=int, default=DEFAULTS.batch, help="trajectories of equal length rolled out "
+                                                                     "together (1: one at a time)")
     p.add_argument("--tracking-uri", default=None)
     p.set_defaults(func=_main)
 
@@ -55,7 +57,7 @@ def _main(a) -> int:
                           a.model)
     run(EvaluateConfig(model=a.model, store=a.store, out=a.out, ids=a.ids.split(",") if a.ids else None,
                        rollout=RolloutEvalConfig(max_trajectories=a.max_trajectories, max_steps=a.max_steps,
-                                                 context=a.context),
+                                                 context=a.context, batch=a.batch),
                        json_path=a.json_path, tracking_uri=a.tracking_uri))
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from rtml.platform import tracking
@@ -43,11 +44,12 @@ def export_model(module, cfg: TrainConfig, out: Path, uri: str, run_id: str) -> 
                                                       "data": training_data_summary(cfg.data.store)})
     module = load_model(path)  # a clean copy: the engine's module carries DeepSpeed hooks and process groups
     store, ids = held_out_ids(cfg)
+    t0 = time.perf_counter()
     results = evaluate_store(module, store, ids, cfg.eval, progress=False) if ids is None or ids else []
     agg = aggregate(results)
     plots = plot_results(results, out / "plots") if results else []
     summary = {"model": str(path), "held_out_store": store, "held_out": [r["id"] for r in results],
-               "rollout": agg, "per_trajectory": [{"id": r["id"], **{w: r[w] for w in PREDICTORS if w in r}}
+               "eval_seconds": time.perf_counter() - t0, "rollout": agg, "per_trajectory": [{"id": r["id"], **{w: r[w] for w in PREDICTORS if w in r}}
                                                   for r in results], "plots": [str(p) for p in plots]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     save_yaml(cfg, out / "config.yaml")
