@@ -106,7 +106,7 @@ def compare(model, store: str, task: Task, settings: AdaptSettings, progress=Non
         if progress:
             progress(name)
     agg = aggregate(results["zero_shot"])
-    metrics.update({k: v for k, v in agg.items() if k.startswith(("trivial/", "frozen_xc/"))})
+    metrics.update({k: v for k, v in agg.items() if k.startswith(("trivial/", "frozen_xc/", "linear_xc/"))})
     return {"models": models, "results": results, "metrics": metrics, "steps": steps,
             "inner_lrs": learner.inner_lrs()}
 
@@ -114,9 +114,9 @@ def compare(model, store: str, task: Task, settings: AdaptSettings, progress=Non
 def format_comparison(metrics: dict) -> str:
     from rtml.platform.evaluate import METRICS
 
-    cols = (*METHODS, "frozen_xc", "trivial")
+    cols = (*METHODS, "frozen_xc", "linear_xc", "trivial")
     rows = [f"{'metric':<20}" + "".join(f"{c:>14}" for c in ("zero-shot", "fine-tune", "adapted", "frozen xc",
-                                                               "ρ(t)=ρ(t0)"))]
+                                                               "linear xc", "ρ(t)=ρ(t0)"))]
     for m in ("query_loss", *METRICS):
         vals = [metrics.get(f"{c}/{m}") for c in cols]
         if any(v is not None for v in vals):

@@ -76,7 +76,7 @@ def test_validity_triggers_fire_and_the_reference_takes_over(what):
 
 
 def test_spread_trigger_fires_for_a_disagreeing_ensemble():
-    a = Surrogate(preset("debug"))  # frozen xc
+    a = Surrogate(preset("debug", xc_anchor="frozen"))  # frozen xc
     b = Surrogate(preset("debug", xc_anchor="linear"))  # linear xc: a different prediction
     res = _run([a, b], HybridConfig(max_spread=1e-4, anchor_steps=4))
     assert "spread" in {t["reason"] for t in res.triggers}

@@ -129,7 +129,7 @@ def test_network_off_is_the_independent_frozen_xc_propagator(h2o_kick):
     mol = MoleculeBatch.from_trajectories([h2o_kick], dtype=torch.float32, kohn_sham=True)
     rho0 = spin_resolved(torch.from_numpy(h2o_kick.density[0]))[None]
     field = torch.from_numpy(h2o_kick.field[:n + 1])[None]
-    untrained = Surrogate(preset("debug"))  # float32 network, decoder output 0: V_θ = V_xc[ρ(0)]
+    untrained = Surrogate(preset("debug", xc_anchor="frozen"))  # float32 network, decoder 0: V_θ = V_xc[ρ(0)]
     for model in (FrozenXC(), untrained):
         with torch.no_grad():
             res = rollout(model, mol, rho0, field, n, h2o_kick.dt)

@@ -15,7 +15,7 @@ from rtml.platform.train.objective import kohn_sham_terms
 
 def test_debug_model_overfits_one_trajectory(h2_traj):
     torch.manual_seed(0)
-    model = Surrogate(preset("debug"), dtype=torch.float64)
+    model = Surrogate(preset("debug", xc_anchor="frozen"), dtype=torch.float64)
     mol = MoleculeBatch.from_trajectories([h2_traj], kohn_sham=True)
     rho = spin_resolved(torch.from_numpy(h2_traj.density))[None]  # [1, T+1, 2, N, N]
     field = torch.from_numpy(h2_traj.field)[None]
