@@ -44,7 +44,7 @@ class RolloutEvalConfig:
     """``max_steps``: frames rolled out per trajectory (None: all); ``context``: reference frames before the
     rollout start that warm up the model (≥ 1; 2 steps past a kick's discontinuity at t = dt/2); ``baselines``:
     also roll out the frozen-xc and linear-xc physics baselines (the trivial one is free); ``batch``: trajectories
-    with the same rollout length and dt rolled out together (padded batch; 1 = one at a time)."""
+    with the same rollout length, dt and functional rolled out together (padded batch; 1 = one at a time)."""
     max_trajectories: int = 4
     max_steps: int | None = None
     context: int = 2
@@ -101,7 +101,8 @@ def evaluate_trajectory(model, traj, cfg: RolloutEvalConfig, device=None, source
 @torch.no_grad()
 def evaluate_trajectories(model, items: list, cfg: RolloutEvalConfig, device=None, progress: bool = False) -> list[dict]:
     """``items``: (trajectory, source name) pairs -> per-trajectory metrics of the model (None: baselines only)
-    and the baselines; trajectories of equal rollout length and dt are rolled out together (``cfg.batch``);
+    and the baselines; trajectories of equal rollout length, dt and functional are rolled out together
+    (``cfg.batch``);
     ``progress``: a bar over trajectory-steps."""
     from tqdm.auto import tqdm
 
@@ -111,11 +112,11 @@ def evaluate_trajectories(model, items: list, cfg: RolloutEvalConfig, device=Non
         model.eval()
     plans = [(traj, src, *_rollout_length(traj, cfg, k, src)) for traj, src in items]
     groups: dict = {}
-    for i, (traj, _, c, n) in enumerate(plans):
-        groups.setdefault((c, n, float(traj.dt)), []).append(i)
+    for i, (traj, _, c, n) in enumerate(plans):  # same functional too: a hybrid has no linear-xc baseline
+        groups.setdefault((c, n, float(traj.dt), traj.functional), []).append(i)
     preds: list[dict] = [{} for _ in plans]
     bar = tqdm(total=sum(n for *_, n in plans), desc="evaluate", unit="traj-step", disable=not progress)
-    for (c, n, dt), idx in groups.items():
+    for (c, n, dt, _), idx in groups.items():
         for j in range(0, len(idx), max(1, cfg.batch)):
             chunk = idx[j:j + max(1, cfg.batch)]
             trajs = [plans[i][0] for i in chunk]
