@@ -2,10 +2,10 @@
 
 1. generate a training store with the PySCF reference engine on local Ray (H2, LiH, H2O; sampled geometries; kicks
    and Gaussian pulses) and a held-out store of *other* geometries and fields (another seed) with long trajectories:
-   one 2000-step kick (400 a.u.: enough to resolve the bright peaks) and one 1000-step pulse per molecule;
+   one 2000-step kick (400 a.u.: enough to resolve the bright peaks) and one 600-step pulse per molecule;
 2. train the surrogate with Ray Train + DeepSpeed on 2 local CPU workers (recipe ``quickstart`` below);
-3. evaluate rollouts on the held-out store against the reference, side by side with the frozen-xc and trivial
-   physics baselines, with plots;
+3. evaluate rollouts on the held-out store against the reference, side by side with the frozen-xc, linear-xc and
+   trivial physics baselines, with plots;
 4. few-shot: MAML meta-training over the training molecules (Ray Train, starting from the trained model), then
    adaptation to a molecule held out of training (NH3; K support + 3 query trajectories generated on the spot),
    printed as a before/after table next to zero-shot and fine-tuning;
