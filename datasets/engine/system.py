@@ -51,7 +51,7 @@ class ElectronicSystem:
             self.mf = dft.UKS(self.mol) if self.open_shell else dft.RKS(self.mol)
             self.mf.xc = cfg.xc
             self.mf.grids.level = cfg.grid_level
-            if cfg.ao_cache_mb > 0:  # the geometry is fixed: evaluate the AOs on the grid once (bit-identical)
+            if cfg.ao_cache_mb > 0:  # the geometry is fixed: evaluate the AOs on the grid once (same results)
                 self.mf._numint = CachedNumInt(cfg.ao_cache_mb)
         self.mf.conv_tol = cfg.scf_conv_tol
         self.mf.conv_tol_grad = cfg.scf_conv_tol_grad
