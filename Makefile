@@ -17,7 +17,7 @@ setup: $(STAMP)
 quickstart: $(STAMP)  ## the main job, end to end on embedded defaults
 	$(VENV)/bin/rtml quickstart
 
-test: $(STAMP)  ## the default test suite (CPU, ~20 min on 2 cores)
+test: $(STAMP)  ## the default test suite (CPU, ~15-20 min on 2 cores)
 	PATH=$(abspath $(VENV))/bin:$$PATH pytest
 
 test-slow: $(STAMP)
