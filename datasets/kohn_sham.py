@@ -12,9 +12,9 @@ Kohn–Sham head and the physics baselines.
 * ``V_xc`` — everything two-electron beyond J (the xc potential; for hybrids and HF also −½·a·K[P], which sees
   Im P) — is what the surrogate learns. :func:`xc_potential` evaluates it exactly (the Fock-supervision target and
   the test oracle); ``vxc0`` is its value at the reference density P(0) (the frozen-xc baseline's and the
-  untrained model's V_θ). :func:`xc_kernel` is its exact linear response at P(0) (PySCF's adiabatic xc kernel,
-  ``nr_rks_fxc``/``nr_uks_fxc``), a dense [2, N², 2, N²] matrix (pure functionals): the linear-xc baseline
-  V_xc[P(0)] + K[P − P(0)], and a source the network may weight (zero at initialisation).
+  untrained model's V_θ). :func:`rtml.datasets.xc_kernel.xc_kernel` is its exact linear response at P(0) (the
+  adiabatic xc kernel plus exact exchange for hybrids; Löwdin basis, pair coordinates): the linear-xc baseline
+  V_xc[P(0)] + K[P − P(0)] and the surrogate's linear anchor.
 
 Everything is float64 (complex128 for V_xc) and is computed once per geometry: the window reader caches it per
 trajectory (nothing is stored in the Zarr store: the ERI factor of C6H6/6-31G would be ~10× its density
@@ -34,6 +34,7 @@ from rtml.datasets.engine.system import ElectronicSystem, SystemConfig
 from rtml.datasets.errors import DataError
 from rtml.datasets.molecules import Molecule
 from rtml.datasets.trajectory import ELEMENTS
+from rtml.datasets.xc_kernel import XCKernel, pairs, xc_kernel
 
 J_METHODS = ("cholesky", "df")
 
@@ -48,7 +49,7 @@ class KohnShamTerms:
     j_factor: np.ndarray  # [Q, N, N] float64, J[P] = Σ_Q L_Q tr(L_Q P_total)
     vxc0: np.ndarray  # [S, N, N] complex128, Hartree: V_xc at rho0
     rho0: np.ndarray  # [S, N, N] complex128: the reference density P(0) of vxc0
-    xc_kernel: np.ndarray | None = None  # [2, N*N, 2, N*N] float64: δV_σ = Σ_σ' K[σ, :, σ', :] vec(δP_σ')
+    xc_kernel: XCKernel | None = None  # K_xc at rho0, Löwdin basis, pair coordinates (rtml.datasets.xc_kernel)
 
 
 def system_from_static(static: dict, source: str = "<memory>") -> ElectronicSystem:
@@ -104,46 +105,6 @@ def xc_potential(sysm: ElectronicSystem, p: np.ndarray, vhf=None) -> np.ndarray:
     return (veff - vj[None]).astype(np.complex128)
 
 
-def xc_kernel(sysm: ElectronicSystem, rho0: np.ndarray) -> np.ndarray:
-    """Exact linear response of V_xc at ``rho0`` [S, N, N] (store layout): K [2, N², 2, N²] float64 in the
-    spin-resolved layout (α, β; row-major vec), δV_σ = Σ_σ' K[σ, :, σ', :] vec(Re δP_σ'). A closed-shell reference
-    gives the total-density kernel in all four spin blocks (exact for the spin-symmetric perturbations a closed shell
-    keeps). Pure functionals only: with exact exchange the response also depends on Im δP."""
-    if sysm.needs_complex:
-        raise DataError("<kohn_sham>", "xc", "a pure (LDA/GGA) functional for the xc kernel (exact exchange makes "
-                                             "V_xc depend on Im P; not implemented)", sysm.cfg.xc)
-    n = sysm.nbf
-    iu = np.triu_indices(n)
-    m = len(iu[0])
-    unit = np.zeros((m, n, n))
-    unit[np.arange(m), iu[0], iu[1]] = 1.0
-    unit[np.arange(m), iu[1], iu[0]] = 1.0
-    ni, grids = sysm.mf._numint, sysm.mf.grids
-    if grids.coords is None:
-        grids.build()
-    cols = np.where(iu[0] == iu[1], 1.0, 0.5)  # symmetric unit (k,l) carries δP_kl once, shared by (k,l) and (l,k)
-
-    def full(resp):  # [m, n, n] responses to the symmetric units -> [n², n²]
-        k = np.zeros((n * n, n * n))
-        k[:, iu[0] * n + iu[1]] = (resp.reshape(m, n * n) * cols[:, None]).T
-        k[:, iu[1] * n + iu[0]] = (resp.reshape(m, n * n) * cols[:, None]).T
-        return k
-
-    out = np.zeros((2, n * n, 2, n * n))
-    p0 = np.asarray(rho0).real
-    if not sysm.open_shell:
-        kt = full(ni.nr_rks_fxc(sysm.mol, grids, sysm.mf.xc, p0[0], unit, hermi=1))
-        out[:] = kt[None, :, None, :]
-        return out
-    for t in range(2):  # perturb spin t only
-        dms = np.zeros((2, m, n, n))
-        dms[t] = unit
-        resp = ni.nr_uks_fxc(sysm.mol, grids, sysm.mf.xc, p0, dms, hermi=1)  # [2, m, n, n]
-        for s_ in range(2):
-            out[s_, :, t, :] = full(np.asarray(resp[s_]))
-    return out
-
-
 def kohn_sham_terms(static: dict, rho0: np.ndarray, j_method: str = "cholesky", source: str = "<memory>",
                     sysm: ElectronicSystem | None = None, with_kernel: bool = True) -> KohnShamTerms:
     """The exact terms of a trajectory: ``static`` as returned by ``TrajectoryStore.static`` (or built from a
@@ -155,7 +116,7 @@ def kohn_sham_terms(static: dict, rho0: np.ndarray, j_method: str = "cholesky", 
     hcore = static.get("core_hamiltonian")
     hcore = sysm.hcore if hcore is None else np.asarray(hcore, np.float64)
     vxc0 = xc_potential(sysm, rho0)
-    kernel = xc_kernel(sysm, rho0) if with_kernel and not sysm.needs_complex else None
+    kernel = xc_kernel(sysm, rho0) if with_kernel else None
     return KohnShamTerms(overlap=sysm.overlap, hcore=hcore, r_ints=sysm.r_ints, j_factor=j_factor(sysm, j_method),
                          vxc0=vxc0, rho0=rho0, xc_kernel=kernel)
 
@@ -177,7 +138,10 @@ class KohnShamBatch:
     j_factor: torch.Tensor  # [B, Q, N, N] float64 (zero-padded in Q)
     vxc0: torch.Tensor  # [B, 2, N, N] complex128, V_xc at the reference density
     rho_gs: torch.Tensor  # [B, 2, N, N] complex128, the reference (ground-state) density, spin-resolved
-    xc_kernel: torch.Tensor | None = None  # [B, 2, N*N, 2, N*N] float64 (padded N), None if any term lacks one
+    # K_xc at ρ(0) (rtml.datasets.xc_kernel; padded N, pair coordinates of the padded basis; S = 2 if any member is
+    # open-shell, closed shells then fill all four spin blocks), None if any term lacks one
+    xc_kernel: torch.Tensor | None = None  # [B, S, M, S, M] float64, M = N(N+1)/2: Re δP -> Re δV
+    xc_kernel_anti: torch.Tensor | None = None  # [B, S, M', S, M'] float64, M' = N(N-1)/2: Im δP -> Im δV (exchange)
 
     def to(self, device=None) -> KohnShamBatch:
         return KohnShamBatch(**{f.name: None if getattr(self, f.name) is None else
@@ -204,12 +168,33 @@ class KohnShamBatch:
             rho = torch.from_numpy(np.asarray(t.rho0, np.complex128))
             out.rho_gs[b, :, :n, :n] = torch.cat([0.5 * rho, 0.5 * rho]) if rho.shape[0] == 1 else rho
         if all(t.xc_kernel is not None for t in terms):
-            k = torch.zeros(B, 2, N, N, 2, N, N, dtype=torch.float64)
-            for b, t in enumerate(terms):
-                n = t.hcore.shape[-1]
-                k[b, :, :n, :n, :, :n, :n] = torch.from_numpy(t.xc_kernel).reshape(2, n, n, 2, n, n)
-            out.xc_kernel = k.reshape(B, 2, N * N, 2, N * N)
+            out.xc_kernel = _pad_kernels([t.xc_kernel.sym for t in terms], N, strict=False)
+            if any(t.xc_kernel.anti is not None for t in terms):
+                out.xc_kernel_anti = _pad_kernels([t.xc_kernel.anti for t in terms], N, strict=True)
         return out
+
+
+def _pad_kernels(blocks: list, n_pad: int, strict: bool) -> torch.Tensor:
+    """Pair-coordinate kernel blocks [S_b, m_b, S_b, m_b] (None: zero) -> [B, S, M, S, M] in the pair coordinates
+    of the padded basis (``strict``: the M' strict-upper pairs)."""
+    spins = max(k.shape[0] for k in blocks if k is not None)
+    idx = np.zeros((n_pad, n_pad), np.int64)
+    i0, i1, _, j0, j1 = pairs(n_pad)
+    r, c = (j0, j1) if strict else (i0, i1)
+    idx[r, c] = np.arange(len(r))
+    out = torch.zeros(len(blocks), spins, len(r), spins, len(r), dtype=torch.float64)
+    for b, k in enumerate(blocks):
+        if k is None:
+            continue
+        n = int(round((np.sqrt(8 * k.shape[1] + 1) + (1 if strict else -1)) / 2))
+        a0, a1, _, s0, s1 = pairs(n)
+        pos = torch.from_numpy(idx[(s0, s1) if strict else (a0, a1)])  # this molecule's pairs in the padded basis
+        kt = torch.from_numpy(k)
+        for s in range(spins):
+            for t in range(spins):
+                blk = kt[min(s, k.shape[0] - 1), :, min(t, k.shape[0] - 1), :]  # closed shell: the same block 4×
+                out[b, s, :, t, :][pos[:, None], pos[None, :]] = blk
+    return out
 
 
 def potential_spin_resolved(v) -> torch.Tensor:

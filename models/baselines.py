@@ -6,7 +6,7 @@
   No training, no parameters; it costs two small matrix exponentials and two J contractions a step.
 
 * :class:`LinearXC` — the same with the exact adiabatic xc kernel at ρ(0):
-  H = h + J[ρ] + V_xc[ρ(0)] + K_xc[ρ − ρ(0)] + E(t)·r (linear response: exact for weak fields; pure functionals).
+  H = h + J[ρ] + V_xc[ρ(0)] + K_xc[ρ − ρ(0)] + E(t)·r (linear response: exact for weak fields; for hybrids K includes exact exchange, which sees Im ρ).
 
 The third baseline, the trivial ρ(t) = ρ(t0), needs no propagation (``rtml.platform.evaluate``).
 """
@@ -68,6 +68,6 @@ class LinearXC(FrozenXC):
     """Linear-xc propagator (module docstring): the xc kernel at ρ(0) applied to ρ − ρ(0), evaluated like J."""
 
     def potential(self, st):
-        if st.ks.kxc_o is None:
-            raise ValueError("the linear-xc baseline needs the xc kernel (pure functionals only)")
+        if st.ks.kxc is None:
+            raise ValueError("the linear-xc baseline needs the xc kernel (KohnShamBatch.xc_kernel)")
         return st.ks.vxc0_o, st.ks.linear_xc

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from rtml.datasets.kohn_sham import KohnShamBatch
+from rtml.datasets.xc_kernel import pairs, sym_coords
 from rtml.models.physics import hermitize
 
 
@@ -37,7 +38,9 @@ class KohnShamOperators:
     rho_gs_o: torch.Tensor  # [B, 2, N, N] complex128
     x: torch.Tensor  # [B, N, N] float64, S^-½
     x_inv: torch.Tensor  # [B, N, N] float64, S^½
-    kxc_o: torch.Tensor | None = None  # [B, 2, N², 2, N²] float64: the xc kernel at ρ(0), Löwdin basis
+    kxc: torch.Tensor | None = None  # [B, S·M, S·M] float64: the xc kernel at ρ(0) (Löwdin, pair coordinates)
+    kxc_anti: torch.Tensor | None = None  # [B, S·M', S·M'] float64: its exact-exchange part on Im ρ (hybrids)
+    kxc_spins: int = 1  # S: 1 = total-density kernel (closed shells), 2 = spin-resolved
 
     @classmethod
     def from_batch(cls, ks: KohnShamBatch) -> KohnShamOperators:
@@ -49,12 +52,10 @@ class KohnShamOperators:
             x_inv = (v * w.sqrt()[..., None, :]) @ v.mT
             xc = x.to(torch.complex128)
             xi = x_inv.to(torch.complex128)
-            kxc_o = None
-            if ks.xc_kernel is not None:
-                xx = torch.einsum("bmk,bnl->bmnkl", x, x).flatten(-2).flatten(1, 2)  # X ⊗ X [B, N², N²]
-                k = ks.xc_kernel.permute(0, 1, 3, 2, 4)  # [B, 2, 2, N², N²]
-                kxc_o = (xx[:, None, None] @ k @ xx[:, None, None]).permute(0, 1, 3, 2, 4)  # [B, 2, N², 2, N²]
-            return cls(kxc_o=kxc_o, h_o=(x @ ks.hcore @ x).to(torch.complex128), r_o=(x[:, None] @ ks.r_ints @ x[:, None]).to(
+            kxc = None if ks.xc_kernel is None else ks.xc_kernel.flatten(3, 4).flatten(1, 2)  # already Löwdin
+            kxc_anti = None if ks.xc_kernel_anti is None else ks.xc_kernel_anti.flatten(3, 4).flatten(1, 2)
+            spins = 1 if ks.xc_kernel is None else ks.xc_kernel.shape[1]
+            return cls(kxc=kxc, kxc_anti=kxc_anti, kxc_spins=spins, h_o=(x @ ks.hcore @ x).to(torch.complex128), r_o=(x[:, None] @ ks.r_ints @ x[:, None]).to(
                 torch.complex128), l_o=x[:, None] @ ks.j_factor @ x[:, None],
                 vxc0_o=xc[:, None] @ ks.vxc0 @ xc[:, None], rho_gs_o=xi[:, None] @ ks.rho_gs @ xi[:, None],
                 x=x, x_inv=x_inv)
@@ -68,13 +69,29 @@ class KohnShamOperators:
         return j.squeeze(-1).unflatten(-1, (n, n)).to(torch.complex128).unsqueeze(-3)
 
     def linear_xc(self, rho_o: torch.Tensor) -> torch.Tensor:
-        """K[ρ − ρ(0)] [*, B, 2, N, N] complex128 (Löwdin): the xc kernel at ρ(0) applied to the deviation."""
-        if self.kxc_o is None:
-            raise ValueError("the linear-xc term needs the xc kernel (pure functionals; KohnShamBatch.xc_kernel)")
-        n = rho_o.shape[-1]
-        d = (rho_o - self.rho_gs_o).real.to(torch.float64).flatten(-3).unsqueeze(-1)  # [*, B, 2N², 1]
-        v = self.kxc_o.flatten(-2).flatten(1, 2) @ d  # [*, B, 2N², 1]
-        return v.squeeze(-1).unflatten(-1, (2, n, n)).to(torch.complex128)
+        """K[ρ − ρ(0)] [*, B, 2, N, N] complex128 (Löwdin): the xc kernel at ρ(0) applied to the deviation, in the
+        pair coordinates of :mod:`rtml.datasets.xc_kernel` (Re part; Im part through exact exchange for hybrids)."""
+        if self.kxc is None:
+            raise ValueError("the linear-xc term needs the xc kernel (KohnShamBatch.xc_kernel)")
+        n, s = rho_o.shape[-1], self.kxc_spins
+        i0, i1, _, j0, j1 = pairs(n)
+        d = rho_o.to(torch.complex128) - self.rho_gs_o  # [*, B, 2, N, N]
+        if s == 1:
+            d = d.sum(-3, keepdim=True)  # total density [*, B, 1, N, N]
+        out = torch.zeros(d.shape, dtype=torch.float64, device=d.device)
+        v = self.kxc @ sym_coords(d.real).flatten(-2).unsqueeze(-1)  # [*, B, S·M, 1]
+        v = v.squeeze(-1).unflatten(-1, (s, len(i0)))  # [*, B, S, M]
+        out[..., i0, i1] = v
+        out[..., i1, i0] = v
+        out = out.to(torch.complex128)
+        if self.kxc_anti is not None:
+            va = (self.kxc_anti @ d.imag[..., j0, j1].flatten(-2).unsqueeze(-1)).squeeze(-1)  # [*, B, S·M', 1]
+            va = va.unflatten(-1, (s, len(j0)))  # [*, B, S, M']
+            im = torch.zeros(d.shape, dtype=torch.float64, device=d.device)
+            im[..., j0, j1] = va
+            im[..., j1, j0] = -va
+            out = out + 1j * im
+        return out if s == 2 else out.expand(*out.shape[:-3], 2, n, n)
 
     def field_term(self, e: torch.Tensor) -> torch.Tensor:
         """E·r [*, B, 1, N, N] complex128 for fields e [*, B, 3] (a.u.)."""

@@ -61,7 +61,7 @@ class SurrogateConfig:
     bundle: int = 1  # sub-steps predicted per model call (temporal bundling)
     v_scale: float = 0.01  # Hartree per unit decoder output (V_θ = V_xc[ρ(0)] + v_scale·M)
     ks_iterations: int = 1  # corrector passes of the Kohn–Sham head's midpoint (rtml.models.kohn_sham)
-    linear_xc_source: bool = True  # add c_θ ∘ K_xc[ρ − ρ(0)] (exact xc kernel at ρ(0); pure functionals)
+    linear_xc_source: bool = True  # add c_θ ∘ K_xc[ρ − ρ(0)] (exact xc kernel at ρ(0))
     xc_anchor: str = "linear"  # what the untrained model is: linear xc (c_θ = 1, learned terms O(Δρ²)) | frozen xc
 
     def __post_init__(self):
@@ -245,10 +245,9 @@ class Surrogate(nn.Module):
         v = self.potential(st, m if gate is None else m * gate[..., None, :, None, None, None])  # [*, k, B, 2, N, N]
         lin = None
         if self.cfg.linear_xc_source:
-            if st.ks.kxc_o is None:
-                raise ValueError("model.linear_xc_source=True needs the xc kernel at ρ(0) (computed for pure "
-                                 "functionals only); for hybrids set model.xc_anchor=frozen "
-                                 "model.linear_xc_source=false")
+            if st.ks.kxc is None:
+                raise ValueError("model.linear_xc_source=True needs the xc kernel at ρ(0) (KohnShamBatch.xc_kernel; "
+                                 "pure functionals, global hybrids and HF)")
             psi = self.coef(latent)[..., 0].to(torch.float64)  # [*, B*A]
             c = psi[..., st.atom_ao][..., :, :, None] + psi[..., st.atom_ao][..., :, None, :]  # [*, B, N, N]
             if linear:

@@ -4,8 +4,7 @@ For every trajectory: the model rolls out autoregressively from the reference st
 frames before it warm up the recurrent state), driven by the trajectory's field, and is compared with the
 reference engine side by side with two physics baselines that need no training: **frozen xc** (the Kohn–Sham
 head with the network off, H = h + J[ρ(t)] + V_xc[ρ(0)] + E(t)·r, :class:`rtml.models.baselines.FrozenXC`),
-**linear xc** (plus the exact xc kernel at ρ(0) applied to ρ − ρ(0): linear response, exact for weak kicks;
-pure functionals) and **trivial** ρ(t) = ρ(t0) (nothing changes). Metrics per predictor:
+**linear xc** (plus the exact xc kernel at ρ(0) applied to ρ − ρ(0): linear response, exact for weak kicks) and **trivial** ρ(t) = ρ(t0) (nothing changes). Metrics per predictor:
 
 * ``scaled_l2`` — ‖ρ_pred − ρ_ref‖ / ‖ρ_ref‖ over all rolled-out frames;
 * ``dipole_nrmse`` — RMS(μ_pred − μ_ref) / RMS(μ_ref − μ_ref(0)) (the trivial baseline scores ≈ 1);
@@ -112,7 +111,7 @@ def evaluate_trajectories(model, items: list, cfg: RolloutEvalConfig, device=Non
         model.eval()
     plans = [(traj, src, *_rollout_length(traj, cfg, k, src)) for traj, src in items]
     groups: dict = {}
-    for i, (traj, _, c, n) in enumerate(plans):  # same functional too: a hybrid has no linear-xc baseline
+    for i, (traj, _, c, n) in enumerate(plans):  # same functional too (one kernel layout a batch)
         groups.setdefault((c, n, float(traj.dt), traj.functional), []).append(i)
     preds: list[dict] = [{} for _ in plans]
     bar = tqdm(total=sum(n for *_, n in plans), desc="evaluate", unit="traj-step", disable=not progress)
@@ -126,7 +125,7 @@ def evaluate_trajectories(model, items: list, cfg: RolloutEvalConfig, device=Non
             predictors = {"model": model} if model is not None else {}
             if cfg.baselines:
                 predictors["frozen_xc"] = FrozenXC()
-                if mol.ks.xc_kernel is not None:  # pure functionals
+                if mol.ks.xc_kernel is not None:
                     predictors["linear_xc"] = LinearXC()
             for who, m in predictors.items():
                 states, ms = _timed_rollout(m, mol, rho, field, n, dt, device)  # [B, n, 2, N, N]

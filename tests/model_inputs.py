@@ -50,7 +50,8 @@ def with_kohn_sham(mol: MoleculeBatch, rho0, names_bases, kernel: bool = True) -
     """Attach exact Kohn–Sham terms (PySCF h, r, J factor; V_xc of the guess density; the xc kernel when
     ``kernel``) to a :func:`guess_inputs` batch. Closed shells use the total density, open shells α and β."""
     from rtml.datasets.engine.system import ElectronicSystem, SystemConfig
-    from rtml.datasets.kohn_sham import KohnShamBatch, KohnShamTerms, j_factor, xc_kernel, xc_potential
+    from rtml.datasets.kohn_sham import KohnShamBatch, KohnShamTerms, j_factor, xc_potential
+    from rtml.datasets.xc_kernel import xc_kernel
 
     terms = []
     for b, (name, basis) in enumerate(names_bases):

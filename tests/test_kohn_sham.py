@@ -13,9 +13,9 @@ from rtml.datasets.kohn_sham import (
     kohn_sham_terms,
     static_of,
     system_from_static,
-    xc_kernel,
     xc_potential,
 )
+from rtml.datasets.xc_kernel import apply, xc_kernel
 from rtml.datasets.molecules import CATALOG
 from rtml.models.baselines import FrozenXC, LinearXC
 from rtml.models.inputs import MoleculeBatch, spin_resolved
@@ -138,24 +138,81 @@ def test_network_off_is_the_independent_frozen_xc_propagator(h2o_kick):
     assert np.abs(ref[-1] - h2o_kick.density[n, 0]).max() > 1e-5  # frozen xc really differs from the engine
 
 
+def _fd_check(sysm, p0, d, eps, spins=slice(None)):
+    """max |K[δP] − central difference of V_xc[P0 ± εδP]| / max |FD| for a Löwdin-basis δP [S, N, N]."""
+    k = xc_kernel(sysm, p0)
+    d_ao = sysm.x @ d @ sysm.x
+    fd = (xc_potential(sysm, p0 + eps * d_ao) - xc_potential(sysm, p0 - eps * d_ao)) / (2 * eps)  # [S, N, N] AO
+    fd = (sysm.x @ fd @ sysm.x)[spins]  # Löwdin
+    got = apply(k, d)[spins]
+    return np.abs(got - fd).max() / np.abs(fd).max(), k
+
+
 @pytest.mark.parametrize("name", ["h2o_kick", "h2p_traj"])
 def test_xc_kernel_is_the_derivative_of_the_xc_potential(name, request):
     """K_xc[δP] against central differences of PySCF's V_xc[P0 ± εδP] (closed shell H2O, open-shell H2+). H2+ has
     no β electron (the LDA kernel diverges at ρ_β = 0): it is perturbed in α only, and δV_α compared."""
     traj = request.getfixturevalue(name)
     sysm = system_from_static(static_of(traj))
-    p0 = traj.density[0].real  # [S, N, N] store layout
-    n, eps = p0.shape[-1], 1e-4
+    p0 = traj.density[0]  # [S, N, N] store layout
     d = np.random.default_rng(0).normal(size=p0.shape)
     d = 0.5 * (d + d.swapaxes(-1, -2))
     if d.shape[0] == 2:
         d[1] = 0.0
-    fd = (xc_potential(sysm, p0 + eps * d) - xc_potential(sysm, p0 - eps * d)).real / (2 * eps)  # [S, N, N]
-    k = xc_kernel(sysm, p0)  # [2, N², 2, N²]
-    d2 = np.stack([0.5 * d[0], 0.5 * d[0]]) if d.shape[0] == 1 else d  # spin-resolved δP
-    got = np.einsum("spuq,uq->sp", k, d2.reshape(2, n * n)).reshape(2, n, n)
-    got, fd = got[:1], fd[:1]
-    assert np.abs(got - fd).max() < 1e-6 * np.abs(fd).max()
+    err, k = _fd_check(sysm, p0, d.astype(np.complex128), 1e-4, slice(0, 1))
+    assert err < 1e-5, err
+    assert k.anti is None  # pure functional: Im P does not enter V_xc
+
+
+def test_hybrid_xc_kernel_includes_exact_exchange_on_complex_densities():
+    """B3LYP (H2O): the kernel is the semilocal f_xc plus −½·0.2·K[δP], and it maps a complex Hermitian δP (Re and
+    Im parts) like central differences of the engine's V_xc; HF (pure exchange) likewise."""
+    from rtml.datasets.engine.system import ElectronicSystem
+
+    rng = np.random.default_rng(1)
+    for xc, eps, tol in (("B3LYP", 1e-5, 1e-6), ("HF", 1e-4, 1e-9)):
+        sysm = ElectronicSystem(CATALOG["h2o"], SystemConfig(xc=xc))
+        p0 = sysm.ground_state()
+        n = sysm.nbf
+        d = rng.normal(size=(1, n, n)) + 1j * rng.normal(size=(1, n, n))
+        d = 0.5 * (d + d.conj().swapaxes(-1, -2))
+        err, k = _fd_check(sysm, p0, d, eps)
+        assert err < tol, (xc, err)
+        assert k.anti is not None and np.abs(apply(k, 1j * d.imag)).max() > 1e-3  # Im δP really enters
+
+
+def test_batched_kernel_equals_the_reference_application():
+    """The model's padded, batched K[ρ − ρ(0)] (pair coordinates of the padded basis; closed and open shells in one
+    batch, so closed-shell kernels fill four spin blocks) equals the numpy reference per molecule; with exact
+    exchange the Im part too."""
+    from rtml.datasets.engine.system import ElectronicSystem
+    from rtml.datasets.kohn_sham import KohnShamBatch, KohnShamTerms
+
+    rng = np.random.default_rng(2)
+    terms, deltas, refs = [], [], []
+    for name, xc, basis in (("h2o", "B3LYP", "6-31g"), ("h2p", "B3LYP", "sto-3g"), ("lih", "B3LYP", "sto-3g")):
+        sysm = ElectronicSystem(CATALOG[name], SystemConfig(xc=xc, basis=basis))
+        p0 = sysm.ground_state()
+        k = xc_kernel(sysm, p0)
+        n, s = sysm.nbf, sysm.n_spin
+        d = rng.normal(size=(s, n, n)) + 1j * rng.normal(size=(s, n, n))
+        d = 0.5 * (d + d.conj().swapaxes(-1, -2))  # Löwdin-basis deviation, store layout
+        ref = apply(k, d)
+        refs.append(ref if s == 2 else np.concatenate([ref, ref]))
+        deltas.append(np.stack([0.5 * d[0], 0.5 * d[0]]) if s == 1 else d)  # spin-resolved
+        zero = np.zeros((s, n, n), np.complex128)
+        terms.append(KohnShamTerms(overlap=np.eye(n), hcore=np.zeros((n, n)), r_ints=np.zeros((3, n, n)),
+                                   j_factor=np.zeros((1, n, n)), vxc0=zero, rho0=zero, xc_kernel=k))
+    ops = KohnShamOperators.from_batch(KohnShamBatch.from_terms(terms))
+    N = ops.h_o.shape[-1]
+    rho = torch.zeros(len(terms), 2, N, N, dtype=torch.complex128)
+    for b, d in enumerate(deltas):
+        rho[b, :, :d.shape[-1], :d.shape[-1]] = torch.from_numpy(d)
+    got = ops.linear_xc(rho[None])[0]  # one leading batch dim too
+    for b, ref in enumerate(refs):
+        n = ref.shape[-1]
+        assert np.abs(got[b, :, :n, :n].numpy() - ref).max() < 1e-12
+        assert got[b, :, n:, :].abs().sum() == 0 and got[b, :, :, n:].abs().sum() == 0  # padding
 
 
 def test_linear_anchor_is_the_linear_xc_propagator(h2o_kick):

@@ -2,10 +2,12 @@
 s/p/d shells; the Kohn–Sham head with its exact terms rotated exactly): rotate the molecule, the field and the initial ρ (Wigner-D per shell) — the predicted trajectory
 must be the rotated one."""
 
+import numpy as np
 import pytest
 import torch
 from model_inputs import guess_inputs, with_kohn_sham
 
+from rtml.datasets.xc_kernel import compress, expand
 from rtml.models.dtype import building
 from rtml.models.equivariance import equivariance_error, random_rotation, rotate_irreps
 from rtml.models.field_encoder import FIELD_PRESETS, FieldEncoder
@@ -48,8 +50,14 @@ def _rotate_ks(ks, W, R):
     from rtml.datasets.kohn_sham import KohnShamBatch
 
     rot = lambda m: W.to(m.dtype).unsqueeze(1) @ m @ W.to(m.dtype).mT.unsqueeze(1)
-    ww = torch.einsum("bmk,bnl->bmnkl", W, W).flatten(-2).flatten(1, 2)[:, None, None]  # W ⊗ W
-    kernel = (ww @ ks.xc_kernel.permute(0, 1, 3, 2, 4) @ ww.mT).permute(0, 1, 3, 2, 4)
+    # the kernel is in the Löwdin basis, whose operators rotate with the same W (X -> W X Wᵀ): rotate it densely
+    n = W.shape[-1]
+    ww = torch.einsum("bmk,bnl->bmnkl", W, W).flatten(-2).flatten(1, 2)[:, None, None]  # W ⊗ W [B, 1, 1, N², N²]
+    full = torch.from_numpy(expand(ks.xc_kernel.permute(0, 1, 3, 2, 4).numpy(), n))  # [B, S, S, N², N²]
+    rotated = (ww @ full @ ww.mT).numpy()
+    kernel = torch.from_numpy(np.stack([[[compress(rotated[b, s, t], n)[0] for t in range(rotated.shape[2])]
+                                         for s in range(rotated.shape[1])] for b in range(len(rotated))]))
+    kernel = kernel.permute(0, 1, 3, 2, 4).contiguous()  # [B, S, M, S, M]
     return KohnShamBatch(overlap=W @ ks.overlap @ W.mT, hcore=W @ ks.hcore @ W.mT,
                          r_ints=torch.einsum("xy,byij->bxij", R, rot(ks.r_ints)), j_factor=rot(ks.j_factor),
                          vxc0=rot(ks.vxc0), rho_gs=rot(ks.rho_gs), xc_kernel=kernel)
