@@ -10,7 +10,12 @@ ensemble given). Accuracy against the reference: dipole nRMSE, spectrum nRMSE an
 peak shift (eV). Speed: ms per trajectory per step and the ratio to the reference engine (> 1: faster).
 
     python benchmarks/bench_hybrid.py --models runs/ens0 runs/ens1 runs/ens2 --molecule h2o --steps 2000 \
-        [--xc LDA,VWN] [--batch 16] [--json out.json]
+        [--xc LDA,VWN] [--batch 16] [--json out.json] [--reference ref.h5]
+
+``--reference PATH.h5``: keep the reference trajectory — run the engine and write it there if the file does not
+exist (``--reference-only``: then stop), else read it instead of running the engine again (its recorded ms/step,
+measured in that run, is the reference speed; the file must be the run asked for: molecule, functional, basis, dt,
+steps and kick are checked). For molecules whose reference takes longer than one sitting (C6H6: ~1 s a step).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from rtml.datasets.engine.propagator import IntegratorConfig
 from rtml.datasets.engine.run import EngineConfig, propagate
 from rtml.datasets.engine.system import SystemConfig
 from rtml.datasets.fields import kick
+from rtml.datasets.formats.hdf5 import read_hdf5, write_hdf5
 from rtml.datasets.formats.nwchem import parse_timeseries
 from rtml.datasets.molecules import get_molecule
 from rtml.datasets.validation import nwchem_input
@@ -81,7 +87,7 @@ def nwchem_row(mol, system: SystemConfig, dt: float, steps: int, amplitude: floa
 
 def batched_ms(model, ref, batch: int) -> float:
     """ms per trajectory per step of a pure rollout of ``batch`` copies (after a warm-up)."""
-    mol = MoleculeBatch.from_trajectories([ref] * batch, dtype=torch.float32, kohn_sham=True)
+    mol = MoleculeBatch.from_trajectories([ref] * batch, dtype=torch.float32, kohn_sham=True)  # terms once
     rho = spin_resolved(torch.from_numpy(ref.density[CONTEXT]))[None].repeat(batch, 1, 1, 1)
     field = torch.from_numpy(ref.field[CONTEXT:])[None].repeat(batch, 1, 1).float()
     n = min(200, ref.n_steps - 1 - CONTEXT)
@@ -92,25 +98,50 @@ def batched_ms(model, ref, batch: int) -> float:
     return 1e3 * (time.perf_counter() - t0) / (n * batch)
 
 
+def _check_reference(ref, path, mol, system: SystemConfig, dt: float, steps: int, field) -> None:
+    """Refuse a reference file that is not the run asked for (errors name the file and the field)."""
+    want = {"molecule": mol.name, "functional": system.xc, "basis": system.basis.lower(), "dt": dt,
+            "n_steps": steps, "field_spec": json.loads(json.dumps(field.to_dict()))}
+    got = {"molecule": ref.molecule, "functional": ref.functional, "basis": ref.basis_name.lower(), "dt": ref.dt,
+           "n_steps": ref.n_steps, "field_spec": json.loads(json.dumps(ref.meta.get("field_spec")))}
+    for key, value in want.items():
+        if got[key] != value:
+            raise SystemExit(f"{path}: {key} is {got[key]!r}, this benchmark asks for {value!r}")
+
+
 AXES = {"x": (1.0, 0.0, 0.0), "y": (0.0, 1.0, 0.0), "z": (0.0, 0.0, 1.0)}
 
 
 def run(models: list[str], molecule: str, steps: int, xc: str, basis: str, dt: float, amplitude: float,
-        batch: int, hybrid: HybridConfig, axis: str = "z", nwchem: bool = True) -> list[dict]:
+        batch: int, hybrid: HybridConfig, axis: str = "z", nwchem: bool = True,
+        reference: str | None = None, reference_only: bool = False, nwchem_steps: int | None = None) -> list[dict]:
     mol = get_molecule(molecule)
     system = SystemConfig(basis=basis, xc=xc)
     engine = EngineConfig(system=system, integrator=IntegratorConfig(dt=dt), n_steps=steps)
     field = kick(amplitude, AXES[axis])
-    t0 = time.perf_counter()
-    ref = propagate(mol, field, engine, progress=True)
-    ref_wall = time.perf_counter() - t0
+    if reference is None or not Path(reference).exists():
+        t0 = time.perf_counter()
+        ref = propagate(mol, field, engine, progress=True)
+        ref_wall = time.perf_counter() - t0
+        ref.meta["bench_wall_s"] = ref_wall
+        if reference is not None:
+            write_hdf5(ref, reference)
+            print(f"reference written to {reference}")
+            if reference_only:
+                return []
+    else:
+        ref = read_hdf5(reference)
+        _check_reference(ref, reference, mol, system, dt, steps, field)
+        ref_wall = float(ref.meta.get("bench_wall_s", ref.meta["ms_per_step"] * steps / 1e3))
     ref_ms = ref.meta["ms_per_step"]
     rows = [{"row": "reference engine (PySCF Magnus-2)", "ms_per_step": ref_ms, "wall_s": ref_wall,
              "dipole_nrmse": 0.0, "spectrum_nrmse": 0.0, "spectrum_overlap": 1.0, "max_peak_shift_ev": 0.0}]
     print(f"reference: {ref_ms:.1f} ms/step ({steps} steps, wall {ref_wall:.0f} s)", flush=True)
-    nw = nwchem_row(mol, system, dt, steps, amplitude, axis) if nwchem else None
+    nw_steps = min(steps, nwchem_steps or steps)
+    nw = nwchem_row(mol, system, dt, nw_steps, amplitude, axis) if nwchem else None
     if nw is not None:
-        rows.append({"row": "NWChem 7.0.2 rt_tddft (grid xfine)", "ms_per_step": nw["ms_per_step"],
+        span = "" if nw_steps == steps else f", first {nw_steps} steps only"
+        rows.append({"row": f"NWChem 7.0.2 rt_tddft (grid xfine{span})", "ms_per_step": nw["ms_per_step"],
                      **accuracy(ref, ref.dipole[0] + (nw["mu"] - nw["mu"][0]))})
         print(f"nwchem: {nw['ms_per_step']:.1f} ms/step", flush=True)
     loaded = load_models(models) if models else []
@@ -164,10 +195,17 @@ def main(argv=None) -> int:
     p.add_argument("--axis", choices=sorted(AXES), default="z", help="kick polarization")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--no-nwchem", action="store_true", help="skip the NWChem row")
+    p.add_argument("--nwchem-steps", type=int, default=None,
+                   help="run NWChem for this many steps only (speed; accuracy over those steps)")
     p.add_argument("--json", default=None)
+    p.add_argument("--reference", default=None, help="reference trajectory (HDF5): read if it exists, else written")
+    p.add_argument("--reference-only", action="store_true", help="write --reference and stop")
     a = p.parse_args(argv)
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}")
-    rows = run(a.models, a.molecule, a.steps, a.xc, a.basis, a.dt, a.amplitude, a.batch, HybridConfig(), a.axis, not a.no_nwchem)
+    rows = run(a.models, a.molecule, a.steps, a.xc, a.basis, a.dt, a.amplitude, a.batch, HybridConfig(), a.axis,
+               not a.no_nwchem, a.reference, a.reference_only, a.nwchem_steps)
+    if not rows:
+        return 0
     print(f"\n{a.molecule}/{a.basis} {a.xc}, kick {a.amplitude} a.u. along {a.axis}, {a.steps} steps "
           f"({(a.steps - 1) * a.dt:.0f} a.u.)\n")
     print(table(rows))

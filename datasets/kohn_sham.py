@@ -135,13 +135,15 @@ class KohnShamBatch:
     overlap: torch.Tensor  # [B, N, N] float64 (identity on padding): the Löwdin transform in full precision
     hcore: torch.Tensor  # [B, N, N] float64, Hartree
     r_ints: torch.Tensor  # [B, 3, N, N] float64, bohr
-    j_factor: torch.Tensor  # [B, Q, N, N] float64 (zero-padded in Q)
+    # the two large operators are held once when every member is the same geometry (``from_terms`` with one terms
+    # object repeated: many fields on one molecule), leading dim 1, broadcast over the batch
+    j_factor: torch.Tensor  # [B or 1, Q, N, N] float64 (zero-padded in Q)
     vxc0: torch.Tensor  # [B, 2, N, N] complex128, V_xc at the reference density
     rho_gs: torch.Tensor  # [B, 2, N, N] complex128, the reference (ground-state) density, spin-resolved
     # K_xc at ρ(0) (rtml.datasets.xc_kernel; padded N, pair coordinates of the padded basis; S = 2 if any member is
     # open-shell, closed shells then fill all four spin blocks), None if any term lacks one
-    xc_kernel: torch.Tensor | None = None  # [B, S, M, S, M] float64, M = N(N+1)/2: Re δP -> Re δV
-    xc_kernel_anti: torch.Tensor | None = None  # [B, S, M', S, M'] float64, M' = N(N-1)/2: Im δP -> Im δV (exchange)
+    xc_kernel: torch.Tensor | None = None  # [B or 1, S, M, S, M] float64, M = N(N+1)/2: Re δP -> Re δV
+    xc_kernel_anti: torch.Tensor | None = None  # [B or 1, S, M', S, M'] float64, M' = N(N-1)/2: Im δP -> Im δV
 
     def to(self, device=None) -> KohnShamBatch:
         return KohnShamBatch(**{f.name: None if getattr(self, f.name) is None else
@@ -151,11 +153,12 @@ class KohnShamBatch:
     def from_terms(cls, terms: list, nbf_pad: int | None = None) -> KohnShamBatch:
         """Pad a list of :class:`rtml.datasets.kohn_sham.KohnShamTerms` (store spin layout) into a batch."""
         B = len(terms)
+        big = terms[:1] if all(t is terms[0] for t in terms) else terms  # one geometry: large operators once
         N = nbf_pad or max(t.hcore.shape[-1] for t in terms)
         Q = max(t.j_factor.shape[0] for t in terms)
         out = cls(overlap=torch.eye(N, dtype=torch.float64).repeat(B, 1, 1),
                   hcore=torch.zeros(B, N, N, dtype=torch.float64), r_ints=torch.zeros(B, 3, N, N, dtype=torch.float64),
-                  j_factor=torch.zeros(B, Q, N, N, dtype=torch.float64),
+                  j_factor=torch.zeros(len(big), Q, N, N, dtype=torch.float64),
                   vxc0=torch.zeros(B, 2, N, N, dtype=torch.complex128),
                   rho_gs=torch.zeros(B, 2, N, N, dtype=torch.complex128))
         for b, t in enumerate(terms):
@@ -163,14 +166,16 @@ class KohnShamBatch:
             out.overlap[b, :n, :n] = torch.from_numpy(np.asarray(t.overlap, np.float64))
             out.hcore[b, :n, :n] = torch.from_numpy(np.asarray(t.hcore, np.float64))
             out.r_ints[b, :, :n, :n] = torch.from_numpy(np.asarray(t.r_ints, np.float64))
-            out.j_factor[b, :t.j_factor.shape[0], :n, :n] = torch.from_numpy(np.asarray(t.j_factor, np.float64))
             out.vxc0[b, :, :n, :n] = potential_spin_resolved(t.vxc0)
             rho = torch.from_numpy(np.asarray(t.rho0, np.complex128))
             out.rho_gs[b, :, :n, :n] = torch.cat([0.5 * rho, 0.5 * rho]) if rho.shape[0] == 1 else rho
+        for b, t in enumerate(big):
+            n = t.hcore.shape[-1]
+            out.j_factor[b, :t.j_factor.shape[0], :n, :n] = torch.from_numpy(np.asarray(t.j_factor, np.float64))
         if all(t.xc_kernel is not None for t in terms):
-            out.xc_kernel = _pad_kernels([t.xc_kernel.sym for t in terms], N, strict=False)
-            if any(t.xc_kernel.anti is not None for t in terms):
-                out.xc_kernel_anti = _pad_kernels([t.xc_kernel.anti for t in terms], N, strict=True)
+            out.xc_kernel = _pad_kernels([t.xc_kernel.sym for t in big], N, strict=False)
+            if any(t.xc_kernel.anti is not None for t in big):
+                out.xc_kernel_anti = _pad_kernels([t.xc_kernel.anti for t in big], N, strict=True)
         return out
 
 

@@ -80,7 +80,9 @@ class MoleculeBatch:
             if ks_terms is None:
                 from rtml.datasets.kohn_sham import kohn_sham_terms, static_of
 
-                ks_terms = [kohn_sham_terms(static_of(t), t.density[0]) for t in trajs]
+                once = {id(t): t for t in trajs}  # a trajectory repeated in the batch is computed once
+                once = {k: kohn_sham_terms(static_of(t), t.density[0]) for k, t in once.items()}
+                ks_terms = [once[id(t)] for t in trajs]
             out.ks = KohnShamBatch.from_terms(ks_terms, N)
         return out
 

@@ -33,13 +33,13 @@ class KohnShamOperators:
     """Löwdin-basis operators of a batch (float64 / complex128), from :meth:`from_batch`."""
     h_o: torch.Tensor  # [B, N, N] complex128
     r_o: torch.Tensor  # [B, 3, N, N] complex128
-    l_o: torch.Tensor  # [B, Q, N, N] float64, S^-½ L S^-½
+    l_o: torch.Tensor  # [B or 1, Q, N, N] float64, S^-½ L S^-½ (1: one geometry for the whole batch)
     vxc0_o: torch.Tensor  # [B, 2, N, N] complex128
     rho_gs_o: torch.Tensor  # [B, 2, N, N] complex128
     x: torch.Tensor  # [B, N, N] float64, S^-½
     x_inv: torch.Tensor  # [B, N, N] float64, S^½
-    kxc: torch.Tensor | None = None  # [B, S·M, S·M] float64: the xc kernel at ρ(0) (Löwdin, pair coordinates)
-    kxc_anti: torch.Tensor | None = None  # [B, S·M', S·M'] float64: its exact-exchange part on Im ρ (hybrids)
+    kxc: torch.Tensor | None = None  # [B or 1, S·M, S·M] float64: xc kernel at ρ(0) (Löwdin, pair coordinates)
+    kxc_anti: torch.Tensor | None = None  # [B or 1, S·M', S·M'] float64: its exact-exchange part on Im ρ (hybrids)
     kxc_spins: int = 1  # S: 1 = total-density kernel (closed shells), 2 = spin-resolved
 
     @classmethod
@@ -56,17 +56,17 @@ class KohnShamOperators:
             kxc_anti = None if ks.xc_kernel_anti is None else ks.xc_kernel_anti.flatten(3, 4).flatten(1, 2)
             spins = 1 if ks.xc_kernel is None else ks.xc_kernel.shape[1]
             return cls(kxc=kxc, kxc_anti=kxc_anti, kxc_spins=spins, h_o=(x @ ks.hcore @ x).to(torch.complex128), r_o=(x[:, None] @ ks.r_ints @ x[:, None]).to(
-                torch.complex128), l_o=x[:, None] @ ks.j_factor @ x[:, None],
+                torch.complex128), l_o=x[:len(ks.j_factor), None] @ ks.j_factor @ x[:len(ks.j_factor), None],
                 vxc0_o=xc[:, None] @ ks.vxc0 @ xc[:, None], rho_gs_o=xi[:, None] @ ks.rho_gs @ xi[:, None],
                 x=x, x_inv=x_inv)
 
     def coulomb(self, rho_o: torch.Tensor) -> torch.Tensor:
         """J[ρ] [*, B, 1, N, N] complex128 (Löwdin) of spin-resolved ρ_o [*, B, 2, N, N] (total density)."""
         n = rho_o.shape[-1]
-        lf = self.l_o.flatten(-2)  # [B, Q, N²] (L symmetric: tr(L ρ) = vec(L)·vec(ρ))
-        p = rho_o.real.sum(-3).to(torch.float64).flatten(-2).unsqueeze(-1)  # [*, B, N², 1]
-        j = lf.mT @ (lf @ p)  # [*, B, N², 1]
-        return j.squeeze(-1).unflatten(-1, (n, n)).to(torch.complex128).unsqueeze(-3)
+        lf = self.l_o.flatten(-2)  # [B or 1, Q, N²] (L symmetric: tr(L ρ) = vec(L)·vec(ρ))
+        p = rho_o.real.sum(-3).to(torch.float64).flatten(-2)  # [*, B, N²]
+        j = _apply(lf.mT, _apply(lf, p))  # [*, B, N²]
+        return j.unflatten(-1, (n, n)).to(torch.complex128).unsqueeze(-3)
 
     def linear_xc(self, rho_o: torch.Tensor) -> torch.Tensor:
         """K[ρ − ρ(0)] [*, B, 2, N, N] complex128 (Löwdin): the xc kernel at ρ(0) applied to the deviation, in the
@@ -79,14 +79,12 @@ class KohnShamOperators:
         if s == 1:
             d = d.sum(-3, keepdim=True)  # total density [*, B, 1, N, N]
         out = torch.zeros(d.shape, dtype=torch.float64, device=d.device)
-        v = self.kxc @ sym_coords(d.real).flatten(-2).unsqueeze(-1)  # [*, B, S·M, 1]
-        v = v.squeeze(-1).unflatten(-1, (s, len(i0)))  # [*, B, S, M]
+        v = _apply(self.kxc, sym_coords(d.real).flatten(-2)).unflatten(-1, (s, len(i0)))  # [*, B, S, M]
         out[..., i0, i1] = v
         out[..., i1, i0] = v
         out = out.to(torch.complex128)
         if self.kxc_anti is not None:
-            va = (self.kxc_anti @ d.imag[..., j0, j1].flatten(-2).unsqueeze(-1)).squeeze(-1)  # [*, B, S·M', 1]
-            va = va.unflatten(-1, (s, len(j0)))  # [*, B, S, M']
+            va = _apply(self.kxc_anti, d.imag[..., j0, j1].flatten(-2)).unflatten(-1, (s, len(j0)))  # [*, B, S, M']
             im = torch.zeros(d.shape, dtype=torch.float64, device=d.device)
             im[..., j0, j1] = va
             im[..., j1, j0] = -va
@@ -101,6 +99,14 @@ class KohnShamOperators:
         """AO potential [*, B, 2, N, N] -> Löwdin S^-½ V S^-½."""
         x = self.x.to(torch.complex128)[:, None]
         return x @ v_ao.to(torch.complex128) @ x
+
+
+def _apply(op: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """op [B or 1, m, k] applied to vectors v [*, B, k] -> [*, B, m]. One operator for the whole batch is one matrix
+    product over every vector (read once), not B matrix-vector products over copies."""
+    if op.shape[0] == 1:
+        return v @ op[0].mT
+    return (op @ v.unsqueeze(-1)).squeeze(-1)
 
 
 def magnus_step(ops: KohnShamOperators, rho_o: torch.Tensor, v, e_mid: torch.Tensor, dt: float,
