@@ -231,11 +231,21 @@ def test_batched_kernel_equals_the_reference_application():
             assert torch.allclose(many[b], getattr(single, fn)(rho3[b:b + 1])[0], rtol=0, atol=1e-13), fn
 
 
-def test_linear_anchor_is_the_linear_xc_propagator(h2o_kick):
+@pytest.fixture(scope="module")
+def h2o_b3lyp_kick():
+    """H2O / 6-31G / B3LYP, kick 1e-2 along (1, 1, 1)/√3, 61 frames (exact exchange: complex densities)."""
+    return propagate(CATALOG["h2o"], kick(1e-2, (1.0, 1.0, 1.0)),
+                     EngineConfig(system=SystemConfig(xc="B3LYP"), n_steps=61))
+
+
+@pytest.mark.parametrize("name", ["h2o_kick", "h2o_b3lyp_kick"])
+def test_linear_anchor_is_the_linear_xc_propagator(name, request):
     """xc_anchor='linear': the untrained model is the linear-xc baseline, which follows the engine far better than
-    frozen xc after a 1e-2 kick."""
+    frozen xc after a 1e-2 kick — for LDA and for B3LYP (whose kernel includes exact exchange on Im ρ)."""
+    h2o_kick = request.getfixturevalue(name)
     n = 60
     mol = MoleculeBatch.from_trajectories([h2o_kick], dtype=torch.float32, kohn_sham=True)
+    assert (mol.ks.xc_kernel_anti is not None) == (name == "h2o_b3lyp_kick")
     rho0 = spin_resolved(torch.from_numpy(h2o_kick.density[0]))[None]
     field = torch.from_numpy(h2o_kick.field[:n + 1])[None]
     got = {}
