@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -25,27 +26,25 @@ from rtml.datasets.store.zarr_store import TrajectoryStore
 
 @dataclass(kw_only=True)
 class GenerateConfig:
-    """``molecules``: catalog names or .xyz paths; ``fields``: families (kick, pulse, strong, sine); ``n_fields``: fields
-    per family and geometry; ``steps``: recorded states per trajectory; ``executor``: 'ray' or 'serial';
-    ``address``: Ray cluster address (None: start a local Ray with ``num_cpus``)."""
+    """Which trajectories to generate and how (``rtml generate`` derives its flags from these fields)."""
 
-    out: str
-    molecules: list[str] = field(default_factory=lambda: ["h2", "lih"])
-    fields: list[str] = field(default_factory=lambda: ["kick", "pulse"])
-    n_geometries: int = 2
-    n_fields: int = 1
-    steps: int = 200
-    dt: float = 0.2
-    basis: str = "6-31g"
-    xc: str = "LDA,VWN"
-    integrator: str = "magnus2"
-    seed: int = 0
-    precision: str = "float32"
+    out: str  # Zarr store path (created or appended to)
+    molecules: list[str] = field(default_factory=lambda: ["h2", "lih"])  # catalog names or .xyz paths
+    fields: list[str] = field(default_factory=lambda: ["kick", "pulse"])  # field families: kick, pulse, strong (pulse beyond linear response), sine
+    n_geometries: int = 2  # geometries per molecule, >= 1 (geometry 0 is the catalog geometry; 1 = only that one)
+    n_fields: int = 1  # random fields per family and geometry
+    steps: int = 200  # recorded states per trajectory (incl. t = 0)
+    dt: float = 0.2  # time step, a.u.
+    basis: str = "6-31g"  # Gaussian basis set (PySCF name)
+    xc: str = "LDA,VWN"  # PySCF functional string, or HF
+    integrator: Literal["magnus2", "mmut"] = "magnus2"  # reference propagator
+    seed: int = 0  # every geometry and field is drawn from (seed, molecule, geometry, family, k)
+    precision: Literal["float32", "float64"] = "float32"  # density storage
     sampling: GeometrySampling = field(default_factory=GeometrySampling)
-    executor: str = "ray"
-    address: str | None = None
-    num_cpus: int | None = None
-    progress: bool = True
+    executor: Literal["ray", "serial"] = "ray"  # one Ray task per trajectory, or in this process
+    address: str | None = None  # Ray cluster address (None: start a local Ray with num_cpus)
+    num_cpus: int | None = None  # CPUs of a local Ray (None: all)
+    progress: bool = True  # progress bar
 
 
 @dataclass(kw_only=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -30,19 +31,17 @@ METHODS = ("zero_shot", "finetune", "adapted")
 
 @dataclass(kw_only=True)
 class AdaptSettings:
-    """``steps``: gradient steps for both fine-tuning and MAML (None: 10); ``objective``/``horizon``: the task loss
-    and window length (None: the meta-learner's, else 'rollout' / 16); ``windows``: support windows per step;
-    ``max_steps``: rollout frames per query trajectory."""
-    steps: int | None = None
-    objective: str | None = None
-    inner_lr: float = 1e-3
-    finetune_lr: float = 1e-3
-    horizon: int | None = None
-    windows: int = 4
-    seed: int = 0
-    max_steps: int | None = 100
-    context: int = 2
-    max_query: int = 8
+    """How a model is adapted and evaluated (the same for MAML and fine-tuning)."""
+    steps: int | None = None  # gradient steps, MAML and fine-tuning alike (None: 10)
+    objective: Literal["rollout", "teacher"] | None = None  # task loss (None: the meta-learner's, else rollout)
+    inner_lr: float = 1e-3  # inner learning rate when the model has no meta-learned ones
+    finetune_lr: float = 1e-3  # Adam learning rate of the fine-tuning baseline
+    horizon: int | None = None  # support window length, steps (None: the meta-learner's, else 16)
+    windows: int = 4  # support windows per gradient step
+    seed: int = 0  # support/query split and window draws
+    max_steps: int | None = 100  # rollout frames per query trajectory (None: all)
+    context: int = 2  # reference frames that warm up the model before each query rollout
+    max_query: int = 8  # query trajectories evaluated at most
 
 
 def learner_for(model, settings: AdaptSettings) -> tuple[MetaLearner, int]:

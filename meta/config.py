@@ -28,12 +28,12 @@ class TaskConfig:
     other trajectories of the same molecule. ``molecules``: which molecules (empty = all in the store) minus
     ``exclude`` (held out of meta-training). ``windows``: windows of ``horizon`` transitions drawn per support or
     query set and inner step; ``objective``: the task loss (:mod:`rtml.meta.objective`)."""
-    store: str = "runs/quickstart/train.zarr"
-    molecules: list[str] = field(default_factory=list)
-    exclude: list[str] = field(default_factory=list)
-    shots: int = 2
-    query: int = 1
-    horizon: int = 8
+    store: str = "runs/quickstart/train.zarr"  # Zarr trajectory store of the tasks (path or URL)
+    molecules: list[str] = field(default_factory=list)  # task molecules (empty: all in the store)
+    exclude: list[str] = field(default_factory=list)  # molecules held out of meta-training
+    shots: int = 2  # support trajectories per task
+    query: int = 1  # query trajectories per task (others of the same molecule)
+    horizon: int = 8  # transitions per window
     windows: int = 2
     tasks_per_step: int = 1  # per worker
     objective: str = "rollout"  # rollout | teacher (task loss, see rtml.meta.objective)

@@ -63,6 +63,10 @@ def _coerce(tp, value, source: str, name: str):
         if not isinstance(value, dict):
             raise ConfigError(source, name, f"a mapping of {tp.__name__} fields", value)
         return from_dict(tp, value, source, prefix=name + ".")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(source, name, "one of " + ", ".join(map(repr, args)), value)
+        return value
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None

@@ -44,12 +44,18 @@ class RolloutEvalConfig:
     rollout start that warm up the model (≥ 1; 2 steps past a kick's discontinuity at t = dt/2); ``baselines``:
     also roll out the frozen-xc and linear-xc physics baselines (the trivial one is free); ``batch``: trajectories
     with the same rollout length, dt and functional rolled out together (padded batch; 1 = one at a time)."""
-    max_trajectories: int = 4
+    max_trajectories: int = 4  # trajectories evaluated, the store's first ones or of the given ids (0: none)
     max_steps: int | None = None
     context: int = 2
-    violation_tol: float = 1e-3
+    violation_tol: float = 1e-3  # a frame violates the physics when its hermiticity/trace/idempotency error exceeds this
     baselines: bool = True
     batch: int = 4
+
+    def __post_init__(self):
+        for name, lo in (("max_trajectories", 0), ("max_steps", 1), ("context", 1), ("batch", 1)):
+            v = getattr(self, name)
+            if v is not None and v < lo:
+                raise ValueError(f"{name}: expected an integer >= {lo}, got {v}")
 
 
 def _total(rho_spin: np.ndarray, n_spin: int) -> np.ndarray:

@@ -52,14 +52,20 @@ def trial_fn(config: dict) -> None:
 
 @dataclass(kw_only=True)
 class TuneConfig:
-    space: str = "debug"
-    name: str = "sweep-debug"
-    storage: str = "runs/tune"
-    out: str = "runs/tune/out"
-    tracking_uri: str | None = None
-    experiment: str = "rtml-sweeps"
-    overrides: list[str] = field(default_factory=list)
-    num_samples: int | None = None
+    space: str = "debug"  # search space: a file name in tune_spaces/ (debug, small)
+    overrides: list[str] = field(default_factory=list)  # fixed training overrides for every trial (section.field=value)
+    name: str | None = None  # sweep name (None: sweep-<space>); an existing one is resumed
+    storage: str = "runs/tune"  # Ray Tune storage_path (trial checkpoints, the sweep's state)
+    out: str | None = None  # trial outputs (None: <storage>/out)
+    tracking_uri: str | None = None  # MLflow tracking URI (None: $MLFLOW_TRACKING_URI, else ./mlflow.db)
+    experiment: str = "rtml-sweeps"  # MLflow experiment of the sweep's parent run
+    num_samples: int | None = None  # trials (None: the space's num_samples)
+
+    def __post_init__(self):
+        self.name = self.name or f"sweep-{self.space}"
+        self.out = self.out or f"{self.storage}/out"
+        if self.num_samples is not None and self.num_samples < 1:
+            raise ValueError(f"num_samples: expected None or an integer >= 1, got {self.num_samples}")
 
 
 def _searcher(space: SweepSpace):

@@ -16,50 +16,31 @@ from pathlib import Path
 import numpy as np
 
 from rtml.meta.adapt import METHODS, AdaptSettings
+from rtml.platform.commands.flags import add_flags, build
 
 
 @dataclass(kw_only=True)
 class AdaptConfig:
-    """``support``: Zarr store(s) / .h5 files; ``generate``: make this many support trajectories (plus ``query``
-    query trajectories) with the engine instead; ``basis``: the declared basis of the support data."""
-    model: str
-    molecule: str
-    support: list[str] = field(default_factory=list)
-    shots: int = 5
-    generate: int = 0
+    """Few-shot adaptation of one model to one molecule (``rtml adapt`` derives its flags from these fields)."""
+    model: str  # model.pt, run directory, or MLflow URI runs:/<id>/model
+    molecule: str  # catalog name or .xyz file
+    support: list[str] = field(default_factory=list)  # Zarr store(s) or .h5 files with the trajectories
+    shots: int = 5  # K support trajectories
+    generate: int = 0  # generate this many support trajectories with the engine instead (0: use --support)
     query: int | None = None  # query trajectories (None: all the molecule's others; with --generate: 3)
-    basis: str = "6-31g"
-    frames: int = 200  # frames of generated trajectories
-    out: str = "runs/adapt"
-    tracking_uri: str | None = None
-    experiment: str = "rtml"
+    basis: str = "6-31g"  # declared basis of the support data
+    frames: int = 200  # frames per generated trajectory
+    out: str = "runs/adapt"  # folder for the adapted model, plots and summary.json
+    tracking_uri: str | None = None  # MLflow tracking URI (None: $MLFLOW_TRACKING_URI, else ./mlflow.db)
+    experiment: str = "rtml"  # MLflow experiment
     settings: AdaptSettings = field(default_factory=AdaptSettings)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("adapt", help="few-shot adaptation to a molecule vs zero-shot and fine-tuning (MLflow)")
-    p.add_argument("--model", required=True, help="model.pt, run directory, or MLflow URI runs:/<id>/model")
-    p.add_argument("--molecule", required=True, help="catalog name or .xyz file")
-    p.add_argument("--support", nargs="*", default=[], help="Zarr store(s) or .h5 files with the trajectories")
-    p.add_argument("--shots", type=int, default=5, help="K support trajectories")
-    p.add_argument("--generate", type=int, default=0, help="generate K support trajectories with the engine")
-    p.add_argument("--query", type=int, default=None, help="query trajectories (default: all others; 3 generated)")
-    p.add_argument("--basis", default="6-31g", help="declared basis of the support data")
-    p.add_argument("--frames", type=int, default=200, help="frames per generated trajectory")
-    p.add_argument("--steps", type=int, default=10, help="gradient steps (MAML and fine-tuning alike)")
-    p.add_argument("--objective", choices=("rollout", "teacher"), default=None,
-                   help="task loss (default: the meta-learner's, else rollout)")
-    p.add_argument("--inner-lr", type=float, default=1e-3, help="inner LR when the model has no meta-learned LRs")
-    p.add_argument("--finetune-lr", type=float, default=1e-3)
-    p.add_argument("--rollout-steps", type=int, default=100, help="rollout frames per query trajectory")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/adapt")
-    p.add_argument("--tracking-uri", default=None)
-    p.set_defaults(func=lambda a: report(run(AdaptConfig(
-        model=a.model, molecule=a.molecule, support=a.support, shots=a.shots, generate=a.generate, query=a.query,
-        basis=a.basis, frames=a.frames, out=a.out, tracking_uri=a.tracking_uri,
-        settings=AdaptSettings(steps=a.steps, objective=a.objective, inner_lr=a.inner_lr, finetune_lr=a.finetune_lr, seed=a.seed,
-                               max_steps=a.rollout_steps)))))
+    add_flags(p, AdaptConfig, rename={"settings.max_steps": "--rollout-steps", "settings.context": "--rollout-context",
+                                      "settings.max_query": "--max-query"}, words=("support",))
+    p.set_defaults(func=lambda a: report(run(build(AdaptConfig, a))))
 
 
 def _task(cfg: AdaptConfig, out: Path):

@@ -12,40 +12,30 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rtml.platform.commands.flags import add_flags, build
 from rtml.platform.evaluate import RolloutEvalConfig, as_json
-
-DEFAULTS = RolloutEvalConfig()  # the CLI's defaults come from the dataclass (one source of truth)
-
 
 @dataclass(kw_only=True)
 class EvaluateConfig:
-    model: str | None  # None: baselines only
-    store: str
-    out: str = "runs/evaluate"
-    ids: list[str] | None = None
+    model: str | None = None  # model.pt, a run directory, or an MLflow model URI (omit with --baseline-only)
+    store: str  # Zarr trajectory store with held-out trajectories
+    out: str = "runs/evaluate"  # folder for metrics.json and plots
+    ids: list[str] | None = None  # trajectory ids (None: all)
     rollout: RolloutEvalConfig = field(default_factory=RolloutEvalConfig)
-    json_path: str | None = None
-    tracking_uri: str | None = None
-    experiment: str = "rtml-evaluate"
+    json_path: str | None = None  # also write the aggregate {model, frozen_xc, linear_xc, trivial} metrics here
+    tracking_uri: str | None = None  # MLflow tracking URI (None: $MLFLOW_TRACKING_URI, else ./mlflow.db)
+    experiment: str = "rtml-evaluate"  # MLflow experiment
+
+    def __post_init__(self):
+        if self.rollout.max_trajectories < 1:
+            raise ValueError(f"rollout.max_trajectories: expected an integer >= 1, got {self.rollout.max_trajectories}")
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("evaluate", help="rollout metrics and plots of a trained model (and the physics baselines) "
                                         "on a trajectory store")
-    p.add_argument("model", nargs="?", default=None, help="model.pt, a run directory, or an MLflow model URI "
-                                                          "(omit with --baseline-only)")
-    p.add_argument("store", help="Zarr trajectory store with held-out trajectories")
-    p.add_argument("--baseline-only", action="store_true", help="evaluate frozen-xc and trivial without a model")
-    p.add_argument("--out", default="runs/evaluate")
-    p.add_argument("--json", dest="json_path", default=None, help="write {model, frozen_xc, trivial} metrics here")
-    p.add_argument("--ids", default=None, help="comma list of trajectory ids (default: all)")
-    p.add_argument("--max-trajectories", type=int, default=DEFAULTS.max_trajectories)
-    p.add_argument("--max-steps", type=int, default=DEFAULTS.max_steps, help="rollout frames per trajectory "
-                                                                             "(default: all)")
-    p.add_argument("--context", type=int, default=DEFAULTS.context, help="reference frames that warm up the model")
-    p.add_argument("--batch", type=int, default=DEFAULTS.batch, help="trajectories of equal length rolled out "
-                                                                     "together (1: one at a time)")
-    p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--baseline-only", action="store_true", help="evaluate the baselines without a model")
+    add_flags(p, EvaluateConfig, positional=("model", "store"), rename={"json_path": "--json"})
     p.set_defaults(func=_main)
 
 
@@ -55,10 +45,7 @@ def _main(a) -> int:
 
         raise ConfigError("<command line>", "MODEL", "MODEL STORE, or --baseline-only STORE (one of the two)",
                           a.model)
-    run(EvaluateConfig(model=a.model, store=a.store, out=a.out, ids=a.ids.split(",") if a.ids else None,
-                       rollout=RolloutEvalConfig(max_trajectories=a.max_trajectories, max_steps=a.max_steps,
-                                                 context=a.context, batch=a.batch),
-                       json_path=a.json_path, tracking_uri=a.tracking_uri))
+    run(build(EvaluateConfig, a))
     return 0
 
 

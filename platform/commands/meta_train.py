@@ -1,40 +1,30 @@
 """``rtml meta-train CONFIG [section.field=value ...]``: MAML meta-training on Ray Train workers, logged to MLflow.
 
-CONFIG is a recipe (debug, small) or a YAML file (see configs/meta-*.yaml). Tasks are molecules of
-``tasks.store``; ``tasks.exclude`` holds molecules out for adaptation tests; ``model.init`` starts from a trained
-model. Without ``name=...`` each invocation is a new run ``rtml-meta-<recipe>-<time>``; an existing name resumes.
+``rtml meta-train --list-fields`` prints every field (generated from the config dataclass). CONFIG is a recipe
+(debug, small) or a YAML file (see configs/meta-*.yaml). Tasks are molecules of ``tasks.store``; ``tasks.exclude``
+holds molecules out for adaptation tests; ``model.init`` starts from a trained model. Without ``name=...`` each
+invocation is a new run ``rtml-meta-<recipe>-<time>``; an existing name resumes.
 """
 
 from __future__ import annotations
 
-import json
-
 from rtml.meta.config import MetaTrainConfig, load_meta_config
-from rtml.platform.configio import to_dict
+from rtml.platform.commands.train import add_config_parser, name_run, resolve_and_run
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("meta-train", help="MAML meta-training over molecules (Ray Train, MLflow-logged)")
-    p.add_argument("config", help="recipe name (debug, small) or YAML file")
-    p.add_argument("overrides", nargs="*", help="section.field=value, e.g. tasks.store=PATH model.init=MODEL")
-    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or "
-                                                        "sqlite:///./mlflow.db)")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    p.set_defaults(func=main)
+    add_config_parser(sub, "meta-train", MetaTrainConfig, main,
+                      help="MAML meta-training over molecules (Ray Train, MLflow-logged)",
+                      config_help="recipe name (debug, small) or YAML file",
+                      example="tasks.store=PATH model.init=MODEL")
 
 
 def resolve(spec: str, overrides: list[str], tracking_uri: str | None = None) -> MetaTrainConfig:
-    from rtml.platform.commands.train import name_run
-
     return name_run(load_meta_config(spec, overrides), overrides, "rtml-meta", tracking_uri)
 
 
 def main(args) -> int:
-    cfg = resolve(args.config, args.overrides, args.tracking_uri)
-    if args.print_config:
-        print(json.dumps(to_dict(cfg), indent=2))
-        return 0
-    return report(run(cfg))
+    return resolve_and_run(args, resolve, run, report)
 
 
 def run(cfg: MetaTrainConfig) -> dict:

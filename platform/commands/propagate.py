@@ -8,16 +8,12 @@ derive their defaults from it); the Python entry point is :func:`rtml.platform.h
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 
 from rtml.datasets.engine.propagator import IntegratorConfig
 from rtml.datasets.engine.system import SystemConfig
+from rtml.platform.commands.flags import add_flags, build
 from rtml.platform.hybrid.config import HybridConfig
-
-
-def _limit(text: str) -> int | None:
-    return None if text.lower() == "none" else int(text)
 
 
 def add_parser(sub) -> None:
@@ -37,11 +33,7 @@ def add_parser(sub) -> None:
     p.add_argument("--tracking-uri", default=None, help="MLflow (default $MLFLOW_TRACKING_URI or ./mlflow.db)")
     p.add_argument("--experiment", default="rtml-propagate")
     p.add_argument("--no-tracking", action="store_true", help="do not log an MLflow run")
-    for f in fields(HybridConfig):
-        kind = _limit if f.name == "max_model_steps" else (float if isinstance(f.default, float) else int)
-        extra = " ('none': no limit)" if f.name == "max_model_steps" else ""
-        p.add_argument(f"--{f.name.replace('_', '-')}", type=kind, default=f.default,
-                       help=f"HybridConfig.{f.name} (default {f.default}){extra}")
+    add_flags(p, HybridConfig)
     p.set_defaults(func=run_args)
 
 
@@ -66,7 +58,7 @@ def run_args(a) -> int:
     for key, flag in (("molecule", "--molecule"), ("field", "--field"), ("n_steps", "--steps")):
         if key not in case:
             raise DataError("<command line>", flag, "a value (or --from STORE:ID)", "none")
-    hcfg = HybridConfig(**{f.name: getattr(a, f.name) for f in fields(HybridConfig)})
+    hcfg = build(HybridConfig, a)
     return run(a.model, case["molecule"], case["field"], case["n_steps"], hcfg, a.out, traj_id=a.id,
                basis=case["basis"], xc=case["xc"], dt=case["dt"], plots=a.plots,
                tracking_uri=None if a.no_tracking else (a.tracking_uri or ""), experiment=a.experiment)

@@ -21,50 +21,33 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtml.datasets.generate import GenerateConfig, generate
+from rtml.platform.commands.flags import add_flags, build
 
 
 @dataclass(kw_only=True)
 class QuickstartConfig:
-    out: str = "runs/quickstart"
-    molecules: tuple[str, ...] = ("h2", "lih", "h2o")
-    n_geometries: int = 2
-    n_heldout_geometries: int = 1
-    steps: int = 300
-    heldout_kick_steps: int = 2000
-    heldout_pulse_steps: int = 600
-    train_steps: int = 90
-    workers: int = 2
-    heldout_molecule: str = "nh3"
-    shots: int = 5
-    meta_steps: int = 10
-    shot_frames: int = 150
-    tracking_uri: str | None = None
-    overrides: list[str] = field(default_factory=list)
+    """The main job on embedded defaults (``rtml quickstart`` derives its flags from these fields)."""
+    out: str = "runs/quickstart"  # folder for the stores, the trained and meta-trained models, plots
+    molecules: tuple[str, ...] = ("h2", "lih", "h2o")  # training molecules (catalog names)
+    n_geometries: int = 2  # training geometries per molecule
+    n_heldout_geometries: int = 1  # held-out geometries per molecule (another seed)
+    steps: int = 300  # frames per training trajectory
+    heldout_kick_steps: int = 2000  # frames of the held-out kicked trajectories (spectra)
+    heldout_pulse_steps: int = 600  # frames of the held-out pulsed trajectories
+    train_steps: int = 90  # optimiser steps
+    workers: int = 2  # Ray Train workers
+    heldout_molecule: str = "nh3"  # molecule for the few-shot adaptation (not trained on)
+    shots: int = 5  # K support trajectories of the held-out molecule
+    meta_steps: int = 10  # MAML meta-training steps
+    shot_frames: int = 150  # frames per generated support/query trajectory
+    tracking_uri: str | None = None  # MLflow tracking URI (None: $MLFLOW_TRACKING_URI, else ./mlflow.db)
+    overrides: list[str] = field(default_factory=list)  # training overrides, section.field=value
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("quickstart", help="the main job: generate -> train (Ray+DeepSpeed) -> evaluate, in MLflow")
-    p.add_argument("--out", default="runs/quickstart")
-    p.add_argument("--steps", type=int, default=300, help="frames per training trajectory")
-    p.add_argument("--heldout-kick-steps", type=int, default=QuickstartConfig.heldout_kick_steps,
-                   help="frames of the held-out kicked trajectories (spectra)")
-    p.add_argument("--heldout-pulse-steps", type=int, default=QuickstartConfig.heldout_pulse_steps,
-                   help="frames of the held-out pulsed trajectories")
-    p.add_argument("--n-geometries", type=int, default=QuickstartConfig.n_geometries,
-                   help="training geometries per molecule")
-    p.add_argument("--train-steps", type=int, default=QuickstartConfig.train_steps, help="optimiser steps")
-    p.add_argument("--heldout-molecule", default="nh3", help="molecule for the few-shot adaptation (not trained on)")
-    p.add_argument("--shots", type=int, default=5, help="K support trajectories of the held-out molecule")
-    p.add_argument("--meta-steps", type=int, default=QuickstartConfig.meta_steps, help="MAML meta-training steps")
-    p.add_argument("--tracking-uri", default=None)
-    p.add_argument("overrides", nargs="*", help="training overrides, section.field=value")
-    p.set_defaults(func=lambda a: run(QuickstartConfig(out=a.out, steps=a.steps, n_geometries=a.n_geometries,
-                                                       train_steps=a.train_steps, tracking_uri=a.tracking_uri,
-                                                       heldout_molecule=a.heldout_molecule, shots=a.shots,
-                                                       meta_steps=a.meta_steps,
-                                                       heldout_kick_steps=a.heldout_kick_steps,
-                                                       heldout_pulse_steps=a.heldout_pulse_steps,
-                                                       overrides=a.overrides)))
+    add_flags(p, QuickstartConfig, positional=("overrides",))
+    p.set_defaults(func=lambda a: run(build(QuickstartConfig, a)))
 
 
 def run(cfg: QuickstartConfig) -> int:

@@ -1,7 +1,8 @@
 """``rtml train CONFIG [section.field=value ...]``: distributed training (Ray Train + DeepSpeed), logged to MLflow.
 
-CONFIG is a recipe (debug, small, base) or a YAML file (see configs/). Without ``name=...`` each invocation is a
-new run ``rtml-<recipe>-<time>``; with an existing ``name`` it resumes that run from its last checkpoint.
+``rtml train --list-fields`` prints every field (generated from the config dataclass). CONFIG is a recipe (debug,
+small, base) or a YAML file (see configs/). Without ``name=...`` each invocation is a new run
+``rtml-<recipe>-<time>``; with an existing ``name`` it resumes that run from its last checkpoint.
 """
 
 from __future__ import annotations
@@ -9,18 +10,30 @@ from __future__ import annotations
 import json
 import time
 
+from rtml.platform.commands.flags import ListFields
 from rtml.platform.configio import to_dict
 from rtml.platform.train.config import TrainConfig, load_train_config
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("train", help="train a surrogate with Ray Train + DeepSpeed (MLflow-logged)")
-    p.add_argument("config", help="recipe name (debug, small, base) or YAML file")
-    p.add_argument("overrides", nargs="*", help="section.field=value, e.g. optim.lr=1e-3 data.store=PATH")
+    add_config_parser(sub, "train", TrainConfig, main,
+                      help="train a surrogate with Ray Train + DeepSpeed (MLflow-logged)",
+                      config_help="recipe name (debug, small, base) or YAML file",
+                      example="optim.lr=1e-3 data.store=PATH")
+
+
+def add_config_parser(sub, name: str, cls, func, *, help: str, config_help: str, example: str) -> None:
+    """The parser of a command run from a recipe/YAML config plus ``section.field=value`` overrides (``train``,
+    ``meta-train``); the overrides' keys and defaults are ``cls``'s fields (``--list-fields``)."""
+    p = sub.add_parser(name, help=help)
+    p.add_argument("config", help=config_help)
+    p.add_argument("overrides", nargs="*", help=f"section.field=value, e.g. {example} (see --list-fields)")
     p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or "
                                                         "sqlite:///./mlflow.db)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
-    p.set_defaults(func=main)
+    p.add_argument("--list-fields", action=ListFields, config_cls=cls,
+                   help="list every section.field an override can set (type, default, meaning) and exit")
+    p.set_defaults(func=func)
 
 
 def resolve(spec: str, overrides: list[str], tracking_uri: str | None = None) -> TrainConfig:
@@ -42,11 +55,16 @@ def name_run(cfg, overrides: list[str], prefix: str, tracking_uri: str | None = 
 
 
 def main(args) -> int:
-    cfg = resolve(args.config, args.overrides, args.tracking_uri)
+    return resolve_and_run(args, resolve, run, report)
+
+
+def resolve_and_run(args, resolve_fn, run_fn, report_fn) -> int:
+    """``--print-config``: the resolved config; else run it and print the report."""
+    cfg = resolve_fn(args.config, args.overrides, args.tracking_uri)
     if args.print_config:
         print(json.dumps(to_dict(cfg), indent=2))
         return 0
-    return report(run(cfg))
+    return report_fn(run_fn(cfg))
 
 
 def run(cfg: TrainConfig) -> dict:

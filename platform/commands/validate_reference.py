@@ -10,34 +10,25 @@ from pathlib import Path
 import numpy as np
 
 from rtml.datasets.validation import conservation_check, nwchem_check, peak_check
+from rtml.platform.commands.flags import add_flags, build
 
 
 @dataclass(kw_only=True)
 class ValidateConfig:
-    """``t_total``: length (a.u.) of the kicked runs for spectra; ``steps``: steps of the conservation runs."""
-
-    out: str = "runs/validate-reference"
-    molecules: list[str] = field(default_factory=lambda: ["h2", "lih", "h2o"])
-    xc: list[str] = field(default_factory=lambda: ["LDA,VWN"])
-    basis: str = "6-31g"
-    t_total: float = 1000.0
-    steps: int = 2000
-    nwchem_steps: int = 300
-    tolerance_ev: float = 0.01
+    out: str = "runs/validate-reference"  # folder for report.json and the spectra
+    molecules: list[str] = field(default_factory=lambda: ["h2", "lih", "h2o"])  # catalog names
+    xc: list[str] = field(default_factory=lambda: ["LDA,VWN"])  # functionals (PySCF strings), e.g. --xc LDA,VWN B3LYP
+    basis: str = "6-31g"  # Gaussian basis set (PySCF name)
+    t_total: float = 1000.0  # length of the kicked runs for spectra, a.u.
+    steps: int = 2000  # steps of the conservation runs
+    nwchem_steps: int = 300  # steps compared with NWChem (0: skip)
+    tolerance_ev: float = 0.01  # largest accepted |E_RT - E_LR| of a bright peak, eV (exit status 1 beyond)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("validate-reference", help="check the reference engine against independent references")
-    p.add_argument("--out", default="runs/validate-reference")
-    p.add_argument("--molecules", default="h2,lih,h2o")
-    p.add_argument("--xc", default="LDA,VWN", help="semicolon list of functionals, e.g. 'LDA,VWN;B3LYP'")
-    p.add_argument("--basis", default="6-31g")
-    p.add_argument("--t-total", type=float, default=1000.0, help="kicked-run length for spectra, a.u.")
-    p.add_argument("--steps", type=int, default=2000, help="steps of the conservation runs")
-    p.add_argument("--nwchem-steps", type=int, default=300, help="steps compared with NWChem (0: skip)")
-    p.set_defaults(func=lambda a: run(ValidateConfig(
-        out=a.out, molecules=a.molecules.split(","), xc=a.xc.split(";"), basis=a.basis, t_total=a.t_total,
-        steps=a.steps, nwchem_steps=a.nwchem_steps)))
+    add_flags(p, ValidateConfig, words=("xc",))
+    p.set_defaults(func=lambda a: run(build(ValidateConfig, a)))
 
 
 def _plot_spectrum(res: dict, path: Path) -> None:

@@ -21,13 +21,13 @@ class HybridConfig:
     * ``warmup_steps`` — reference steps at the start (≥ 1: the models' context; 2 clears a kick at t = dt/2).
     """
     max_spread: float = 0.2
-    spread_floor: float = 1e-4
-    max_trace_error: float = 1e-6
-    max_hermiticity_error: float = 1e-8
-    max_idempotency_error: float = 1e-6
+    spread_floor: float = 1e-4  # e·bohr, floor of the induced dipole the spread is relative to
+    max_trace_error: float = 1e-6  # |tr ρS − N| of the primary model's state, electrons
+    max_hermiticity_error: float = 1e-8  # max|ρ − ρ†| (Löwdin) of the primary model's state
+    max_idempotency_error: float = 1e-6  # max|ρ² − nρ| (Löwdin) of the primary model's state
     max_model_steps: int | None = 1000
     reference_every: int = 0
-    anchor_steps: int = 20
+    anchor_steps: int = 20  # reference steps per anchoring
     warmup_steps: int = 2
 
     def __post_init__(self):
