@@ -92,8 +92,12 @@ def run_task(task: Task, cfg: GenerateConfig):
 
 def generate(cfg: GenerateConfig) -> dict:
     """Generate the missing trajectories of ``cfg`` into ``cfg.out``; returns counts and failures."""
-    store = TrajectoryStore(cfg.out, mode="a", precision=cfg.precision)
     tasks = plan(cfg)
+    with TrajectoryStore(cfg.out, mode="a", precision=cfg.precision) as store:  # one writer: this driver
+        return _generate(cfg, store, tasks)
+
+
+def _generate(cfg: GenerateConfig, store: TrajectoryStore, tasks: list[Task]) -> dict:
     done = set(store.ids())
     todo = [t for t in tasks if t.traj_id not in done]
     failures: dict[str, str] = {}

@@ -89,27 +89,49 @@ class WindowReader:
     def sample(self, traj_id: str, start: int, horizon: int | None = None) -> dict:
         """The window of ``horizon`` transitions (default: the reader's) whose initial state is frame ``start``
         (frames ``start - 1 … start + horizon``)."""
-        h = self.horizon if horizon is None else horizon
-        if not FIRST_START <= start <= self.n_steps[traj_id] - 1 - h:
-            raise DataError(f"{self.store_path}/trajectories/{traj_id}", "window start",
-                            f"{FIRST_START} <= start <= frames - 1 - horizon = {self.n_steps[traj_id] - 1 - h}", start)
+        return self.sample_many([(traj_id, start, self.horizon if horizon is None else horizon)])[0]
+
+    def sample_many(self, plan: list[tuple[str, int, int]]) -> list[dict]:
+        """The windows (trajectory id, start, horizon) of a batch, read together: the density (and V_xc) chunks
+        they need are fetched concurrently and cached (:meth:`TrajectoryStore.read_windows`); field and time are
+        small and read once per trajectory."""
+        for traj_id, start, h in plan:
+            if traj_id not in self.n_steps:
+                raise DataError(self.store_path, "trajectory", f"one of the reader's {len(self.n_steps)} "
+                                                               "trajectories", traj_id)
+            if not FIRST_START <= start <= self.n_steps[traj_id] - 1 - h:
+                raise DataError(f"{self.store_path}/trajectories/{traj_id}", "window start",
+                                f"{FIRST_START} <= start <= frames - 1 - horizon = {self.n_steps[traj_id] - 1 - h}",
+                                start)
         if self._store is None:
             self._store = TrajectoryStore(self.store_path)
-        if traj_id not in self._static:
-            self._static[traj_id] = self._store.static(traj_id)
-        st = self._static[traj_id]
+        names = ("density", "xc_potential") if self.xc_potential else ("density",)
+        arrays = self._store.read_windows([(t, name, s - 1, s + h + 1) for t, s, h in plan for name in names])
+        out = []
+        for k, (traj_id, start, h) in enumerate(plan):
+            st = self._static_of(traj_id)
+            sl = slice(start - 1, start + h + 1)
+            got = dict(zip(names, arrays[k * len(names):(k + 1) * len(names)]))
+            extra = {"xc_potential": got["xc_potential"]} if self.xc_potential else {}
+            out.append({"traj_id": traj_id, "start": start, "static": st, **extra,
+                        "rho": got["density"],  # [h+2, S, nbf, nbf]
+                        "field": st["field"][sl],  # [h+2, 3]
+                        "time": st["time"][sl]})  # [h+2]
+        return out
+
+    def _static_of(self, traj_id: str) -> dict:
+        """Geometry, basis, matrices, the whole field and time axes (and Kohn–Sham terms): once per trajectory."""
+        st = self._static.get(traj_id)
+        if st is None:
+            st = self._static[traj_id] = self._store.static(traj_id)
+            st["field"] = self._store.read_array(traj_id, "field")  # [T, 3] float64
+            st["time"] = self._store.read_array(traj_id, "time")  # [T] float64
         if self.kohn_sham and "ks" not in st:
             from rtml.datasets.kohn_sham import kohn_sham_terms
 
             st["ks"] = kohn_sham_terms(st, self._store.read_array(traj_id, "density", slice(0, 1))[0],
                                        source=f"{self.store_path}/trajectories/{traj_id}")
-        sl = slice(start - 1, start + h + 1)
-        extra = {"xc_potential": self._store.read_xc_potential(traj_id, sl, "Fock supervision")} \
-            if self.xc_potential else {}
-        return {"traj_id": traj_id, "start": start, "static": st, **extra,
-                "rho": self._store.read_array(traj_id, "density", sl),  # [h+2, S, nbf, nbf]
-                "field": self._store.read_array(traj_id, "field", sl),  # [h+2, 3]
-                "time": self._store.read_array(traj_id, "time", sl)}  # [h+2]
+        return st
 
 
 @dataclass(kw_only=True)

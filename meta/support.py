@@ -32,20 +32,20 @@ def collect(sources: list[str], out: str | Path, molecule: str) -> tuple[str, li
         from rtml.datasets.formats.hdf5 import read_hdf5
 
         path = str(out)
-        store = TrajectoryStore(path, mode="a")
-        for s in sources:
-            if _is_zarr(s):
-                src = TrajectoryStore(s)
-                for i in src.ids():
-                    if i not in store:
-                        store.append(src.read(i), i, source=s)
-            elif s.endswith((".h5", ".hdf5")):
-                stem = Path(s).stem
-                if stem not in store:
-                    store.append(read_hdf5(s), stem, source=s)
-            else:
-                raise DataError(s, "--support", "a Zarr store (.zarr) or an HDF5 file (.h5/.hdf5); NWChem runs: "
-                                                "`rtml convert --nwchem-output ...` first")
+        with TrajectoryStore(path, mode="a") as store:
+            for s in sources:
+                if _is_zarr(s):
+                    src = TrajectoryStore(s)
+                    for i in src.ids():
+                        if i not in store:
+                            store.append(src.read(i), i, source=s)
+                elif s.endswith((".h5", ".hdf5")):
+                    stem = Path(s).stem
+                    if stem not in store:
+                        store.append(read_hdf5(s), stem, source=s)
+                else:
+                    raise DataError(s, "--support", "a Zarr store (.zarr) or an HDF5 file (.h5/.hdf5); NWChem runs: "
+                                                    "`rtml convert --nwchem-output ...` first")
     return path, of_molecule(path, molecule)
 
 

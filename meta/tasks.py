@@ -87,12 +87,12 @@ class WindowSource:
     def batch(self, ids: list[str], n_windows: int, rng: np.random.Generator) -> WindowBatch:
         """``n_windows`` windows spread over ``ids`` (round robin in a random order, random starts)."""
         order = rng.permutation(len(ids))
-        samples = []
+        plan = []
         for j in range(n_windows):
             tid = ids[order[j % len(ids)]]
             start = FIRST_START + int(rng.integers(0, WindowReader.n_starts(self.n_steps[tid], self.horizon)))
-            samples.append(self.reader.sample(tid, start))
-        return collate_windows(samples)
+            plan.append((tid, start, self.horizon))
+        return collate_windows(self.reader.sample_many(plan))
 
     def batches(self, ids: list[str], n_windows: int, n_batches: int, seed) -> list[WindowBatch]:
         """``n_batches`` batches (one per inner step), reproducible from ``seed`` (an int or a list of ints)."""

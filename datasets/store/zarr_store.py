@@ -2,11 +2,13 @@
 
 Layout (``STORE`` is a directory or any URL zarr can open)::
 
-    STORE/                        root group; attrs["rtml_store"] = {schema_version, density_dtype, index: [...]}
+    STORE/                        root group; attrs["rtml_store"] = {schema_version, density_dtype, created}
+    STORE/index/entries           one JSON entry per committed trajectory (append-only; :mod:`.index`)
     STORE/trajectories/<id>/      one group per trajectory; attrs: molecule, charge, multiplicity, n_electrons,
                                   basis, functional, dt, meta (JSON)
         density   [T, n_spin, nbf, nbf] complex64|complex128, chunks of `chunk_steps` steps inside shards of
-                  `shard_steps` steps (sharding codec), Zstd-compressed
+                  `shard_steps` steps (sharding codec), Zstd-compressed; read as windows through
+                  :meth:`TrajectoryStore.read_windows` (whole chunks, concurrent, decoded-chunk LRU)
         xc_potential [T, n_spin, nbf, nbf] float32|complex64, same chunking (schema 2, optional): the Fock
                   supervision target V_xc(t) = F(t) - h - J[P(t)] - E(t).r
         field [T, 3], time [T], energy [T], dipole [T, 3]       float64
@@ -15,18 +17,17 @@ Layout (``STORE`` is a directory or any URL zarr can open)::
         basis_atom_index, basis_l, basis_m, basis_shell [nbf]   int32
 
 The index entry of a trajectory is written *last*: a trajectory whose writer died half-way is not in the index,
-readers never see it, and the next append with that id replaces it. One process appends at a time (a lock file
-guards the index of local stores); any number of processes read concurrently.
+readers never see it, and the next append with that id replaces it. Its checksums (density, dipole, V_xc) are
+verified by every whole-trajectory read. One writer at a time (:mod:`.writer_lock`: ``flock`` on local stores, a
+lease on object stores, a clear :class:`StoreBusyError` for a second writer); any number of readers. Paths or any
+fsspec URL (``s3://bucket/train.zarr``, ``memory://…``).
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
-import os
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +35,15 @@ import zarr
 
 from rtml.datasets.basis import BasisInfo
 from rtml.datasets.errors import DataError
+from rtml.datasets.store.index import StoreIndex
+from rtml.datasets.store.window_reads import DEFAULT_CACHE_BYTES, WindowReads
+from rtml.datasets.store.writer_lock import StoreBusyError, is_remote, writer_lock
 from rtml.datasets.trajectory import Tolerances, Trajectory
 
-SCHEMA_VERSION = 2  # 2: optional per-trajectory xc_potential (Fock supervision); 1 still reads
-READABLE_SCHEMAS = (1, 2)
+__all__ = ["TrajectoryStore", "StoreBusyError", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 3  # 3: index in index/entries (was a root-attribute list); 2: optional xc_potential; 1, 2 read
+READABLE_SCHEMAS = (1, 2, 3)
 DTYPES = {"float32": "complex64", "float64": "complex128"}
 
 
@@ -46,13 +52,17 @@ def _digest(arr: np.ndarray) -> str:
 
 
 class TrajectoryStore:
-    """Open (``mode='r'``/``'a'``) or create (``mode='w'``, ``'a'`` on a missing path) a trajectory store."""
+    """Open (``mode='r'``/``'a'``) or create (``mode='w'``, ``'a'`` on a missing path) a trajectory store.
 
-    def __init__(self, path: str | Path, mode: str = "r", precision: str = "float32", chunk_steps: int = 32,
-                 shard_steps: int = 256):
+    ``chunk_steps``/``shard_steps``: time chunking of new density arrays (64-step chunks: a training window spans
+    one or two; see ``benchmarks/bench_store.py``); ``cache_bytes``: decoded chunks kept for window reads. A store
+    opened for writing is also a context manager (``close()`` releases an object store's writer lease)."""
+
+    def __init__(self, path: str | Path, mode: str = "r", precision: str = "float32", chunk_steps: int = 64,
+                 shard_steps: int = 1024, cache_bytes: int = DEFAULT_CACHE_BYTES):
         self.path, self.mode = str(path), mode
-        self.chunk_steps, self.shard_steps = chunk_steps, shard_steps
-        is_local = "://" not in self.path
+        self.chunk_steps, self.shard_steps, self.cache_bytes = chunk_steps, shard_steps, cache_bytes
+        is_local = not is_remote(self.path)
         if mode == "r" and is_local and not Path(self.path).exists():
             raise DataError(self.path, "store", "an existing Zarr trajectory store (run `rtml generate` or "
                                                 "`rtml convert` first)")
@@ -66,7 +76,7 @@ class TrajectoryStore:
         if info is None:
             if mode == "r":
                 raise DataError(self.path, "attrs/rtml_store", "an rtml trajectory store (root attribute missing)")
-            info = {"schema_version": SCHEMA_VERSION, "density_dtype": DTYPES[precision], "index": [],
+            info = {"schema_version": SCHEMA_VERSION, "density_dtype": DTYPES[precision],
                     "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
             self.root.attrs["rtml_store"] = info
         if info.get("schema_version") not in READABLE_SCHEMAS:
@@ -74,51 +84,61 @@ class TrajectoryStore:
                             repr(info.get("schema_version")))
         self.schema_version = info["schema_version"]
         self.density_dtype = info["density_dtype"]
+        self._index = StoreIndex(self.path, self.root, legacy=info.get("index"))
+        self._writer = writer_lock(self.path) if mode != "r" else None
+
+    def close(self) -> None:
+        """Release the writer lock/lease (reading stays possible)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     # -- index ---------------------------------------------------------------------------------------------------
     @property
     def index(self) -> list[dict]:
-        """One dict per complete trajectory: id, molecule, geometry, field, nbf, n_spin, n_steps, dt, checksums."""
-        return list(self._info()["index"])
-
-    def _info(self) -> dict:
-        return dict(zarr.open_group(self.path, mode="r").attrs["rtml_store"])  # fresh: sees other writers
+        """One dict per complete trajectory: id, molecule, geometry, field, nbf, n_spin, n_steps, dt, checksums
+        (fresh: includes other writers' appends)."""
+        return list(self._index.entries().values())
 
     def ids(self) -> list[str]:
-        return [e["id"] for e in self.index]
+        return list(self._index.entries())
 
     def __len__(self) -> int:
-        return len(self.index)
+        return len(self._index.entries())
 
     def __contains__(self, traj_id: str) -> bool:
-        return traj_id in set(self.ids())
+        return self._index.get(traj_id) is not None
 
     def entry(self, traj_id: str) -> dict:
-        for e in self.index:
-            if e["id"] == traj_id:
-                return e
-        raise DataError(self.path, "trajectory", f"an id in the store index ({len(self)} trajectories)", traj_id)
-
-    @contextmanager
-    def _lock(self):
-        if "://" in self.path:
-            yield
-            return
-        with open(os.path.join(self.path, ".rtml.lock"), "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        e = self._index.get(traj_id)
+        if e is None:
+            raise DataError(self.path, "trajectory", f"an id in the store index ({len(self)} trajectories)",
+                            traj_id)
+        return e
 
     # -- writing ---------------------------------------------------------------------------------------------------
     def append(self, traj: Trajectory, traj_id: str, **index_extra) -> dict:
         """Write one validated trajectory under ``traj_id``; the index entry is committed last."""
-        if self.mode == "r":
-            raise DataError(self.path, "mode", "a store opened for writing (mode 'a' or 'w')", "read-only")
-        if traj_id in self:
-            raise DataError(self.path, "trajectory", "a new id (already in the index)", traj_id)
+        if self._writer is None:
+            raise DataError(self.path, "mode", "a store opened for writing (mode 'a' or 'w', not closed)",
+                            "read-only" if self.mode == "r" else "closed")
         traj.validate(f"trajectory {traj_id}")
+        with self._writer.held():
+            if traj_id in self:
+                raise DataError(self.path, "trajectory", "a new id (already in the index)", traj_id)
+            entry = self._write_arrays(traj, traj_id, index_extra)
+            if hasattr(self._writer, "check"):
+                self._writer.check()  # a remote writer that lost its lease stops before the commit
+            self._index.append(entry)  # the commit point
+        return entry
+
+    def _write_arrays(self, traj: Trajectory, traj_id: str, index_extra: dict) -> dict:
         grp_path = f"trajectories/{traj_id}"
         if grp_path in self.root:  # leftover of an interrupted append
             del self.root[grp_path]
@@ -138,6 +158,7 @@ class TrajectoryStore:
             x = g.create_array("xc_potential", shape=dens.shape, dtype=traj.xc_potential.dtype,
                                chunks=(chunk, S, n, n), shards=(shard, S, n, n))
             x[:] = traj.xc_potential
+            index_extra = {"checksum_xc_potential": _digest(np.asarray(traj.xc_potential)), **index_extra}
         for name, arr in (("field", traj.field), ("time", traj.time), ("energy", traj.energy),
                           ("dipole", traj.dipole), ("positions", traj.positions), ("overlap", traj.overlap),
                           ("atomic_numbers", traj.atomic_numbers.astype(np.int32)),
@@ -154,16 +175,14 @@ class TrajectoryStore:
                  "field": traj.meta.get("field_spec", {}).get("label") or traj.meta.get("field_spec", {}).get("kind"),
                  "checksum_density": _digest(dens), "checksum_dipole": _digest(traj.dipole),
                  "xc_potential": traj.xc_potential is not None, **index_extra}
-        with self._lock():
-            info = self._info()
-            info["index"] = [e for e in info["index"] if e["id"] != traj_id] + [entry]
-            self.root.attrs["rtml_store"] = info
         return entry
 
     # -- reading ---------------------------------------------------------------------------------------------------
     def __getstate__(self):
         state = dict(self.__dict__)
-        state.pop("_arrays", None)  # array handles are per process
+        for k in ("_arrays", "_reads", "_writer"):  # array handles, cache, lock: per process
+            state.pop(k, None)
+        state["mode"], state["_writer"] = "r", None  # a copy sent to another process only reads
         return state
 
     def _array(self, traj_id: str, name: str):
@@ -186,6 +205,20 @@ class TrajectoryStore:
             raise DataError(f"{self.path}/trajectories/{traj_id}/{name}", name,
                             "decodable chunks (the store is corrupt: re-generate or re-convert this trajectory)",
                             f"{type(exc).__name__}: {exc}") from None
+
+    def read_windows(self, requests: list[tuple[str, str, int, int]]) -> list[np.ndarray]:
+        """Many windows at once: [(traj_id, array name, start, stop)] -> [array[start:stop]] (whole chunks fetched
+        concurrently, decoded chunks cached; the same values as :meth:`read_array`)."""
+        reads = self.__dict__.get("_reads")
+        if reads is None:
+            reads = self.__dict__["_reads"] = WindowReads(self.cache_bytes)
+        try:
+            return reads.read([((tid, name), self._array(tid, name), a, b) for tid, name, a, b in requests])
+        except DataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a corrupt chunk surfaces as a codec error deep inside zarr
+            raise DataError(f"{self.path}/trajectories", "windows", "decodable chunks (the store is corrupt: "
+                            "`rtml inspect --verify` names the trajectory)", f"{type(exc).__name__}: {exc}") from None
 
     def has_xc_potential(self, traj_id: str) -> bool:
         return bool(self.entry(traj_id).get("xc_potential", False))
@@ -210,13 +243,19 @@ class TrajectoryStore:
         return out
 
     def read(self, traj_id: str, verify: bool = True, tol: Tolerances | None = None) -> Trajectory:
-        """The whole trajectory; ``verify`` checks the density checksum against the index."""
+        """The whole trajectory; ``verify`` checks every checksum of its index entry (density, dipole, V_xc)."""
         entry = self.entry(traj_id)
         st = self.static(traj_id)
         dens = self.read_array(traj_id, "density")
-        if verify and _digest(dens) != entry["checksum_density"]:
-            raise DataError(f"{self.path}/trajectories/{traj_id}/density", "density",
-                            "content matching the index checksum (the store is corrupt)")
+        dipole = self.read_array(traj_id, "dipole")
+        xc = self.read_array(traj_id, "xc_potential") if entry.get("xc_potential") else None
+        if verify:
+            for name, arr in (("density", dens), ("dipole", dipole), ("xc_potential", xc)):
+                want = entry.get(f"checksum_{name}")
+                if want is not None and arr is not None and _digest(arr) != want:
+                    raise DataError(f"{self.path}/trajectories/{traj_id}/{name}", name,
+                                    f"content matching the index checksum {want[:12]}… (the store is corrupt: "
+                                    "re-generate or re-convert this trajectory)", f"sha256 {_digest(arr)[:12]}…")
         traj = Trajectory(
             molecule=st["molecule"], atomic_numbers=st["atomic_numbers"], positions=st["positions"],
             charge=st["charge"], multiplicity=st["multiplicity"], n_electrons=st["n_electrons"],
@@ -225,8 +264,7 @@ class TrajectoryStore:
                             shell_index=st["basis_shell"]),
             overlap=st["overlap"], core_hamiltonian=st["core_hamiltonian"], density=dens.astype(np.complex128),
             field=self.read_array(traj_id, "field"), time=self.read_array(traj_id, "time"),
-            energy=self.read_array(traj_id, "energy"), dipole=self.read_array(traj_id, "dipole"), meta=st["meta"],
-            xc_potential=self.read_array(traj_id, "xc_potential") if entry.get("xc_potential") else None,
+            energy=self.read_array(traj_id, "energy"), dipole=dipole, meta=st["meta"], xc_potential=xc,
         )
         return traj.validate(f"{self.path}/trajectories/{traj_id}", tol)
 
@@ -252,7 +290,7 @@ class TrajectoryStore:
             m["fields"].add(e.get("field") or "?")
         for m in by_mol.values():
             m["fields"] = sorted(m["fields"])
-        size = sum(f.stat().st_size for f in Path(self.path).rglob("*") if f.is_file()) if "://" not in self.path \
+        size = sum(f.stat().st_size for f in Path(self.path).rglob("*") if f.is_file()) if not is_remote(self.path) \
             else None
         return {"path": self.path, "trajectories": len(idx), "steps": sum(e["n_steps"] for e in idx),
                 "density_dtype": self.density_dtype, "bytes_on_disk": size, "molecules": by_mol}

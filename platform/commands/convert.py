@@ -35,7 +35,13 @@ def add_parser(sub) -> None:
 def run(cfg: ConvertConfig) -> int:
     if not cfg.hdf5 and not cfg.nwchem_output:
         raise DataError("<command line>", "inputs", "--hdf5 files and/or --nwchem-output")
-    store = TrajectoryStore(cfg.out, mode="a", precision=cfg.precision)
+    with TrajectoryStore(cfg.out, mode="a", precision=cfg.precision) as store:
+        n = _convert(cfg, store)
+    print(f"converted {n} trajectories into {cfg.out} ({len(store)} in the store)")
+    return 0
+
+
+def _convert(cfg: ConvertConfig, store: TrajectoryStore) -> int:
     n = 0
     for path in cfg.hdf5:
         traj = read_hdf5(path)
@@ -46,5 +52,4 @@ def run(cfg: ConvertConfig) -> int:
                                  charge=cfg.charge)
         store.append(traj, Path(cfg.nwchem_output[0]).stem, source="nwchem")
         n += 1
-    print(f"converted {n} trajectories into {cfg.out} ({len(store)} in the store)")
-    return 0
+    return n

@@ -81,7 +81,8 @@ def run(model_specs: list[str], molecule, field, n_steps: int, cfg: HybridConfig
         tracking.check_reachable(uri)
     res = propagate(model_specs, mol, field, n_steps, basis=basis, xc=xc, dt=dt, hybrid=cfg, progress=True)
     tid = traj_id or f"{mol.name}-hybrid"
-    TrajectoryStore(out, mode="a").append(res.trajectory, tid)
+    with TrajectoryStore(out, mode="a") as store:
+        store.append(res.trajectory, tid)
     pngs = plot_hybrid(res, plots or Path(f"{str(out).rstrip('/')}.plots") / tid)
     for t in res.triggers:
         what = (f"after {t['value']} surrogate steps" if t["reason"] in ("reference_every", "max_model_steps")

@@ -56,7 +56,7 @@ class WindowStream:
         return out
 
     def batch(self, step: int):
-        return collate_windows([self.reader.sample(t, s, h) for t, s, h in self.plan(step)])
+        return collate_windows(self.reader.sample_many(self.plan(step)))
 
     def iterate(self, start_step: int, stop_step: int, prefetch: int = 2):
         """Yield (step, WindowBatch, wait_seconds) for steps in [start_step, stop_step), read ahead in a thread."""
