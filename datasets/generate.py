@@ -41,6 +41,7 @@ class GenerateConfig:
     seed: int = 0  # every geometry and field is drawn from (seed, molecule, geometry, family, k)
     precision: Literal["float32", "float64"] = "float32"  # density storage
     sampling: GeometrySampling = field(default_factory=GeometrySampling)
+    device: Literal["cpu", "cuda"] = "cpu"  # engine device: 'cuda' = Fock builds in gpu4pyscf, one GPU per Ray task
     executor: Literal["ray", "serial"] = "ray"  # one Ray task per trajectory, or in this process
     address: str | None = None  # Ray cluster address (None: start a local Ray with num_cpus)
     num_cpus: int | None = None  # CPUs of a local Ray (None: all)
@@ -84,7 +85,7 @@ def run_task(task: Task, cfg: GenerateConfig):
     rng = np.random.default_rng([cfg.seed, zlib.crc32(mol.name.encode()), task.geometry,
                                  zlib.crc32(task.family.encode()), task.k])
     spec = sample_field(task.family, rng)
-    ecfg = EngineConfig(system=SystemConfig(basis=cfg.basis, xc=cfg.xc),
+    ecfg = EngineConfig(system=SystemConfig(basis=cfg.basis, xc=cfg.xc, device=cfg.device),
                         integrator=IntegratorConfig(integrator=cfg.integrator, dt=cfg.dt), n_steps=cfg.steps)
     return propagate(mol, spec, ecfg, meta={"geometry_index": task.geometry, "seed": cfg.seed,
                                             "trajectory_id": task.traj_id})
@@ -93,6 +94,12 @@ def run_task(task: Task, cfg: GenerateConfig):
 def generate(cfg: GenerateConfig) -> dict:
     """Generate the missing trajectories of ``cfg`` into ``cfg.out``; returns counts and failures."""
     tasks = plan(cfg)
+    if cfg.device == "cuda":  # fail here, not in every task: no silent CPU fallback
+        from rtml.datasets.engine.gpu_system import EngineDeviceError, cuda_status
+
+        ok, why = cuda_status()
+        if not ok and cfg.executor == "serial":
+            raise EngineDeviceError("<command line>", "--device", "cpu, or cuda with gpu4pyscf and a GPU", why)
     with TrajectoryStore(cfg.out, mode="a", precision=cfg.precision) as store:  # one writer: this driver
         return _generate(cfg, store, tasks)
 
@@ -120,7 +127,12 @@ def _generate(cfg: GenerateConfig, store: TrajectoryStore, tasks: list[Task]) ->
         if not ray.is_initialized():
             ray.init(address=cfg.address, num_cpus=None if cfg.address else cfg.num_cpus, include_dashboard=False,
                      log_to_driver=False, configure_logging=False)
-        remote = ray.remote(num_cpus=1, max_retries=1)(run_task)
+        if cfg.device == "cuda" and not ray.cluster_resources().get("GPU", 0):
+            from rtml.datasets.engine.gpu_system import EngineDeviceError
+
+            raise EngineDeviceError("<command line>", "--device", "cpu, or cuda on a Ray cluster with GPUs",
+                                    f"cuda on a cluster with resources {ray.cluster_resources()}")
+        remote = ray.remote(num_cpus=1, num_gpus=1 if cfg.device == "cuda" else 0, max_retries=1)(run_task)
         pending = {remote.remote(t, cfg): t for t in todo}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)

@@ -61,7 +61,8 @@ def system_from_static(static: dict, source: str = "<memory>") -> ElectronicSyst
                    positions=np.asarray(static["positions"], np.float64), charge=int(static["charge"]),
                    multiplicity=int(static["multiplicity"]))
     sys_meta = (static.get("meta") or {}).get("system", {})
-    cfg = SystemConfig(basis=static["basis"], xc=static["functional"], grid_level=int(sys_meta.get("grid_level", 3)))
+    cfg = SystemConfig(basis=static["basis"], xc=static["functional"], grid_level=int(sys_meta.get("grid_level", 3)),
+                       grid=sys_meta.get("grid", "pyscf"))
     sysm = ElectronicSystem(mol, cfg)
     n = len(static["basis_l"])
     if sysm.nbf != n or not np.array_equal(sysm.basis.l, np.asarray(static["basis_l"])):
@@ -101,7 +102,7 @@ def xc_potential(sysm: ElectronicSystem, p: np.ndarray, vhf=None) -> np.ndarray:
     if vhf is None:
         vhf = sysm.veff(p)
     veff = np.asarray(vhf).reshape(sysm.n_spin, sysm.nbf, sysm.nbf)
-    vj = sysm.mf.get_j(sysm.mol, p.sum(0).real, hermi=1)
+    vj = sysm.coulomb(p.sum(0))
     return (veff - vj[None]).astype(np.complex128)
 
 

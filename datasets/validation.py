@@ -134,8 +134,9 @@ task dft rt_tddft
 
 
 def nwchem_check(molecule: str = "h2o", basis: str = "6-31g", xc: str = "LDA,VWN", steps: int = 300,
-                 dt: float = 0.2, amplitude: float = 1e-3, keep: str | None = None) -> dict:
-    """Run NWChem and the engine on the same kick; compare the dipole along the kick."""
+                 dt: float = 0.2, amplitude: float = 1e-3, keep: str | None = None, grid: str = "pyscf") -> dict:
+    """Run NWChem (``grid xfine``) and the engine (``grid``: its :class:`SystemConfig` grid; 'nwchem-xfine' is the
+    matched one) on the same kick; compare the dipole along the kick."""
     exe = shutil.which("nwchem")
     if exe is None:
         raise FileNotFoundError("nwchem is not installed (Debian: apt-get install nwchem)")
@@ -157,7 +158,7 @@ def nwchem_check(molecule: str = "h2o", basis: str = "6-31g", xc: str = "LDA,VWN
         raise RuntimeError(f"NWChem failed (exit {out.returncode}): {out.stdout[-2000:]}{out.stderr[-2000:]}")
     t_nw, mu_nw = series["Dipole moment [system]"]
     traj = propagate(mol, kick(amplitude, (1, 0, 0)), EngineConfig(
-        system=SystemConfig(basis=basis, xc=xc), integrator=IntegratorConfig(dt=dt, sc_rtol=1e-8),
+        system=SystemConfig(basis=basis, xc=xc, grid=grid), integrator=IntegratorConfig(dt=dt, sc_rtol=1e-8),
         n_steps=len(t_nw)))
     d_rt, d_nw = traj.dipole[:, 0] - traj.dipole[0, 0], mu_nw[:, 0] - mu_nw[0, 0]
     scale = float(np.abs(d_nw).max())

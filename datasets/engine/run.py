@@ -18,7 +18,7 @@ from rtml.datasets.engine.propagator import (
     unitary_apply,
 )
 from rtml.datasets.engine.stepper import ReferenceStepper
-from rtml.datasets.engine.system import ElectronicSystem, SystemConfig
+from rtml.datasets.engine.system import SystemConfig, make_system
 from rtml.datasets.errors import DataError
 from rtml.datasets.fields import FieldSpec
 from rtml.datasets.kohn_sham import xc_potential
@@ -56,7 +56,7 @@ def _propagate(molecule, field_spec, cfg, meta, progress):
     if cfg.n_steps < 1:
         raise DataError("<engine config>", "n_steps", "at least 1", str(cfg.n_steps))
     t_start = _time.perf_counter()
-    sysm = ElectronicSystem(molecule, cfg.system)
+    sysm = make_system(molecule, cfg.system)
     dt, n = icfg.dt, cfg.n_steps
     times = dt * np.arange(n + 1)  # [n+1] a.u.
     e_rec = field_spec.values(times, dt)  # [n+1, 3] field as recorded

@@ -9,6 +9,7 @@ one total density for closed shells (RKS/RHF), alpha and beta for open shells (U
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from pyscf import dft, gto, scf
@@ -18,6 +19,12 @@ from rtml.datasets.engine.numint_cache import CachedNumInt
 from rtml.datasets.molecules import Molecule
 
 HF_NAMES = ("hf", "rhf", "uhf")
+
+# NWChem 7.0.2 'grid xfine' as its output prints it ("Grid Information"): Mura–Knowles radial quadrature, 100
+# radial shells for every element, Lebedev 1202 (H, He) / 1454 (Li onwards) angular points, pruning on. PySCF builds
+# the same quadrature (radi.mura_knowles, the same Lebedev orders, its default NWChem-style pruning); the atomic
+# partition differs (NWChem's 'Erf1' weights, not in PySCF: Stratmann's, the closest, is used).
+GRIDS = {"nwchem-xfine": {"radial": 100, "angular": lambda z: 1202 if z <= 2 else 1454}}
 
 
 @dataclass(kw_only=True)
@@ -29,11 +36,37 @@ class SystemConfig:
     basis: str = "6-31g"
     xc: str = "LDA,VWN"
     grid_level: int = 3
+    grid: Literal["pyscf", "nwchem-xfine"] = "pyscf"  # 'nwchem-xfine': NWChem's xfine grid (see GRIDS), else grid_level
     scf_conv_tol: float = 1e-11
     scf_conv_tol_grad: float = 1e-8
     scf_max_cycle: int = 200
     threads: int = 1  # OpenMP threads for PySCF; 1 is fastest for small molecules (run one trajectory per core)
     ao_cache_mb: float = 2048.0  # cache AO values on the DFT grid up to this size (MB; 0: off; same results)
+    device: Literal["cpu", "cuda"] = "cpu"  # 'cuda': Fock builds in gpu4pyscf (rtml.datasets.engine.gpu_system)
+
+
+def set_grid(grids, mol, name: str) -> None:
+    """Point ``grids`` (a PySCF ``Grids``) at the named grid of :data:`GRIDS`."""
+    from pyscf.dft import gen_grid, radi
+
+    if name not in GRIDS:
+        raise ValueError(f"SystemConfig.grid: expected 'pyscf' or one of {sorted(GRIDS)}, got {name!r}")
+    g = GRIDS[name]
+    grids.atom_grid = {mol.atom_pure_symbol(i): (g["radial"], g["angular"](int(mol.atom_charge(i))))
+                       for i in range(mol.natm)}
+    grids.radi_method = radi.mura_knowles
+    grids.becke_scheme = gen_grid.stratmann
+
+
+def make_system(molecule: Molecule, cfg: SystemConfig) -> ElectronicSystem:
+    """The engine's system for ``cfg.device``: this module's (CPU, PySCF) or gpu4pyscf's (CUDA)."""
+    if cfg.device == "cuda":
+        from rtml.datasets.engine.gpu_system import GpuElectronicSystem
+
+        return GpuElectronicSystem(molecule, cfg)
+    if cfg.device != "cpu":
+        raise ValueError(f"SystemConfig.device: expected 'cpu' or 'cuda', got {cfg.device!r}")
+    return ElectronicSystem(molecule, cfg)
 
 
 class ElectronicSystem:
@@ -51,6 +84,8 @@ class ElectronicSystem:
             self.mf = dft.UKS(self.mol) if self.open_shell else dft.RKS(self.mol)
             self.mf.xc = cfg.xc
             self.mf.grids.level = cfg.grid_level
+            if cfg.grid != "pyscf":
+                set_grid(self.mf.grids, self.mol, cfg.grid)
             if cfg.ao_cache_mb > 0:  # the geometry is fixed: evaluate the AOs on the grid once (same results)
                 self.mf._numint = CachedNumInt(cfg.ao_cache_mb)
         self.mf.conv_tol = cfg.scf_conv_tol
@@ -100,6 +135,10 @@ class ElectronicSystem:
         """Effective two-electron potential of a complex Hermitian density [n_spin, nbf, nbf] (PySCF tagged array)."""
         dm = p if self.open_shell else p[0]
         return self.mf.get_veff(self.mol, dm if self.needs_complex else dm.real, hermi=1)
+
+    def coulomb(self, p_total: np.ndarray) -> np.ndarray:
+        """J[P] [nbf, nbf] float64 of the spin-summed density (its real part)."""
+        return self.mf.get_j(self.mol, np.asarray(p_total).real, hermi=1)
 
     def fock(self, p: np.ndarray, e_field: np.ndarray):
         """Fock matrices [n_spin, nbf, nbf] complex128 with the field term, and the veff for :meth:`energy`."""

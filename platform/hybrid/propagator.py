@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from rtml.datasets.engine.run import EngineConfig
 from rtml.datasets.engine.stepper import ReferenceStepper
-from rtml.datasets.engine.system import ElectronicSystem
+from rtml.datasets.engine.system import ElectronicSystem, make_system
 from rtml.datasets.errors import PropagationError
 from rtml.datasets.fields import FieldSpec
 from rtml.datasets.molecules import Molecule
@@ -119,7 +119,7 @@ def propagate_hybrid(models: list, molecule: Molecule, field_spec: FieldSpec, en
         raise ValueError(f"engine.integrator: the hybrid propagator runs 'magnus2' (the surrogate's scheme), got "
                          f"{icfg.integrator!r}")
     t0 = time.perf_counter()
-    sysm = ElectronicSystem(molecule, engine.system)
+    sysm = make_system(molecule, engine.system)
     dt, n = icfg.dt, engine.n_steps
     times = dt * np.arange(n + 1)  # [n+1] a.u.
     e_rec = field_spec.values(times, dt)  # [n+1, 3]
