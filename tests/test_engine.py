@@ -123,3 +123,24 @@ def test_ao_grid_cache_gives_identical_fock_builds_and_kernels(name, xc, basis):
     assert cached.mf._numint._blocks  # the cache was used
     k_cached, k_plain = xc_kernel(cached, p0), xc_kernel(plain, p0)
     assert np.abs(k_cached.sym - k_plain.sym).max() <= 1e-12
+
+
+@pytest.mark.parametrize("molecule,xc,basis", [("h2o", "B3LYP", "6-31g"), ("h2o", "HF", "6-31g"),
+                                               ("h2p", "B3LYP", "sto-3g"), ("lih", "PBE0", "6-31g")])
+def test_split_complex_exchange_is_pyscfs_complex_path(molecule, xc, basis):
+    """V_eff[Re P] on real arrays plus the exchange of Im P (the default) = PySCF handed the complex P: the same
+    operator and energy for a complex Hermitian density (closed and open shell, hybrid and HF)."""
+    import dataclasses
+
+    from rtml.datasets.engine.system import ElectronicSystem, SystemConfig
+
+    split = ElectronicSystem(CATALOG[molecule], SystemConfig(xc=xc, basis=basis))
+    whole = ElectronicSystem(CATALOG[molecule], dataclasses.replace(split.cfg, complex_exchange="pyscf"))
+    p = split.ground_state()
+    rng = np.random.default_rng(1)
+    d = 1e-3 * (rng.normal(size=p.shape) + 1j * rng.normal(size=p.shape))
+    p = p + d + np.conj(np.swapaxes(d, -1, -2))  # complex Hermitian, Im P antisymmetric and non-zero
+    v_split, v_whole = split.veff(p), whole.veff(p)
+    assert np.abs(np.asarray(v_whole).imag).max() > 1e-6  # the exchange of Im P is really there
+    np.testing.assert_allclose(np.asarray(v_split), np.asarray(v_whole), rtol=0, atol=1e-12)
+    assert abs(split.energy(p, v_split) - whole.energy(p, v_whole)) < 1e-11

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from pyscf import dft, gto, scf
+from pyscf import dft, gto, lib, scf
 
 from rtml.datasets.basis import BasisInfo, basis_info_from_mol
 from rtml.datasets.engine.numint_cache import CachedNumInt
@@ -42,6 +42,7 @@ class SystemConfig:
     scf_max_cycle: int = 200
     threads: int = 1  # OpenMP threads for PySCF; 1 is fastest for small molecules (run one trajectory per core)
     ao_cache_mb: float = 2048.0  # cache AO values on the DFT grid up to this size (MB; 0: off; same results)
+    complex_exchange: Literal["split", "pyscf"] = "split"  # hybrids/HF: how V_eff of a complex P is built (veff)
     device: Literal["cpu", "cuda"] = "cpu"  # 'cuda': Fock builds in gpu4pyscf (rtml.datasets.engine.gpu_system)
 
 
@@ -93,6 +94,8 @@ class ElectronicSystem:
         self.mf.max_cycle = cfg.scf_max_cycle
         # Pure functionals see only Re P (J and Vxc depend on the real symmetric part); exact exchange sees Im P too.
         self.needs_complex = self.is_hf or bool(self.mf._numint.libxc.is_hybrid_xc(cfg.xc))
+        self._omega, self._hyb = (0.0, 1.0) if self.is_hf else \
+            self.mf._numint.rsh_and_hybrid_coeff(cfg.xc, spin=self.mol.spin)[::2]
         self.n_spin = 2 if self.open_shell else 1
         self.overlap = self.mol.intor("int1e_ovlp")  # [nbf, nbf] float64
         self.hcore = self.mf.get_hcore()  # [nbf, nbf] float64
@@ -132,9 +135,27 @@ class ElectronicSystem:
         return dm.reshape(self.n_spin, self.nbf, self.nbf).astype(np.complex128)
 
     def veff(self, p: np.ndarray):
-        """Effective two-electron potential of a complex Hermitian density [n_spin, nbf, nbf] (PySCF tagged array)."""
+        """Effective two-electron potential of a complex Hermitian density [n_spin, nbf, nbf] (PySCF tagged array).
+
+        J and V_xc see only Re P. With exact exchange (global hybrids, HF) and ``complex_exchange='split'`` (the
+        default) PySCF builds V_eff[Re P] on real arrays and the exchange of Im P is added as −i·c·a·K[Im P]
+        (c = 1/2 closed shell, 1 per spin), with its exchange energy: the same operator and energy as handing PySCF
+        the complex P ('pyscf'), which evaluates the density on the grid in complex arithmetic (3–4× slower
+        for C6H6/B3LYP); ``benchmarks/bench_engine.py`` checks the two agree."""
         dm = p if self.open_shell else p[0]
-        return self.mf.get_veff(self.mol, dm if self.needs_complex else dm.real, hermi=1)
+        if not self.needs_complex:
+            return self.mf.get_veff(self.mol, dm.real, hermi=1)
+        if self.cfg.complex_exchange == "pyscf" or self._omega != 0 or not np.any(dm.imag):
+            return self.mf.get_veff(self.mol, dm, hermi=1)  # range-separated: PySCF's own complex path
+        v = self.mf.get_veff(self.mol, np.ascontiguousarray(dm.real), hermi=1)
+        im = np.ascontiguousarray(dm.imag)  # antisymmetric
+        vk = self._hyb * self.mf.get_k(self.mol, im, hermi=0)
+        c = 1.0 if self.open_shell else 0.5
+        out = np.asarray(v) - 1j * c * vk
+        if getattr(v, "exc", None) is None:  # HF: energy_elec reads the complex V_eff itself
+            return out
+        exc = v.exc + 0.5 * c * float(np.sum(im * np.swapaxes(vk, -1, -2)))
+        return lib.tag_array(out, ecoul=v.ecoul, exc=exc, vj=None, vk=None)
 
     def coulomb(self, p_total: np.ndarray) -> np.ndarray:
         """J[P] [nbf, nbf] float64 of the spin-summed density (its real part)."""
