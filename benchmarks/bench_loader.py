@@ -23,8 +23,8 @@ import torch
 
 from rtml.models.surrogate import Surrogate
 from rtml.platform.train.config import load_train_config
-from rtml.platform.train.deepspeed_engine import model_config
 from rtml.platform.train.data import WindowStream
+from rtml.platform.train.deepspeed_engine import model_config
 from rtml.platform.train.objective import window_loss
 
 

@@ -192,7 +192,7 @@ def _pad_kernels(blocks: list, n_pad: int, strict: bool) -> torch.Tensor:
     for b, k in enumerate(blocks):
         if k is None:
             continue
-        n = int(round((np.sqrt(8 * k.shape[1] + 1) + (1 if strict else -1)) / 2))
+        n = round((np.sqrt(8 * k.shape[1] + 1) + (1 if strict else -1)) / 2)
         a0, a1, _, s0, s1 = pairs(n)
         pos = torch.from_numpy(idx[(s0, s1) if strict else (a0, a1)])  # this molecule's pairs in the padded basis
         kt = torch.from_numpy(k)

@@ -47,7 +47,7 @@ class XCKernel:
 
     @property
     def nbf(self) -> int:
-        return int(round((np.sqrt(8 * self.sym.shape[1] + 1) - 1) / 2))
+        return round((np.sqrt(8 * self.sym.shape[1] + 1) - 1) / 2)
 
 
 @lru_cache(maxsize=64)

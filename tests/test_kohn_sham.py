@@ -15,8 +15,8 @@ from rtml.datasets.kohn_sham import (
     system_from_static,
     xc_potential,
 )
-from rtml.datasets.xc_kernel import apply, xc_kernel
 from rtml.datasets.molecules import CATALOG
+from rtml.datasets.xc_kernel import apply, xc_kernel
 from rtml.models.baselines import FrozenXC, LinearXC
 from rtml.models.inputs import MoleculeBatch, spin_resolved
 from rtml.models.kohn_sham import KohnShamOperators, magnus_step

@@ -40,7 +40,7 @@ from rtml.datasets.store.window_reads import DEFAULT_CACHE_BYTES, WindowReads
 from rtml.datasets.store.writer_lock import StoreBusyError, is_remote, writer_lock
 from rtml.datasets.trajectory import Tolerances, Trajectory
 
-__all__ = ["TrajectoryStore", "StoreBusyError", "SCHEMA_VERSION"]
+__all__ = ["SCHEMA_VERSION", "StoreBusyError", "TrajectoryStore"]
 
 SCHEMA_VERSION = 3  # 3: index in index/entries (was a root-attribute list); 2: optional xc_potential; 1, 2 read
 READABLE_SCHEMAS = (1, 2, 3)

@@ -15,6 +15,7 @@ from pathlib import Path
 from rtml.platform.commands.flags import add_flags, build
 from rtml.platform.evaluate import RolloutEvalConfig, as_json
 
+
 @dataclass(kw_only=True)
 class EvaluateConfig:
     model: str | None = None  # model.pt, a run directory, or an MLflow model URI (omit with --baseline-only)

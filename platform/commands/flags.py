@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import inspect
+import operator
 import re
 import types
 import typing
@@ -89,7 +91,7 @@ def describe(cls, prefix: str = "") -> list[FieldInfo]:
 def _strip_none(tp) -> tuple[object, bool]:
     if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp):
         rest = [a for a in typing.get_args(tp) if a is not type(None)]
-        return (rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]), True
+        return functools.reduce(operator.or_, rest), True
     return tp, False
 
 
