@@ -91,9 +91,11 @@ class WindowReads:
                 out.append(np.empty((0, *arr.shape[1:]), arr.dtype))
                 continue
             parts = [have[(key, i)] for i in idx]
-            block = parts[0] if len(parts) == 1 else np.concatenate(parts)
             lo = a - idx[0] * c
-            out.append(block[lo:lo + (b - a)])
+            if len(parts) == 1:  # a copy: the caller may write into its window, never into the cache
+                out.append(parts[0][lo:lo + (b - a)].copy())
+            else:
+                out.append(np.concatenate(parts)[lo:lo + (b - a)])
         return out
 
 

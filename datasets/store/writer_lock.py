@@ -49,8 +49,11 @@ class LocalLock:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
+    def check(self) -> None:
+        """Nothing to re-check: the flock is held for the whole append."""
+
     def close(self) -> None:
-        pass
+        """Nothing held between appends."""
 
 
 class RemoteLease:

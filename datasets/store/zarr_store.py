@@ -133,8 +133,7 @@ class TrajectoryStore:
             if traj_id in self:
                 raise DataError(self.path, "trajectory", "a new id (already in the index)", traj_id)
             entry = self._write_arrays(traj, traj_id, index_extra)
-            if hasattr(self._writer, "check"):
-                self._writer.check()  # a remote writer that lost its lease stops before the commit
+            self._writer.check()  # a remote writer that lost its lease stops here, before the commit
             self._index.append(entry)  # the commit point
         return entry
 
