@@ -94,14 +94,38 @@ def run_task(task: Task, cfg: GenerateConfig):
 def generate(cfg: GenerateConfig) -> dict:
     """Generate the missing trajectories of ``cfg`` into ``cfg.out``; returns counts and failures."""
     tasks = plan(cfg)
-    if cfg.device == "cuda":  # fail here, not in every task: no silent CPU fallback
-        from rtml.datasets.engine.gpu_system import EngineDeviceError, cuda_status
-
-        ok, why = cuda_status()
-        if not ok and cfg.executor == "serial":
-            raise EngineDeviceError("<command line>", "--device", "cpu, or cuda with gpu4pyscf and a GPU", why)
+    if cfg.executor not in ("ray", "serial"):
+        raise DataError("<command line>", "executor", "'ray' or 'serial'", repr(cfg.executor))
+    if cfg.executor == "ray":
+        _start_ray(cfg)
+    if cfg.device == "cuda":  # fail before the store is touched, not in every task: no silent CPU fallback
+        _check_cuda(cfg)
     with TrajectoryStore(cfg.out, mode="a", precision=cfg.precision) as store:  # one writer: this driver
         return _generate(cfg, store, tasks)
+
+
+def _start_ray(cfg: GenerateConfig) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=cfg.address, num_cpus=None if cfg.address else cfg.num_cpus, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+
+
+def _check_cuda(cfg: GenerateConfig) -> None:
+    """Serial: this process needs gpu4pyscf and a GPU; Ray: the cluster needs GPUs (each task asks for one)."""
+    from rtml.datasets.engine.gpu_system import EngineDeviceError, cuda_status
+
+    if cfg.executor == "serial":
+        ok, why = cuda_status()
+        if not ok:
+            raise EngineDeviceError("<command line>", "--device", "cpu, or cuda with gpu4pyscf and a GPU", why)
+        return
+    import ray
+
+    if not ray.cluster_resources().get("GPU", 0):
+        raise EngineDeviceError("<command line>", "--device", "cpu, or cuda on a Ray cluster with GPUs",
+                                f"cuda on a cluster with resources {ray.cluster_resources()}")
 
 
 def _generate(cfg: GenerateConfig, store: TrajectoryStore, tasks: list[Task]) -> dict:
@@ -121,17 +145,9 @@ def _generate(cfg: GenerateConfig, store: TrajectoryStore, tasks: list[Task]) ->
                 commit(t, run_task(t, cfg))
             except PropagationError as exc:
                 failures[t.traj_id] = str(exc)
-    elif cfg.executor == "ray":
+    else:
         import ray
 
-        if not ray.is_initialized():
-            ray.init(address=cfg.address, num_cpus=None if cfg.address else cfg.num_cpus, include_dashboard=False,
-                     log_to_driver=False, configure_logging=False)
-        if cfg.device == "cuda" and not ray.cluster_resources().get("GPU", 0):
-            from rtml.datasets.engine.gpu_system import EngineDeviceError
-
-            raise EngineDeviceError("<command line>", "--device", "cpu, or cuda on a Ray cluster with GPUs",
-                                    f"cuda on a cluster with resources {ray.cluster_resources()}")
         remote = ray.remote(num_cpus=1, num_gpus=1 if cfg.device == "cuda" else 0, max_retries=1)(run_task)
         pending = {remote.remote(t, cfg): t for t in todo}
         while pending:
@@ -141,8 +157,6 @@ def _generate(cfg: GenerateConfig, store: TrajectoryStore, tasks: list[Task]) ->
                 commit(task, ray.get(ready[0]))
             except (PropagationError, ray.exceptions.RayTaskError) as exc:
                 failures[task.traj_id] = str(exc).splitlines()[-1] if str(exc) else type(exc).__name__
-    else:
-        raise DataError("<command line>", "executor", "'ray' or 'serial'", repr(cfg.executor))
     bar.close()
     return {"store": cfg.out, "planned": len(tasks), "already_present": len(tasks) - len(todo),
             "generated": len(todo) - len(failures), "failed": failures}

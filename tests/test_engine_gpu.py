@@ -45,3 +45,12 @@ def test_gpu_engine_refuses_hybrids():
     with pytest.raises(EngineDeviceError, match="pure functional"):
         propagate(CATALOG["h2o"], kick(1e-3, (0, 0, 1)), EngineConfig(system=SystemConfig(xc="B3LYP", device="cuda"),
                                                                       n_steps=3))
+
+
+@pytest.mark.skipif(CUDA, reason="CUDA is present: the refusal path does not apply")
+@pytest.mark.usefixtures("local_ray")
+def test_generate_on_a_ray_cluster_without_gpus_is_refused_before_the_store(tmp_path, capsys):
+    out = tmp_path / "r.zarr"
+    assert main(["generate", "--out", str(out), "--molecules", "h2", "--n-geometries", "1", "--fields", "kick",
+                 "--steps", "3", "--device", "cuda", "--executor", "ray"]) == 2
+    assert "cluster with GPUs" in capsys.readouterr().err and not out.exists()
