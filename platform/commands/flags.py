@@ -55,7 +55,7 @@ def field_help(cls) -> dict[str, str]:
             helps[name] = text
     try:
         source = inspect.getsource(cls)
-    except (OSError, TypeError):
+    except (OSError, TypeError, SyntaxError):  # no source shipped, or a file edited under a running process
         return helps
     for line in source.splitlines():
         m = re.match(r"^\s+(\w+)\s*:[^#]*#\s*(.+)$", line)
