@@ -72,7 +72,8 @@ def _random_direction(rng: np.random.Generator) -> tuple[float, float, float]:
     return tuple(float(x) for x in v / np.linalg.norm(v))
 
 
-def sample_field(kind: str, rng: np.random.Generator) -> FieldSpec:
+def sample_field(kind: str, rng: np.random.Generator,
+                 resonance: tuple[float, tuple[float, float, float]] | None = None) -> FieldSpec:
     """A random field of a named family, as used by ``rtml generate --fields``.
 
     * ``kick``: delta kick, amplitude log-uniform in [1e-3, 1e-2] a.u., random direction.
@@ -81,6 +82,12 @@ def sample_field(kind: str, rng: np.random.Generator) -> FieldSpec:
     * ``strong``: Gaussian pulse as ``pulse`` with amplitude in [0.04, 0.08] a.u. — beyond linear response (the
       linear-xc baseline fails here: LiH, 0.05 a.u., dipole nRMSE 1.6).
     * ``sine``: continuous wave, amplitude in [0.002, 0.01] a.u., omega in [0.1, 0.8] Ha, random direction.
+
+    The field-regime tiers (:func:`field_tier`) each have a family, amplitudes log-uniform: ``weak`` pulses in
+    [1e-3, 5e-3] a.u., ``moderate`` in [0.01, 0.03], ``resonant`` in [0.04, 0.1] at the molecule's first bright
+    excitation (``resonance`` = (omega Ha, transition-dipole direction), from linear-response TDDFT; sigma in
+    [8, 15] a.u.) — and ``mixed`` for training corpora: amplitude log-uniform over all tiers, [1e-3, 0.1] a.u.,
+    resonant with probability 1/3 (omega detuned by up to ±5 %), else as ``pulse``.
     """
     if kind == "kick":
         return FieldSpec(kind="delta", amplitude=float(10 ** rng.uniform(-3, -2)),
@@ -90,10 +97,49 @@ def sample_field(kind: str, rng: np.random.Generator) -> FieldSpec:
         sigma = float(rng.uniform(5, 15))
         return FieldSpec(kind="gaussian", amplitude=float(rng.uniform(lo, hi)), omega=float(rng.uniform(0.1, 0.8)),
                          sigma=sigma, t0=3 * sigma, polarization=_random_direction(rng), label=kind)
+    if kind in ("weak", "moderate"):
+        lo, hi = (1e-3, 5e-3) if kind == "weak" else (0.01, 0.03)
+        return _gaussian(rng, _log_uniform(rng, lo, hi), float(rng.uniform(0.1, 0.8)), _random_direction(rng),
+                         float(rng.uniform(5, 15)), kind)
+    if kind in ("resonant", "mixed"):
+        if resonance is None:
+            raise DataError("<field spec>", "resonance", f"the molecule's first bright excitation for {kind!r} "
+                            "fields (rtml.datasets.resonance.first_bright)", "None")
+        omega, pol = resonance
+        if kind == "resonant":
+            return _gaussian(rng, _log_uniform(rng, 0.04, 0.1), omega, pol, float(rng.uniform(8, 15)), kind)
+        amp = _log_uniform(rng, 1e-3, 0.1)
+        if rng.uniform() < 1 / 3:
+            return _gaussian(rng, amp, omega * float(rng.uniform(0.95, 1.05)), pol, float(rng.uniform(8, 15)), kind)
+        return _gaussian(rng, amp, float(rng.uniform(0.1, 0.8)), _random_direction(rng), float(rng.uniform(5, 15)),
+                         kind)
     if kind == "sine":
         return FieldSpec(kind="sine", amplitude=float(rng.uniform(0.002, 0.01)), omega=float(rng.uniform(0.1, 0.8)),
                          polarization=_random_direction(rng), label="sine")
-    raise DataError("<command line>", "fields", "a comma list of kick, pulse, strong, sine", repr(kind))
+    raise DataError("<command line>", "fields", f"a comma list of {', '.join(FIELD_FAMILIES)}", repr(kind))
 
 
-FIELD_FAMILIES = ("kick", "pulse", "strong", "sine")
+def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
+def _gaussian(rng, amplitude, omega, polarization, sigma, label) -> FieldSpec:
+    return FieldSpec(kind="gaussian", amplitude=amplitude, omega=omega, sigma=sigma, t0=3 * sigma,
+                     polarization=tuple(polarization), label=label)
+
+
+FIELD_FAMILIES = ("kick", "pulse", "strong", "sine", "weak", "moderate", "resonant", "mixed")
+RESONANT_FAMILIES = ("resonant", "mixed")  # families that need the molecule's first bright excitation
+TIERS = ("weak", "moderate", "strong")
+WEAK_MAX = 0.0075  # a.u.: pulses up to this peak amplitude (and every kick) are 'weak'
+MODERATE_MAX = 0.035  # a.u.: above WEAK_MAX up to this, 'moderate'; above it, 'strong'
+
+
+def field_tier(spec: FieldSpec) -> str:
+    """The field regime a trajectory belongs to: kicks (impulses ≤ 1e-2 a.u. in practice) and pulses up to
+    ``WEAK_MAX`` are ``weak`` (linear response), pulses up to ``MODERATE_MAX`` ``moderate``, stronger ones
+    ``strong``. Field-free trajectories count as weak."""
+    if spec.kind in ("delta", "none"):
+        return "weak"
+    amp = abs(spec.amplitude)
+    return "weak" if amp <= WEAK_MAX else "moderate" if amp <= MODERATE_MAX else "strong"

@@ -19,8 +19,9 @@ from rtml.datasets.engine.propagator import IntegratorConfig
 from rtml.datasets.engine.run import EngineConfig, propagate
 from rtml.datasets.engine.system import SystemConfig
 from rtml.datasets.errors import DataError, PropagationError
-from rtml.datasets.fields import FIELD_FAMILIES, sample_field
+from rtml.datasets.fields import FIELD_FAMILIES, RESONANT_FAMILIES, sample_field
 from rtml.datasets.molecules import GeometrySampling, get_molecule, sample_geometry
+from rtml.datasets.resonance import first_bright
 from rtml.datasets.store.zarr_store import TrajectoryStore
 
 
@@ -30,8 +31,9 @@ class GenerateConfig:
 
     out: str  # Zarr store path (created or appended to)
     molecules: list[str] = field(default_factory=lambda: ["h2", "lih"])  # catalog names or .xyz paths
-    fields: list[str] = field(default_factory=lambda: ["kick", "pulse"])  # field families: kick, pulse, strong (pulse beyond linear response), sine
+    fields: list[str] = field(default_factory=lambda: ["kick", "pulse"])  # field families: kick, pulse, strong (pulse beyond linear response), sine; tiers weak, moderate, resonant; mixed (all tiers, for training)
     n_geometries: int = 2  # geometries per molecule, >= 1 (geometry 0 is the catalog geometry; 1 = only that one)
+    first_geometry: int = 0  # index of the first geometry (>= 1 leaves out the catalog geometry: held-out sets)
     n_fields: int = 1  # random fields per family and geometry
     steps: int = 200  # recorded states per trajectory (incl. t = 0)
     dt: float = 0.2  # time step, a.u.
@@ -59,7 +61,8 @@ class Task:
 
 def plan(cfg: GenerateConfig) -> list[Task]:
     for name, lo, what in (("n_geometries", 1, "geometry 0 is the catalog geometry, 1 = only that one"),
-                           ("n_fields", 1, "fields per family and geometry"), ("steps", 2, "recorded states")):
+                           ("n_fields", 1, "fields per family and geometry"), ("steps", 2, "recorded states"),
+                           ("first_geometry", 0, "0 is the catalog geometry")):
         if getattr(cfg, name) < lo:
             raise DataError("<command line>", f"--{name.replace('_', '-')}", f"an integer >= {lo} ({what})",
                             str(getattr(cfg, name)))
@@ -72,7 +75,7 @@ def plan(cfg: GenerateConfig) -> list[Task]:
     tasks = []
     for name in cfg.molecules:
         mol = get_molecule(name)
-        for g in range(cfg.n_geometries):
+        for g in range(cfg.first_geometry, cfg.first_geometry + cfg.n_geometries):
             for fam in cfg.fields:
                 for k in range(cfg.n_fields):
                     tasks.append(Task(traj_id=f"{mol.name}-g{g:03d}-{fam}{k}", molecule=name, geometry=g,
@@ -84,7 +87,8 @@ def run_task(task: Task, cfg: GenerateConfig):
     mol = sample_geometry(get_molecule(task.molecule), task.geometry, cfg.seed, cfg.sampling)
     rng = np.random.default_rng([cfg.seed, zlib.crc32(mol.name.encode()), task.geometry,
                                  zlib.crc32(task.family.encode()), task.k])
-    spec = sample_field(task.family, rng)
+    resonance = first_bright(mol, cfg.basis, cfg.xc) if task.family in RESONANT_FAMILIES else None
+    spec = sample_field(task.family, rng, resonance=resonance)
     ecfg = EngineConfig(system=SystemConfig(basis=cfg.basis, xc=cfg.xc, device=cfg.device),
                         integrator=IntegratorConfig(integrator=cfg.integrator, dt=cfg.dt), n_steps=cfg.steps)
     return propagate(mol, spec, ecfg, meta={"geometry_index": task.geometry, "seed": cfg.seed,

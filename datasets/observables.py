@@ -94,6 +94,26 @@ def find_peaks(omega: np.ndarray, s: np.ndarray, rel_height: float = 0.05) -> np
     return np.asarray(out)
 
 
+def excited_population(density: np.ndarray, overlap: np.ndarray, density_gs: np.ndarray) -> np.ndarray:
+    """Electrons moved out of the ground-state occupied orbitals, per frame: densities [T, S, nbf, nbf] (AO) and the
+    ground state [S, nbf, nbf] -> [T] float64, relative to frame 0 (so 0 before the field acts, whatever the
+    storage precision). n_exc = N − Σ_σ tr(P_σ S P0_σ S); a total density (S = 1, closed shell) counts as
+    P_α = P_β = P/2. What a strong or resonant pulse is run for: population transfer (weak fields move ~κ²)."""
+    d = np.asarray(density, np.complex128)
+    sp = overlap @ np.asarray(density_gs, np.complex128) @ overlap  # [S, nbf, nbf]
+    kept = np.einsum("tsij,sji->t", d, sp).real * (0.5 if d.shape[1] == 1 else 1.0)  # [T]
+    n = np.einsum("tsij,ji->t", d, overlap).real  # [T] electrons
+    pop = n - kept
+    return pop - pop[0]
+
+
+def population_nrmse(pred: np.ndarray, ref: np.ndarray) -> float:
+    """RMS(n_pred − n_ref) / RMS(n_ref) of excited populations [T] (:func:`excited_population`; 'nothing
+    changes' scores 1)."""
+    ref = np.asarray(ref)
+    return float(np.sqrt(np.mean((np.asarray(pred) - ref) ** 2)) / max(np.sqrt(np.mean(ref ** 2)), 1e-300))
+
+
 def scaled_l2(pred: np.ndarray, ref: np.ndarray) -> float:
     """||pred - ref||_F / ||ref||_F over all steps and spins (densities [T, S, nbf, nbf])."""
     return float(np.linalg.norm((pred - ref).ravel()) / np.linalg.norm(np.asarray(ref).ravel()))

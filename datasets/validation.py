@@ -26,8 +26,10 @@ from rtml.datasets.observables import HARTREE_EV, absorption_spectrum, find_peak
 DIAG = tuple(float(v) for v in np.ones(3) / np.sqrt(3))
 
 
-def linear_response(mol: Molecule, basis: str, xc: str, nstates: int = 30) -> tuple[np.ndarray, np.ndarray]:
-    """Excitation energies [n] (eV) and per-axis oscillator strengths [n, 3] (2 w |<0|r_i|n>|^2) from tdscf."""
+def linear_response(mol: Molecule, basis: str, xc: str, nstates: int = 30,
+                    transition_dipoles: bool = False) -> tuple[np.ndarray, ...]:
+    """Excitation energies [n] (eV) and per-axis oscillator strengths [n, 3] (2 w |<0|r_i|n>|^2) from tdscf;
+    with ``transition_dipoles`` also <0|r|n> [n, 3] (a.u.)."""
     sysm = ElectronicSystem(mol, SystemConfig(basis=basis, xc=xc))
     sysm.ground_state()
     td = sysm.mf.TDHF() if sysm.is_hf else sysm.mf.TDDFT()
@@ -37,6 +39,8 @@ def linear_response(mol: Molecule, basis: str, xc: str, nstates: int = 30) -> tu
         td.kernel()
     e = np.asarray(td.e)
     tdm = np.asarray(td.transition_dipole())  # [n, 3]
+    if transition_dipoles:
+        return e * HARTREE_EV, 2 * e[:, None] * tdm**2, tdm
     return e * HARTREE_EV, 2 * e[:, None] * tdm**2
 
 

@@ -50,9 +50,11 @@ class WindowReader:
 
     def __init__(self, store_path: str, horizon: int, split: str = "all", ids: list[str] | None = None,
                  split_seed: int = 0, split_fractions=(0.8, 0.1, 0.1), kohn_sham: bool = False,
-                 xc_potential: bool = False):
+                 xc_potential: bool = False, max_geometries: int | None = None):
         """``kohn_sham``: attach each trajectory's exact Kohn–Sham terms (PySCF, computed once per trajectory and
-        process); ``xc_potential``: read the recorded V_xc(t) frames (Fock supervision; the store must have them)."""
+        process); ``xc_potential``: read the recorded V_xc(t) frames (Fock supervision; the store must have them);
+        ``max_geometries``: only trajectories of geometry index < this (the index ``rtml generate`` records; for
+        learning curves over the number of geometries; None: all)."""
         self.store_path, self.split, self.horizon = str(store_path), split, horizon
         self.kohn_sham, self.xc_potential = kohn_sham, xc_potential
         store = TrajectoryStore(self.store_path)
@@ -60,6 +62,8 @@ class WindowReader:
         if ids is None:
             ids = list(index) if split == "all" else [
                 i for i in index if split_of(i, split_seed, tuple(split_fractions)) == split]
+        if max_geometries is not None:
+            ids = [i for i in ids if int(index[i].get("geometry", 0)) < max_geometries]
         self.entries = [index[i] for i in sorted(ids) if self.n_starts(index[i]["n_steps"], horizon) > 0]
         if not self.entries:
             raise DataError(self.store_path, f"split '{split}'",

@@ -1,5 +1,5 @@
-"""Plots of an adaptation run: query dipoles of the three models against the reference, and per-trajectory
-dipole nRMSE bars."""
+"""Plots of an adaptation run: query dipoles of the three models and the physics baselines (frozen xc, linear xc)
+against the reference, and per-trajectory dipole nRMSE bars with linear xc beside the models."""
 
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ def plot_comparison(results: dict, out_dir: str | Path, max_panels: int = 3) -> 
     for j, (ax, r0) in enumerate(zip(axes[:, 0], first)):
         i = int(np.argmax(np.ptp(r0["mu_ref"], axis=0)))
         ax.plot(r0["time"], r0["mu_ref"][:, i], "k-", lw=1.4, label="reference (PySCF RT-TDDFT)")
-        if "frozen_xc" in r0["mu"]:
-            ax.plot(r0["time"], r0["mu"]["frozen_xc"][:, i], "C7:", lw=1.0,
-                    label=f"frozen xc: nRMSE {r0['frozen_xc']['dipole_nrmse']:.3g}")
+        for who, style, label in (("frozen_xc", "C7:", "frozen xc"), ("linear_xc", "C4-.", "linear xc")):
+            if who in r0["mu"]:
+                ax.plot(r0["time"], r0["mu"][who][:, i], style, lw=1.0,
+                        label=f"{label}: nRMSE {r0[who]['dipole_nrmse']:.3g}")
         for c, (name, label) in enumerate(LABELS.items()):
             r = results[name][j]
             ax.plot(r["time"], r["mu"]["model"][:, i], f"C{c}--", lw=1.1,
@@ -44,8 +45,11 @@ def plot_comparison(results: dict, out_dir: str | Path, max_panels: int = 3) -> 
     x = np.arange(len(ids))
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(ids)), 3))
     for c, (name, label) in enumerate(LABELS.items()):
-        ax.bar(x + (c - 1) * 0.27, [r["model"]["dipole_nrmse"] for r in results[name]], 0.27, label=label,
+        ax.bar(x + (c - 1.5) * 0.22, [r["model"]["dipole_nrmse"] for r in results[name]], 0.22, label=label,
                color=f"C{c}")
+    lin = [r.get("linear_xc", {}).get("dipole_nrmse", np.nan) for r in results["zero_shot"]]
+    if not np.all(np.isnan(lin)):  # the physics baseline the learned term has to beat
+        ax.bar(x + 1.5 * 0.22, lin, 0.22, label="linear xc (no learning)", color="C4")
     ax.set_yscale("log")
     ax.set_xticks(x, ids, rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("dipole nRMSE (query)")

@@ -11,6 +11,9 @@ head with the network off, H = h + J[ρ(t)] + V_xc[ρ(0)] + E(t)·r, :class:`rtm
 * ``spectrum_nrmse`` / ``spectrum_overlap`` below 20 eV (kicked trajectories only);
 * ``max_peak_shift_ev`` — kicked runs: the largest distance from a reference peak (< 20 eV, higher than 5% of the
   strongest) to the nearest predicted peak;
+* ``population_nrmse`` — RMS error of the excited-state population n_exc(t) (electrons moved out of the
+  ground-state occupied orbitals, :func:`rtml.datasets.observables.excited_population`) over RMS n_exc of the
+  reference: what a strong- or resonant-field user reads (noise-dominated for weak fields, where n_exc ~ 1e-6);
 * ``ms_per_step`` — wall time of the rollout per trajectory and step (trajectories of equal length are rolled out
   together, up to ``batch`` at a time; this process's threads);
 * ``steps_to_violation`` — frames before any Hermiticity/trace/idempotency violation above ``violation_tol``
@@ -27,13 +30,14 @@ import numpy as np
 import torch
 
 from rtml.datasets import observables as obs
+from rtml.datasets.fields import FieldSpec, field_tier
 from rtml.datasets.integrals import dipole_integrals
 from rtml.models.baselines import FrozenXC, LinearXC
 from rtml.models.inputs import MoleculeBatch, spin_resolved
 from rtml.models.physics import violations
 from rtml.models.rollout import rollout
 
-METRICS = ("dipole_nrmse", "scaled_l2", "spectrum_overlap", "spectrum_nrmse", "max_peak_shift_ev",
+METRICS = ("dipole_nrmse", "population_nrmse", "scaled_l2", "spectrum_overlap", "spectrum_nrmse", "max_peak_shift_ev",
            "steps_to_violation", "ms_per_step")
 PREDICTORS = ("model", "frozen_xc", "linear_xc", "trivial")  # baselines: rtml.models.baselines
 
@@ -56,6 +60,13 @@ class RolloutEvalConfig:
             v = getattr(self, name)
             if v is not None and v < lo:
                 raise ValueError(f"{name}: expected an integer >= {lo}, got {v}")
+
+
+def tier_of(traj) -> str:
+    """The field regime of a trajectory (:func:`rtml.datasets.fields.field_tier`) from its recorded field spec;
+    'unknown' for imported trajectories without one."""
+    spec = traj.meta.get("field_spec")
+    return field_tier(FieldSpec.from_dict(spec)) if spec else "unknown"
 
 
 def _total(rho_spin: np.ndarray, n_spin: int) -> np.ndarray:
@@ -151,15 +162,18 @@ def _metrics(traj, source: str, c: int, n: int, runs: dict, cfg: RolloutEvalConf
     ref = traj.density[c + 1:c + n + 1]  # [n, S, N, N]
     r_ints, nuc = dipole_integrals(traj, source)
     mu_ref = obs.dipole_from_density(traj.density[:c + n + 1], r_ints, nuc)  # [c+n+1, 3]
-    out = {"id": source, "molecule": traj.molecule, "frames": n, "time": traj.time[:c + n + 1], "mu_ref": mu_ref,
-           "mu": {}}
+    out = {"id": source, "molecule": traj.molecule, "functional": traj.functional, "tier": tier_of(traj),
+           "frames": n, "time": traj.time[:c + n + 1], "mu_ref": mu_ref, "mu": {}}
+    pop_ref = obs.excited_population(traj.density[:c + n + 1], traj.overlap, traj.density[0])  # [c+n+1]
     s = torch.from_numpy(traj.overlap)[None]
     n_sigma = torch.diagonal(rho[0] @ s.to(rho.dtype), dim1=-2, dim2=-1).sum(-1).real  # [1, 2]
     for who, (pred_spin, ms) in runs.items():
         pred = _total(pred_spin.numpy(), traj.n_spin)
         mu = np.concatenate([mu_ref[:c + 1], obs.dipole_from_density(pred, r_ints, nuc)])
         out["mu"][who] = mu
-        m = {"scaled_l2": obs.scaled_l2(pred, ref), "dipole_nrmse": obs.dipole_nrmse(mu[c + 1:], mu_ref[c + 1:])}
+        pop = obs.excited_population(np.concatenate([traj.density[:1], pred]), traj.overlap, traj.density[0])[1:]
+        m = {"scaled_l2": obs.scaled_l2(pred, ref), "dipole_nrmse": obs.dipole_nrmse(mu[c + 1:], mu_ref[c + 1:]),
+             "population_nrmse": obs.population_nrmse(pop, pop_ref[c + 1:])}
         if who != "trivial":
             v = violations(pred_spin[:, None], s, n_sigma)  # each [n, 1]
             worst = torch.stack([x[:, 0] for x in v.values()]).amax(0)  # [n]

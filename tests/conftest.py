@@ -48,11 +48,11 @@ def small_store(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def heldout_store(tmp_path_factory):
-    """Held-out store: other geometries and fields (seed 1), one geometry per molecule."""
+    """Held-out store: other geometries (not the catalog one) and fields (seed 1), one geometry per molecule."""
     from rtml.datasets.generate import GenerateConfig, generate
 
     path = str(tmp_path_factory.mktemp("stores") / "heldout.zarr")
-    generate(GenerateConfig(out=path, molecules=["h2", "lih"], n_geometries=1, steps=40, seed=1,
+    generate(GenerateConfig(out=path, molecules=["h2", "lih"], n_geometries=1, first_geometry=1, steps=40, seed=1,
                             executor="serial", progress=False))
     return path
 

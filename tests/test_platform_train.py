@@ -43,6 +43,12 @@ def test_train_zero2_logs_everything_and_exports_a_plain_model(tmp_path, small_s
     assert summary["model"] == os.path.join(os.path.realpath(cfg.out), "model.pt")
     assert summary["plots"] and all(os.path.isfile(p) and "/plots/" in p for p in summary["plots"])
     assert summary["rollout"]["model/dipole_nrmse"] >= 0
+    # model selection by held-out rollouts: the score curve is in MLflow, the export names its step
+    assert {"select/score", "select/best_score", "select/best_step"} <= set(m)
+    sel = summary["selected"]
+    assert sel["step"] in (10, 20) and sel["score"] == m["select/best_score"]
+    assert blob["meta"]["selected"] == sel
+    assert {r["tier"] for r in summary["regimes"]["rows"]} <= {"weak", "moderate", "strong"}
     assert not glob.glob(os.path.join(tempfile.gettempdir(), "rtml-e2e-*"))
     import mlflow.artifacts
     import mlflow.pyfunc

@@ -1,11 +1,13 @@
 """``rtml quickstart``: the main job end to end on embedded defaults (local Ray, local MLflow, built-in engine).
 
 1. generate a training store with the PySCF reference engine on local Ray (H2, LiH, H2O; sampled geometries; kicks
-   and Gaussian pulses) and a held-out store of *other* geometries and fields (another seed) with long trajectories:
-   one 2000-step kick (400 a.u.: enough to resolve the bright peaks) and one 600-step pulse per molecule;
+   and ``mixed`` Gaussian pulses, amplitudes log-uniform over the weak, moderate and strong tiers, a third of them
+   resonant) and a held-out store of *other* geometries and fields (another seed, not the catalog geometry) with
+   long trajectories: one 2000-step kick (400 a.u.: enough to resolve the bright peaks; the weak tier) and one
+   600-step strong pulse resonant with the first bright excitation per molecule (the strong tier);
 2. train the surrogate with Ray Train + DeepSpeed on 2 local CPU workers (recipe ``quickstart`` below);
 3. evaluate rollouts on the held-out store against the reference, side by side with the frozen-xc, linear-xc and
-   trivial physics baselines, with plots;
+   trivial physics baselines, per field regime (weak and strong rows), with plots;
 4. few-shot: MAML meta-training over the training molecules (Ray Train, starting from the trained model), then
    adaptation to a molecule held out of training (NH3; K support + 3 query trajectories generated on the spot),
    printed as a before/after table next to zero-shot and fine-tuning;
@@ -33,7 +35,7 @@ class QuickstartConfig:
     n_heldout_geometries: int = 1  # held-out geometries per molecule (another seed)
     steps: int = 300  # frames per training trajectory
     heldout_kick_steps: int = 2000  # frames of the held-out kicked trajectories (spectra)
-    heldout_pulse_steps: int = 600  # frames of the held-out pulsed trajectories
+    heldout_pulse_steps: int = 600  # frames of the held-out resonant strong pulses
     train_steps: int = 90  # optimiser steps
     workers: int = 2  # Ray Train workers
     heldout_molecule: str = "nh3"  # molecule for the few-shot adaptation (not trained on)
@@ -60,9 +62,10 @@ def run(cfg: QuickstartConfig) -> int:
     stores = {"train": str(out / "train.zarr"), "heldout": str(out / "heldout.zarr")}
     print(f"[1/4] reference data (PySCF RT-TDDFT, LDA/6-31G, dt 0.2 a.u., {cfg.steps} frames) on local Ray")
     # The long held-out kicks are the critical path: all three sets go to Ray at once, those first.
+    # Held out: geometries from index 1 of another seed (index 0 is the catalog geometry, which training has).
     plan = (("heldout", ["kick"], cfg.heldout_kick_steps, cfg.n_heldout_geometries, 1),
-            ("heldout", ["pulse"], cfg.heldout_pulse_steps, cfg.n_heldout_geometries, 1),
-            ("train", ["kick", "pulse"], cfg.steps, cfg.n_geometries, 0))
+            ("heldout", ["resonant"], cfg.heldout_pulse_steps, cfg.n_heldout_geometries, 1),
+            ("train", ["kick", "mixed"], cfg.steps, cfg.n_geometries, 0))
     import ray
 
     if not ray.is_initialized():
@@ -72,7 +75,7 @@ def run(cfg: QuickstartConfig) -> int:
         for name, fields, steps, n_geo, seed in plan:
             futures.append(pool.submit(generate, GenerateConfig(
                 out=stores[name], molecules=list(cfg.molecules), steps=steps, fields=fields, n_geometries=n_geo,
-                seed=seed, progress=False)))
+                first_geometry=1 if name == "heldout" else 0, seed=seed, progress=False)))
             time.sleep(0.5)  # submission order = Ray's scheduling order
         for (name, fields, steps, _, _), fut in zip(plan, futures):
             rep = fut.result()
@@ -107,7 +110,7 @@ def few_shot(cfg: QuickstartConfig, out: Path, train_store: str, trained: dict) 
     from rtml.meta.adapt import AdaptSettings
     from rtml.platform.commands import adapt, meta_train
 
-    n_per_mol = 2 * cfg.n_geometries  # kick + pulse per geometry
+    n_per_mol = 2 * cfg.n_geometries  # kick + mixed pulse per geometry
     shots = max(1, min(5, n_per_mol - 1))
     print(f"[4/4] few-shot: MAML meta-training ({cfg.meta_steps} steps over {', '.join(cfg.molecules)}), then "
           f"adaptation to {cfg.heldout_molecule} (never trained on) from k={cfg.shots} generated trajectories")

@@ -75,6 +75,7 @@ def run(cfg: TrainConfig) -> dict:
 
 def report(summary: dict) -> int:
     from rtml.platform.evaluate import format_table
+    from rtml.platform.regimes import format_regimes
 
     print(f"MLflow run {summary['run_id']} ({summary['tracking_uri']})")
     final = summary.get("final", {})
@@ -82,5 +83,12 @@ def report(summary: dict) -> int:
           f"trivial {final.get('val_mse_ratio', float('nan')):.4f}")
     if summary.get("rollout"):
         print(format_table(summary["rollout"]))
+    if summary.get("regimes", {}).get("rows"):
+        print("held-out dipole nRMSE per field regime (rtml / linear xc < 1: the learned term helps):")
+        print(format_regimes(summary["regimes"]))
+    if summary.get("selected"):
+        sel = summary["selected"]
+        print(f"exported the weights of step {sel['step']} (best held-out rollouts: {sel['score_kind']} "
+              f"{sel['score']:.4g})")
     print(f"model: {summary.get('model')}  plots: {', '.join(summary.get('plots', []))}")
     return 0

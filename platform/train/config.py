@@ -1,4 +1,5 @@
-"""The training configuration: typed sections, recipes ``debug`` (CI) / ``small`` (laptop) / ``base`` (cluster).
+"""The training configuration: typed sections, recipes ``debug`` (CI) / ``small`` (laptop) / ``corpus`` (the
+regime corpus, laptop) / ``base`` (cluster).
 
 ``rtml train RECIPE_OR_YAML [section.field=value ...]``: a recipe name or a YAML file (sections as below; missing
 fields keep the recipe defaults of the YAML's ``recipe:`` key, else ``debug``), then dotted overrides. The fully
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Literal
 
 from rtml.models.losses import LossConfig
 from rtml.models.surrogate import SurrogateConfig, preset
@@ -22,7 +24,8 @@ MODEL_PRESETS = ("debug", "small", "base")
 class DataConfig:
     """``store``: Zarr trajectory store (path or URL); ``val_store``: held-out store (None: the 'val' split of
     ``store``); ``horizons``: window lengths (steps) of the horizon curriculum, ``steps_per_stage`` each;
-    ``batch_size``: windows per worker per step; ``val_windows``: windows per worker for validation."""
+    ``batch_size``: windows per worker per step; ``val_windows``: windows per worker for validation;
+    ``max_geometries``: train on geometries 0..N-1 of each molecule only (learning curves; None: all)."""
     store: str = "runs/quickstart/train.zarr"
     val_store: str | None = None
     horizons: tuple[int, ...] = (8, 16)
@@ -32,6 +35,7 @@ class DataConfig:
     split_seed: int = 0
     split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
     prefetch: int = 2
+    max_geometries: int | None = None
 
 
 @dataclass(kw_only=True)
@@ -88,6 +92,19 @@ class LoopConfig:
 
 
 @dataclass(kw_only=True)
+class SelectionConfig:
+    """Model selection by held-out rollouts: at every evaluation (``loop.eval_every``) rank 0 rolls the model out on
+    up to ``max_trajectories`` held-out trajectories (``data.val_store``, else the 'val' split) for ``max_steps``
+    frames and logs ``select/score`` to MLflow; the exported model is the checkpoint with the best score, not the
+    last one. ``score``: ``ratio_to_linear`` = geometric mean over trajectories of the dipole nRMSE relative to the
+    linear-xc propagator's (every field tier weighs the same), or plain mean ``dipole_nrmse``."""
+    enabled: bool = True
+    max_trajectories: int = 8
+    max_steps: int = 300
+    score: Literal["ratio_to_linear", "dipole_nrmse"] = "ratio_to_linear"
+
+
+@dataclass(kw_only=True)
 class ScalingSection:
     """``address``: Ray cluster (None: RAY_ADDRESS, else a local Ray); ``cpus_per_worker`` is the Ray resource
     and the torch thread count; ``max_failures``: worker-group restarts from the last checkpoint."""
@@ -121,6 +138,7 @@ class TrainConfig:
     scaling: ScalingSection = field(default_factory=ScalingSection)
     tracking: TrackingSection = field(default_factory=TrackingSection)
     eval: RolloutEvalConfig = field(default_factory=RolloutEvalConfig)  # the end-of-training evaluation = rtml evaluate's defaults
+    select: SelectionConfig = field(default_factory=SelectionConfig)  # which checkpoint is exported
 
 
 def check(cfg: TrainConfig, source: str = "<config>") -> None:
@@ -143,6 +161,9 @@ def check(cfg: TrainConfig, source: str = "<config>") -> None:
             raise ConfigError(source, f"loop.{name}", "an integer >= 1", getattr(cfg.loop, name))
     if cfg.scaling.num_workers < 1:
         raise ConfigError(source, "scaling.num_workers", "an integer >= 1", cfg.scaling.num_workers)
+    for name in ("max_trajectories", "max_steps"):
+        if getattr(cfg.select, name) < 1:
+            raise ConfigError(source, f"select.{name}", "an integer >= 1", getattr(cfg.select, name))
     if cfg.data.batch_size < 1:
         raise ConfigError(source, "data.batch_size", "an integer >= 1", cfg.data.batch_size)
 
@@ -152,6 +173,14 @@ RECIPES: dict[str, dict] = {
     "small": {"data": {"horizons": [16, 64, 256], "steps_per_stage": 150, "batch_size": 2},
               "model": {"preset": "small"}, "optim": {"lr": 1e-3, "warmup_steps": 30},
               "loop": {"max_steps": 330, "log_every": 10, "checkpoint_every": 110, "eval_every": 110}},
+    # The regime corpus (README: 5 molecules x 27 geometries x kick + mixed-tier pulse, 300 frames); held-out
+    # selection store with every tier; select on the ratio to linear xc every 50 steps.
+    "corpus": {"data": {"store": "runs/corpus/train.zarr", "val_store": "runs/corpus/select.zarr",
+                        "horizons": [16, 64, 256], "steps_per_stage": 150, "batch_size": 2,
+                        "split_fractions": [1.0, 0.0, 0.0]},
+               "model": {"preset": "small"}, "optim": {"lr": 1e-3, "warmup_steps": 30},
+               "loop": {"max_steps": 450, "log_every": 10, "checkpoint_every": 150, "eval_every": 50},
+               "eval": {"max_trajectories": 20, "batch": 8}},
     "base": {"data": {"horizons": [16, 64, 256, 512], "steps_per_stage": 5000, "batch_size": 8},
              "model": {"preset": "base"}, "optim": {"lr": 1e-3, "warmup_steps": 1000},
              "deepspeed": {"zero_stage": 2, "precision": "bf16"},

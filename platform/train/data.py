@@ -25,11 +25,12 @@ class WindowStream:
 
     def __init__(self, store: str, split: str, horizons: tuple[int, ...], steps_per_stage: int, batch_size: int,
                  rank: int = 0, world_size: int = 1, seed: int = 0, split_seed: int = 0,
-                 split_fractions=(0.8, 0.1, 0.1), xc_potential: bool = False):
+                 split_fractions=(0.8, 0.1, 0.1), xc_potential: bool = False, max_geometries: int | None = None):
         self.curriculum = HorizonCurriculum(stages=tuple(horizons), steps_per_stage=steps_per_stage)
         # Kohn–Sham terms always (the head's exact terms and the unrolled dipole); V_xc(t) for Fock supervision.
         self.reader = WindowReader(store, max(horizons), split, split_seed=split_seed,
-                                   split_fractions=split_fractions, kohn_sham=True, xc_potential=xc_potential)
+                                   split_fractions=split_fractions, kohn_sham=True, xc_potential=xc_potential,
+                                   max_geometries=max_geometries)
         self.batch_size, self.rank, self.world_size, self.seed = batch_size, rank, world_size, seed
         self.n_steps = self.reader.n_steps
         if min(WindowReader.n_starts(n, max(horizons)) for n in self.n_steps.values()) < world_size:

@@ -10,6 +10,7 @@ from rtml.platform import tracking
 from rtml.platform.configio import save_yaml
 from rtml.platform.evaluate import PREDICTORS, aggregate, evaluate_store, plot_results
 from rtml.platform.modelio import load_model, save_model
+from rtml.platform.regimes import summarize_regimes
 from rtml.platform.train.config import TrainConfig
 
 
@@ -34,23 +35,28 @@ def training_data_summary(store: str) -> dict:
             "bases": sorted({e["basis"] for e in idx}), "dt": sorted({float(e["dt"]) for e in idx})}
 
 
-def export_model(module, cfg: TrainConfig, out: Path, uri: str, run_id: str) -> dict:
+def export_model(module, cfg: TrainConfig, out: Path, uri: str, run_id: str, selected: dict | None = None) -> dict:
+    """``module``'s weights as ``model.pt`` + MLflow model, evaluated on the held-out set; ``selected``: which
+    evaluation step's weights these are (model selection by held-out rollouts) and their score."""
     import mlflow
 
     from rtml.platform.mlflow_model import log_model
 
     out.mkdir(parents=True, exist_ok=True)
     path = save_model(module, out / "model.pt", meta={"mlflow_run_id": run_id, "recipe": cfg.recipe,
-                                                      "data": training_data_summary(cfg.data.store)})
+                                                      "data": training_data_summary(cfg.data.store),
+                                                      "selected": selected})
     module = load_model(path)  # a clean copy: the engine's module carries DeepSpeed hooks and process groups
     store, ids = held_out_ids(cfg)
     t0 = time.perf_counter()
     results = evaluate_store(module, store, ids, cfg.eval, progress=False) if ids is None or ids else []
     agg = aggregate(results)
     plots = plot_results(results, out / "plots") if results else []
+    per_traj = [{k: r[k] for k in ("id", "molecule", "functional", "tier")} | {w: r[w] for w in PREDICTORS if w in r}
+                for r in results]
     summary = {"model": str(path), "held_out_store": store, "held_out": [r["id"] for r in results],
-               "eval_seconds": time.perf_counter() - t0, "rollout": agg, "per_trajectory": [{"id": r["id"], **{w: r[w] for w in PREDICTORS if w in r}}
-                                                  for r in results], "plots": [str(p) for p in plots]}
+               "eval_seconds": time.perf_counter() - t0, "rollout": agg, "per_trajectory": per_traj,
+               "regimes": summarize_regimes(per_traj), "selected": selected, "plots": [str(p) for p in plots]}
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     save_yaml(cfg, out / "config.yaml")
     tracking.log_metrics(uri, run_id, {f"eval/{k}": v for k, v in agg.items()}, step=cfg.loop.max_steps)

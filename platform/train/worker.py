@@ -3,7 +3,8 @@
 Reads only ``config`` (the resolved :class:`TrainConfig` as a dict plus the MLflow run id). Resumes from
 ``ray.train.get_checkpoint()`` at the exact step; every ``checkpoint_every`` steps all ranks save their DeepSpeed
 shards into one directory and report it. A non-finite loss on any rank stops every rank before the optimiser step,
-so the last reported checkpoint is the last good one. Rank 0 writes MLflow metrics, exports the consolidated model
+so the last reported checkpoint is the last good one. Rank 0 writes MLflow metrics, scores held-out rollouts at
+every evaluation (:mod:`rtml.platform.train.selection`), exports the best-scoring consolidated model
 and runs the held-out rollout evaluation at the end; status and results reach the driver through MLflow
 (:mod:`rtml.platform.train.results`). ``config["out"]`` holds only per-rank progress files for operators.
 """
@@ -20,7 +21,7 @@ from rtml.platform.train import runtime
 from rtml.platform.train.config import TrainConfig
 from rtml.platform.train.data import WindowStream
 from rtml.platform.train.deepspeed_engine import build_engine, set_distributed_env
-from rtml.platform.train.export import export_model
+from rtml.platform.train.export import export_model, held_out_ids
 from rtml.platform.train.objective import (
     electrons_per_spin,
     finish_validation,
@@ -28,6 +29,7 @@ from rtml.platform.train.objective import (
     validation_metrics,
     window_loss,
 )
+from rtml.platform.train.selection import RolloutSelector, selection_items
 
 CKPT_TAG = "ckpt"
 
@@ -36,14 +38,18 @@ class EngineCheckpoint:
     """Every rank saves its DeepSpeed shards into the one checkpoint directory."""
     all_ranks = True
 
-    def __init__(self, engine):
+    def __init__(self, engine, selector: RolloutSelector | None = None):
         self.engine = engine
+        self.selector = selector  # rank 0's best-so-far state travels in the checkpoint
 
     def save(self, directory: str, step: int) -> None:
-        self.engine.save_checkpoint(directory, tag=CKPT_TAG, client_state={"step": step})
+        client = {"step": step, "selection": self.selector.state() if self.selector else None}
+        self.engine.save_checkpoint(directory, tag=CKPT_TAG, client_state=client)
 
     def load(self, directory: str) -> int:
         _, client = self.engine.load_checkpoint(directory, tag=CKPT_TAG)
+        if self.selector is not None:
+            self.selector.load(client.get("selection"))
         return int(client["step"])
 
 
@@ -53,13 +59,19 @@ def train_fn(config: dict) -> None:
     set_distributed_env(run.rank, run.world, run.local_rank)
     device = run.device
     engine = build_engine(cfg, device)
-    ckpt = EngineCheckpoint(engine)
+    selector = None
+    if cfg.select.enabled and run.rank == 0:  # model selection by held-out rollouts (rank 0 exports)
+        store, ids = held_out_ids(cfg)
+        items = selection_items(store, ids, cfg.select.max_trajectories) if ids is None or ids else []
+        selector = RolloutSelector(cfg, items) if items else None
+    ckpt = EngineCheckpoint(engine, selector)
     start = runtime.resume(run, ckpt)
 
     d = cfg.data
     fock = needs_xc_potential(cfg.loss)
     stream = WindowStream(d.store, "train", d.horizons, d.steps_per_stage, d.batch_size, run.rank, run.world,
-                          cfg.loop.seed, d.split_seed, d.split_fractions, xc_potential=fock)
+                          cfg.loop.seed, d.split_seed, d.split_fractions, xc_potential=fock,
+                          max_geometries=d.max_geometries)
     val = WindowStream(d.val_store or d.store, "all" if d.val_store else "val", d.horizons[-1:], 1,
                        d.val_windows, run.rank, run.world, seed=12345, split_seed=d.split_seed,
                        split_fractions=d.split_fractions, xc_potential=fock)
@@ -98,9 +110,16 @@ def train_fn(config: dict) -> None:
         if done % cfg.loop.eval_every == 0 or is_ckpt:
             vm = finish_validation(runtime.allreduce_dict(validation_metrics(engine.module, val_batches, cfg.loss,
                                                                              device)))
+            if selector is not None:
+                vm.update(selector.score(engine.module, done))
             run.log(vm, done)
             runtime.report(run, {"step": done, "status": "running", **last_train, **vm},
                            ckpt if is_ckpt else None, done)
             acc.t0 = time.perf_counter()  # validation time is not training throughput
     # results travel through MLflow: this node's disk may be invisible to the driver
-    runtime.export_from_rank0(run, lambda scratch: export_model(engine.module, cfg, scratch, run.uri, run.run_id))
+    selected = None
+    if selector is not None and selector.best is not None:  # export the best held-out rollouts, not the last
+        engine.module.load_state_dict(selector.best["state"])
+        selected = {"step": selector.best["step"], "score": selector.best["score"], "score_kind": cfg.select.score}
+    runtime.export_from_rank0(run, lambda scratch: export_model(engine.module, cfg, scratch, run.uri, run.run_id,
+                                                                selected))

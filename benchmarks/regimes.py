@@ -1,0 +1,107 @@
+"""Held-out rollouts per field regime (weak / moderate / strong) and molecule: trained models against linear xc,
+frozen xc and trivial, plus the cost per trajectory-step at batch 1 and batched next to the reference engine.
+
+    python benchmarks/regimes.py --store runs/corpus/regimes.zarr --model runs/corpus-all/model.pt:all \
+        [--model runs/corpus-third/model.pt:1/3 ...] --out runs/regimes
+
+Writes ``regimes.json`` (every trajectory's metrics, the per-regime summaries, the step costs), ``regimes.md``
+(the tables) and ``regimes_<label>.png`` (rtml / linear xc per molecule and tier) into ``--out``. The first model's
+rollouts are also used for the baselines (they do not depend on the model). See rtml.platform.regimes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from rtml.datasets.store.zarr_store import TrajectoryStore
+from rtml.models.baselines import FrozenXC, LinearXC
+from rtml.platform.evaluate import PREDICTORS, RolloutEvalConfig, evaluate_trajectories
+from rtml.platform.modelio import load_model
+from rtml.platform.regimes import (
+    REGIME_METRICS,
+    format_compare,
+    format_regimes,
+    plot_regimes,
+    step_costs,
+    summarize_regimes,
+)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--store", action="append", required=True, help="held-out store(s) with field-tier trajectories")
+    p.add_argument("--model", action="append", default=[], help="PATH[:LABEL] of a model.pt (repeatable)")
+    p.add_argument("--out", default="runs/regimes")
+    p.add_argument("--max-steps", type=int, default=None, help="frames rolled out per trajectory (default: all)")
+    p.add_argument("--batch", type=int, default=8, help="trajectories rolled out together in the evaluation")
+    p.add_argument("--timing-steps", type=int, default=100, help="steps of the cost measurement (0: skip)")
+    p.add_argument("--timing-batch", type=int, default=8, help="batched cost: this many fields on one geometry")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: the per-core cost)")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    items = []
+    for path in a.store:
+        st = TrajectoryStore(path)
+        items += [(st.read(i), i) for i in st.ids()]
+    models = {}
+    for spec in a.model or []:
+        path, _, label = spec.partition(":")
+        models[label or Path(path).parent.name] = load_model(path)
+    if not models:
+        models = {"baselines": None}
+    results, summaries, t0 = {}, {}, time.perf_counter()
+    first = None
+    for label, model in models.items():
+        cfg = RolloutEvalConfig(max_trajectories=len(items), max_steps=a.max_steps, batch=a.batch,
+                                baselines=first is None)
+        t1 = time.perf_counter()
+        res = evaluate_trajectories(model, items, cfg, progress=True)
+        if first is not None:  # baselines from the first model's pass
+            for r, r0 in zip(res, first):
+                r.update({w: r0[w] for w in PREDICTORS if w != "model" and w in r0})
+        first = first or res
+        results[label] = [{k: r[k] for k in ("id", "molecule", "functional", "tier", "frames")}
+                          | {w: r[w] for w in PREDICTORS if w in r} for r in res]
+        summaries[label] = summarize_regimes(results[label])
+        print(f"{label}: evaluated {len(res)} trajectories in {time.perf_counter() - t1:.0f} s")
+    costs = {}
+    if a.timing_steps:
+        seen = {}
+        for traj, i in items:
+            seen.setdefault((traj.molecule, traj.functional), (traj, i))
+        for (mol, xc), (traj, i) in seen.items():
+            preds = {"linear_xc": LinearXC(), "frozen_xc": FrozenXC(),
+                     **{f"model:{k}": m for k, m in models.items() if m is not None}}
+            costs[f"{mol} ({xc})"] = step_costs(preds, traj, a.timing_steps, a.timing_batch)
+    report = ["# Held-out rollouts per field regime", "",
+              f"stores: {', '.join(a.store)}; models: {', '.join(f'{k}' for k in models)}; "
+              f"{len(items)} trajectories; wall {time.perf_counter() - t0:.0f} s", ""]
+    for m in REGIME_METRICS:
+        report += [f"## {m}", "", format_compare(summaries, m) if len(models) > 1 else
+                   format_regimes(summaries[next(iter(models))], metric=m), ""]
+    if costs:
+        report += ["## ms per trajectory-step (1 thread; @1 = batch 1, "
+                   f"@{a.timing_batch} = {a.timing_batch} fields on one geometry)", ""]
+        keys = list(next(iter(costs.values())))
+        report += ["| molecule (xc) | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
+        report += ["| " + g + " | " + " | ".join(f"{c.get(k, float('nan')):.3g}" for k in keys) + " |"
+                   for g, c in costs.items()]
+    (out / "regimes.md").write_text("\n".join(report) + "\n")
+    for label, s in summaries.items():
+        if any(r.get("ratio") is not None for r in s["rows"]):
+            plot_regimes(s, out / f"regimes_{label.replace('/', '-')}.png")
+    (out / "regimes.json").write_text(json.dumps({"stores": a.store, "summaries": summaries, "costs": costs,
+                                                  "per_trajectory": results}, indent=1, default=float))
+    print("\n".join(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
