@@ -81,14 +81,14 @@ def main(argv=None) -> int:
                      **{f"model:{k}": m for k, m in models.items() if m is not None}}
             costs[f"{mol} ({xc})"] = step_costs(preds, traj, a.timing_steps, a.timing_batch)
     report = ["# Held-out rollouts per field regime", "",
-              f"stores: {', '.join(a.store)}; models: {', '.join(f'{k}' for k in models)}; "
-              f"{len(items)} trajectories; wall {time.perf_counter() - t0:.0f} s", ""]
+              (f"stores: {', '.join(a.store)}; models: {', '.join(f'{k}' for k in models)}; "
+              f"{len(items)} trajectories; wall {time.perf_counter() - t0:.0f} s"), ""]
     for m in REGIME_METRICS:
         report += [f"## {m}", "", format_compare(summaries, m) if len(models) > 1 else
                    format_regimes(summaries[next(iter(models))], metric=m), ""]
     if costs:
-        report += ["## ms per trajectory-step (1 thread; @1 = batch 1, "
-                   f"@{a.timing_batch} = {a.timing_batch} fields on one geometry)", ""]
+        report += [("## ms per trajectory-step (1 thread; @1 = batch 1, "
+                   f"@{a.timing_batch} = {a.timing_batch} fields on one geometry)"), ""]
         keys = list(next(iter(costs.values())))
         report += ["| molecule (xc) | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
         report += ["| " + g + " | " + " | ".join(f"{c.get(k, float('nan')):.3g}" for k in keys) + " |"

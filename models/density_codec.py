@@ -38,6 +38,7 @@ class DensityCodecConfig:
     n_radial: int = 8
     cutoff_bohr: float = 20.0  # radial basis range of shell pairs (all pairs are kept)
     delta_scale: float = 1000.0  # Δρ is multiplied by this before encoding
+    delta_saturation: float | None = None  # soft Δρ encoding: delta_scale·Δρ / (1 + ‖Δρ‖ / this) (None: linear)
     n_elements: int = 119
 
 

@@ -184,7 +184,12 @@ class Surrogate(nn.Module):
         The Δρ channel is ρ_o − ρ_o(0) (``drho_o`` is not used)."""
         A = st.layout.A
         drho_o = rho_o - st.ks.rho_gs_o
-        chans = torch.cat([spin_channels(rho_o), self.cfg.codec.delta_scale * spin_channels(drho_o)], dim=-4)
+        delta = self.cfg.codec.delta_scale * spin_channels(drho_o)
+        if self.cfg.codec.delta_saturation is not None:  # soft encoding: strong fields do not swamp the encoder
+            size = (drho_o.real.square() + drho_o.imag.square()).sum((-1, -2, -3)).sqrt()  # [*, B]
+            delta = delta / (1.0 + size / self.cfg.codec.delta_saturation).to(delta.real.dtype)[..., None, :, None,
+                                                                                              None]
+        chans = torch.cat([spin_channels(rho_o), delta], dim=-4)
         chans = chans.to(self.coef.weight.dtype)
         e_mid = e_mid.to(self.coef.weight.dtype)
         pair_irr = to_pair_irreps(st.layout, chans)  # per group [*, P, 8, D]

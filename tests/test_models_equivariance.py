@@ -79,8 +79,8 @@ def _rotate_batch(mol: MoleculeBatch, rho, field, R):
     return mol2, Wc @ rho @ Wc.mT, field @ R.T, Wc
 
 
-@pytest.mark.parametrize("anchor", ["frozen", "linear"])
-def test_surrogate_equivariant(anchor):
+@pytest.mark.parametrize("anchor, saturation", [("frozen", None), ("linear", None), ("linear", 0.05)])
+def test_surrogate_equivariant(anchor, saturation):
     torch.manual_seed(0)
     names = [("h2o", "6-31g*"), ("nh3", "sto-3g")]
     mol, rho0 = guess_inputs(names, seed=1)  # s, p and d shells
@@ -89,7 +89,9 @@ def test_surrogate_equivariant(anchor):
     g = torch.Generator().manual_seed(3)
     rho = torch.stack([rho0 + 1e-3 * t * (rho0 @ rho0) for t in range(T + 1)], dim=1)  # [B, T+1, 2, N, N]
     field = 1e-2 * torch.randn(2, T + 1, 3, generator=g, dtype=torch.float64)
-    model = Surrogate(preset("debug", bundle=2, xc_anchor=anchor), dtype=torch.float64)
+    cfg = preset("debug", bundle=2, xc_anchor=anchor)
+    cfg.codec.delta_saturation = saturation  # the soft Δρ encoding divides by a rotation invariant
+    model = Surrogate(cfg, dtype=torch.float64)
     for p in list(model.decoder.static_w.parameters()) + list(model.coef.parameters()):
         torch.nn.init.normal_(p, std=0.1)  # non-trivial output (the decoder and c_θ start at zero)
     R = random_rotation(4)

@@ -39,7 +39,7 @@ def test_resonant_families_need_the_excitation():
 
 def test_tiers_of_kicks_and_pulses():
     assert field_tier(kick(1e-2)) == "weak"
-    pulse = dict(kind="gaussian", omega=0.3, sigma=5.0, t0=15.0)
+    pulse = {"kind": "gaussian", "omega": 0.3, "sigma": 5.0, "t0": 15.0}
     assert [field_tier(FieldSpec(amplitude=a, **pulse)) for a in (0.005, 0.02, 0.05, 0.1)] == \
         ["weak", "moderate", "strong", "strong"]
 

@@ -35,9 +35,11 @@ def training_data_summary(store: str) -> dict:
             "bases": sorted({e["basis"] for e in idx}), "dt": sorted({float(e["dt"]) for e in idx})}
 
 
-def export_model(module, cfg: TrainConfig, out: Path, uri: str, run_id: str, selected: dict | None = None) -> dict:
+def export_model(module, cfg: TrainConfig, out: Path, uri: str, run_id: str, selected: dict | None = None,
+                 last_state: dict | None = None) -> dict:
     """``module``'s weights as ``model.pt`` + MLflow model, evaluated on the held-out set; ``selected``: which
-    evaluation step's weights these are (model selection by held-out rollouts) and their score."""
+    evaluation step's weights these are (model selection by held-out rollouts) and their score; ``last_state``:
+    the last step's weights when another step was selected (``model_last.pt``, for comparisons)."""
     import mlflow
 
     from rtml.platform.mlflow_model import log_model
@@ -46,6 +48,13 @@ def export_model(module, cfg: TrainConfig, out: Path, uri: str, run_id: str, sel
     path = save_model(module, out / "model.pt", meta={"mlflow_run_id": run_id, "recipe": cfg.recipe,
                                                       "data": training_data_summary(cfg.data.store),
                                                       "selected": selected})
+    extra = []
+    if last_state is not None:
+        best = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+        module.load_state_dict(last_state)
+        extra.append(save_model(module, out / "model_last.pt", meta={"mlflow_run_id": run_id, "recipe": cfg.recipe,
+                                                                      "step": cfg.loop.max_steps}))
+        module.load_state_dict(best)
     module = load_model(path)  # a clean copy: the engine's module carries DeepSpeed hooks and process groups
     store, ids = held_out_ids(cfg)
     t0 = time.perf_counter()
@@ -62,7 +71,7 @@ def export_model(module, cfg: TrainConfig, out: Path, uri: str, run_id: str, sel
     tracking.log_metrics(uri, run_id, {f"eval/{k}": v for k, v in agg.items()}, step=cfg.loop.max_steps)
     mlflow.set_tracking_uri(uri)
     with mlflow.start_run(run_id=run_id, log_system_metrics=False):
-        for f in [out / "config.yaml", out / "summary.json", path, *plots]:
+        for f in [out / "config.yaml", out / "summary.json", path, *extra, *plots]:
             mlflow.log_artifact(str(f))
         log_model(path)
     return summary

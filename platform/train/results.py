@@ -18,7 +18,7 @@ from pathlib import Path
 from rtml.platform import tracking
 
 STATUS_TAG = "rtml.status"
-RESULT_FILES = {"model.pt": ".", "summary.json": ".", "config.yaml": ".", "dipole.png": "plots",
+RESULT_FILES = {"model.pt": ".", "model_last.pt": ".", "summary.json": ".", "config.yaml": ".", "dipole.png": "plots",
                 "spectrum.png": "plots"}  # artifact -> folder under the driver's out
 
 

@@ -117,9 +117,11 @@ def train_fn(config: dict) -> None:
                            ckpt if is_ckpt else None, done)
             acc.t0 = time.perf_counter()  # validation time is not training throughput
     # results travel through MLflow: this node's disk may be invisible to the driver
-    selected = None
+    selected, last = None, None
     if selector is not None and selector.best is not None:  # export the best held-out rollouts, not the last
+        if selector.best["step"] != cfg.loop.max_steps:  # the last weights stay available (model_last.pt)
+            last = {k: v.detach().cpu().clone() for k, v in engine.module.state_dict().items()}
         engine.module.load_state_dict(selector.best["state"])
         selected = {"step": selector.best["step"], "score": selector.best["score"], "score_kind": cfg.select.score}
     runtime.export_from_rank0(run, lambda scratch: export_model(engine.module, cfg, scratch, run.uri, run.run_id,
-                                                                selected))
+                                                                selected, last))
