@@ -89,9 +89,13 @@ def main(argv=None) -> int:
     if costs:
         report += [("## ms per trajectory-step (1 thread; @1 = batch 1, "
                    f"@{a.timing_batch} = {a.timing_batch} fields on one geometry)"), ""]
-        keys = list(next(iter(costs.values())))
+        keys = [k for k in next(iter(costs.values())) if k != "dt"]
         report += ["| molecule (xc) | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
         report += ["| " + g + " | " + " | ".join(f"{c.get(k, float('nan')):.3g}" for k in keys) + " |"
+                   for g, c in costs.items()]
+        report += ["", "ms per simulated a.u. (ms per step / dt; every predictor steps at the data's dt):", "",
+                   "| molecule (xc) | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
+        report += ["| " + g + " | " + " | ".join(f"{c.get(k, float('nan')) / c['dt']:.3g}" for k in keys) + " |"
                    for g, c in costs.items()]
     (out / "regimes.md").write_text("\n".join(report) + "\n")
     for label, s in summaries.items():

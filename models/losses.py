@@ -7,6 +7,7 @@ are the design guide's: reconstruction 1, derivative 10, Hermiticity 1, trace 5,
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -138,7 +139,9 @@ class LossConfig:
     """Weights of the training objective (``rtml.platform.train.objective``). Teacher-forced terms:
     reconstruction … wavefunction_alignment (design-guide weights). Kohn–Sham head only (other heads have no V_θ):
     ``xc_potential`` (Fock supervision, :func:`relative_potential_loss`) and ``hamiltonian_alignment``
-    (:func:`hamiltonian_alignment_loss`), both relative to frozen xc. Unrolled (any head): ``rollout_density``,
+    (:func:`hamiltonian_alignment_loss`), both relative to frozen xc — or, for ``xc_potential`` with
+    ``xc_reference='linear'``, relative to linear xc (1 = no better than the exact kernel at ρ(0): the loss then
+    measures only what the learned O(Δρ²) terms add). Unrolled (any head): ``rollout_density``,
     ``rollout_dipole`` (:func:`relative_rollout_losses`) over the window rolled out autoregressively, with
     truncated back-propagation every ``rollout_detach_every`` steps (0: never)."""
     reconstruction: float = 1.0
@@ -151,6 +154,7 @@ class LossConfig:
     wavefunction_alignment: float = 0.0
     variance_weighting: bool = True
     xc_potential: float = 1.0
+    xc_reference: Literal["frozen", "linear"] = "frozen"  # what xc_potential is relative to (1 = no better than it)
     hamiltonian_alignment: float = 0.1
     rollout_density: float = 1.0
     rollout_dipole: float = 1.0

@@ -124,11 +124,13 @@ def step_costs(predictors: dict, traj, steps: int = 100, batch: int = 8, context
                repeats: int = 2) -> dict:
     """ms per trajectory-step of each predictor (``{name: module}``; the baselines are modules too) rolling out
     ``traj``'s first ``steps`` frames at batch 1 and at ``batch`` (the same geometry under ``batch`` copies of the
-    field: an ensemble of pulses), best of ``repeats``; plus the reference engine's ms/step as recorded."""
+    field: an ensemble of pulses), best of ``repeats``; plus the reference engine's ms/step as recorded (its
+    generation run: Magnus-2 with the self-consistent midpoint, 1 thread) and the time step ``dt`` (a.u.: ms per
+    simulated a.u. = ms per step / dt)."""
     from rtml.models.inputs import MoleculeBatch, spin_resolved
     from rtml.models.rollout import rollout
 
-    out = {"reference_engine": float(traj.meta.get("ms_per_step", float("nan")))}
+    out = {"dt": float(traj.dt), "reference_engine": float(traj.meta.get("ms_per_step", float("nan")))}
     for b in (1, batch):
         mol = MoleculeBatch.from_trajectories([traj] * b, dtype=torch.float32, kohn_sham=True)
         rho = spin_resolved(torch.from_numpy(traj.density[:context + 1]), mol.nbf)

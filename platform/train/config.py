@@ -182,7 +182,7 @@ RECIPES: dict[str, dict] = {
                "scaling": {"num_workers": 1},
                "model": {"preset": "small"}, "optim": {"lr": 1e-3, "warmup_steps": 30},
                "loop": {"max_steps": 450, "log_every": 10, "checkpoint_every": 150, "eval_every": 50},
-               "eval": {"max_trajectories": 20, "batch": 8}},
+               "eval": {"max_trajectories": 20, "batch": 8}, "select": {"max_trajectories": 15}},
     "base": {"data": {"horizons": [16, 64, 256, 512], "steps_per_stage": 5000, "batch_size": 8},
              "model": {"preset": "base"}, "optim": {"lr": 1e-3, "warmup_steps": 1000},
              "deepspeed": {"zero_stage": 2, "precision": "bf16"},

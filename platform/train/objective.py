@@ -72,18 +72,22 @@ def window_loss(model, batch: WindowBatch, loss_cfg: LossConfig, device: torch.d
 
 def kohn_sham_terms(mol: MoleculeBatch, rho, field, vxc, v_theta, loss_cfg: LossConfig) -> dict:
     """Fock supervision of V_θ [B, T, 2, N, N] (Löwdin): targets are the midpoint V_xc ½(V(t) + V(t+Δt)) of
-    the recorded AO frames ``vxc`` [B, T+1, 2, N, N]; both terms relative to the frozen V_xc[ρ(0)]."""
+    the recorded AO frames ``vxc`` [B, T+1, 2, N, N]; both terms relative to the frozen V_xc[ρ(0)] (the potential
+    term relative to linear xc, V_xc[ρ(0)] + K[½(ρ(t) + ρ(t+Δt)) − ρ(0)], with ``loss.xc_reference='linear'``)."""
     ops = KohnShamOperators.from_batch(mol.ks)
     v_mid = 0.5 * (vxc[:, 1:] + vxc[:, :-1]).transpose(0, 1)  # [T, B, 2, N, N] AO
     v_tgt = ops.to_orth_potential(v_mid).transpose(0, 1)  # [B, T, 2, N, N] Löwdin
     v0 = ops.vxc0_o[:, None].expand_as(v_tgt)
+    rho_o = (ops.x_inv[:, None, None].to(torch.complex128) @ rho.to(torch.complex128)
+             @ ops.x_inv[:, None, None].to(torch.complex128))  # [B, T+1, 2, N, N]
+    rho_mid = 0.5 * (rho_o[:, 1:] + rho_o[:, :-1]).transpose(0, 1)  # [T, B, 2, N, N]
     out = {}
     if loss_cfg.xc_potential:
-        out["xc_potential"] = relative_potential_loss(v_theta, v_tgt, v0, mol.basis_mask)
+        v_ref = v0
+        if loss_cfg.xc_reference == "linear":
+            v_ref = v0 + ops.linear_xc(rho_mid).transpose(0, 1)  # [B, T, 2, N, N]: K is linear, so K at the midpoint
+        out["xc_potential"] = relative_potential_loss(v_theta, v_tgt, v_ref, mol.basis_mask)
     if loss_cfg.hamiltonian_alignment:
-        rho_o = (ops.x_inv[:, None, None].to(torch.complex128) @ rho.to(torch.complex128)
-                 @ ops.x_inv[:, None, None].to(torch.complex128))  # [B, T+1, 2, N, N]
-        rho_mid = 0.5 * (rho_o[:, 1:] + rho_o[:, :-1]).transpose(0, 1)  # [T, B, 2, N, N]
         e_mid = 0.5 * (field[:, 1:] + field[:, :-1]).transpose(0, 1)  # [T, B, 3]
         exact = (ops.h_o.unsqueeze(-3) + ops.coulomb(rho_mid) + ops.field_term(e_mid)).transpose(0, 1)
         n_occ = electrons_per_spin(rho[:, 0].to(torch.complex128), mol.overlap.to(torch.float64)).round()

@@ -19,7 +19,8 @@ from rtml.platform.train.config import TrainConfig
 
 
 def selection_items(store: str, ids: list[str] | None, n: int) -> list:
-    """Up to ``n`` (trajectory, id) pairs of ``store`` (``ids``: a subset), round-robin over (molecule, tier)."""
+    """Up to ``n`` (trajectory, id) pairs of ``store`` (``ids``: a subset), round-robin over (tier, molecule)
+    buckets, strong tier first, weak last (where linear xc is nearly exact and the anchor keeps the model close)."""
     from rtml.datasets.store.zarr_store import TrajectoryStore
 
     st = TrajectoryStore(store)
@@ -27,7 +28,9 @@ def selection_items(store: str, ids: list[str] | None, n: int) -> list:
     buckets: dict = {}
     for t, i in trajs:
         buckets.setdefault((t.molecule, tier_of(t)), []).append((t, i))
-    out, queues = [], [list(v) for _, v in sorted(buckets.items())]
+    order = {"strong": 0, "moderate": 1, "weak": 2}
+    keys = sorted(buckets, key=lambda k: (order.get(k[1], 3), k[0]))
+    out, queues = [], [buckets[k] for k in keys]
     while len(out) < n and any(queues):
         for q in queues:
             if q and len(out) < n:
