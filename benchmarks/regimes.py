@@ -20,7 +20,7 @@ import torch
 
 from rtml.datasets.store.zarr_store import TrajectoryStore
 from rtml.models.baselines import FrozenXC, LinearXC
-from rtml.platform.evaluate import PREDICTORS, RolloutEvalConfig, evaluate_trajectories
+from rtml.platform.evaluate import PREDICTORS, RolloutEvalConfig, evaluate_trajectories, per_trajectory
 from rtml.platform.modelio import load_model
 from rtml.platform.regimes import (
     REGIME_METRICS,
@@ -67,8 +67,7 @@ def main(argv=None) -> int:
             for r, r0 in zip(res, first):
                 r.update({w: r0[w] for w in PREDICTORS if w != "model" and w in r0})
         first = first or res
-        results[label] = [{k: r[k] for k in ("id", "molecule", "functional", "tier", "frames")}
-                          | {w: r[w] for w in PREDICTORS if w in r} for r in res]
+        results[label] = per_trajectory(res)
         summaries[label] = summarize_regimes(results[label])
         print(f"{label}: evaluated {len(res)} trajectories in {time.perf_counter() - t1:.0f} s")
     costs = {}

@@ -210,6 +210,13 @@ def aggregate(results: list[dict]) -> dict:
     return agg
 
 
+def per_trajectory(results: list[dict]) -> list[dict]:
+    """The JSON-friendly part of :func:`evaluate_trajectories`' results: id, molecule, functional, field tier,
+    frames and each predictor's metrics (no arrays)."""
+    keys = ("id", "molecule", "functional", "tier", "frames")
+    return [{k: r[k] for k in keys if k in r} | {w: r[w] for w in PREDICTORS if w in r} for r in results]
+
+
 def as_json(agg: dict) -> dict:
     """``{"model": {...}, "frozen_xc": {...}, "trivial": {...}}`` from :func:`aggregate`'s flat dict."""
     out: dict = {}

@@ -55,8 +55,9 @@ def run(cfg: EvaluateConfig) -> dict:
 
     from rtml.datasets.store.zarr_store import TrajectoryStore
     from rtml.platform import tracking
-    from rtml.platform.evaluate import PREDICTORS, aggregate, evaluate_store, format_table, plot_results
+    from rtml.platform.evaluate import aggregate, evaluate_store, format_table, per_trajectory, plot_results
     from rtml.platform.modelio import load_model
+    from rtml.platform.regimes import format_regimes, summarize_regimes
 
     TrajectoryStore(cfg.store)  # clear error for a missing/invalid store before loading anything else
     uri = tracking.resolve_uri(cfg.tracking_uri)
@@ -66,8 +67,9 @@ def run(cfg: EvaluateConfig) -> dict:
     agg = aggregate(results)
     out = Path(cfg.out)
     plots = plot_results(results, out)
-    metrics = {"model": cfg.model, "store": cfg.store, "rollout": agg, **as_json(agg),
-               "per_trajectory": [{"id": r["id"], **{w: r[w] for w in PREDICTORS if w in r}} for r in results]}
+    rows = per_trajectory(results)
+    metrics = {"model": cfg.model, "store": cfg.store, "rollout": agg, **as_json(agg), "per_trajectory": rows,
+               "regimes": summarize_regimes(rows)}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if cfg.json_path:
         Path(cfg.json_path).parent.mkdir(parents=True, exist_ok=True)
@@ -83,6 +85,8 @@ def run(cfg: EvaluateConfig) -> dict:
         for f in [out / "metrics.json", *plots]:
             mlflow.log_artifact(str(f))
     print(format_table(agg))
+    print("dipole nRMSE per field regime:")
+    print(format_regimes(metrics["regimes"]))
     print(f"plots: {', '.join(map(str, plots))}; metrics: {out / 'metrics.json'}; MLflow run {run_id}")
     metrics["run_id"] = run_id
     return metrics

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rtml.platform import tracking
 from rtml.platform.configio import save_yaml
-from rtml.platform.evaluate import PREDICTORS, aggregate, evaluate_store, plot_results
+from rtml.platform.evaluate import aggregate, evaluate_store, per_trajectory, plot_results
 from rtml.platform.modelio import load_model, save_model
 from rtml.platform.regimes import summarize_regimes
 from rtml.platform.train.config import TrainConfig
@@ -61,8 +61,7 @@ def export_model(module, cfg: TrainConfig, out: Path, uri: str, run_id: str, sel
     results = evaluate_store(module, store, ids, cfg.eval, progress=False) if ids is None or ids else []
     agg = aggregate(results)
     plots = plot_results(results, out / "plots") if results else []
-    per_traj = [{k: r[k] for k in ("id", "molecule", "functional", "tier")} | {w: r[w] for w in PREDICTORS if w in r}
-                for r in results]
+    per_traj = per_trajectory(results)
     summary = {"model": str(path), "held_out_store": store, "held_out": [r["id"] for r in results],
                "eval_seconds": time.perf_counter() - t0, "rollout": agg, "per_trajectory": per_traj,
                "regimes": summarize_regimes(per_traj), "selected": selected, "plots": [str(p) for p in plots]}
