@@ -26,10 +26,26 @@ from rtml.platform.regimes import (
     REGIME_METRICS,
     format_compare,
     format_regimes,
+    plot_learning_curve,
     plot_regimes,
     step_costs,
     summarize_regimes,
 )
+
+
+def training_trajectories(model_path: str) -> int:
+    """How many trajectories a model was trained on (its run's config.yaml beside model.pt: data.store,
+    data.max_geometries)."""
+    from rtml.platform.train.config import load_train_config
+
+    p = Path(model_path)
+    conf = (p if p.is_dir() else p.parent) / "config.yaml"
+    if not conf.exists():
+        raise SystemExit(f"--curve: {conf} not found (needs each model's run folder from `rtml train`)")
+    cfg = load_train_config(str(conf))
+    idx = TrajectoryStore(cfg.data.store).index
+    g = cfg.data.max_geometries
+    return sum(1 for e in idx if g is None or int(e.get("geometry", 0)) < g)
 
 
 def main(argv=None) -> int:
@@ -42,6 +58,8 @@ def main(argv=None) -> int:
     p.add_argument("--timing-steps", type=int, default=100, help="steps of the cost measurement (0: skip)")
     p.add_argument("--timing-batch", type=int, default=8, help="batched cost: this many fields on one geometry")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: the per-core cost)")
+    p.add_argument("--curve", action="store_true", help="also plot a learning curve (learning_curve.png) over the "
+                   "models' training-set sizes (their training store, data.max_geometries)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     out = Path(a.out)
@@ -50,10 +68,11 @@ def main(argv=None) -> int:
     for path in a.store:
         st = TrajectoryStore(path)
         items += [(st.read(i), i) for i in st.ids()]
-    models = {}
+    models, paths = {}, {}
     for spec in a.model or []:
         path, _, label = spec.partition(":")
-        models[label or Path(path).parent.name] = load_model(path)
+        label = label or Path(path).parent.name
+        models[label], paths[label] = load_model(path), path
     if not models:
         models = {"baselines": None}
     results, summaries, t0 = {}, {}, time.perf_counter()
@@ -100,6 +119,9 @@ def main(argv=None) -> int:
     for label, s in summaries.items():
         if any(r.get("ratio") is not None for r in s["rows"]):
             plot_regimes(s, out / f"regimes_{label.replace('/', '-')}.png")
+    if a.curve and len(summaries) > 1:
+        plot_learning_curve(summaries, {k: training_trajectories(p) for k, p in paths.items()},
+                            out / "learning_curve.png")
     (out / "regimes.json").write_text(json.dumps({"stores": a.store, "summaries": summaries, "costs": costs,
                                                   "per_trajectory": results}, indent=1, default=float))
     print("\n".join(report))

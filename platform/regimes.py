@@ -168,3 +168,35 @@ def format_compare(summaries: dict, metric: str = "dipole_nrmse", only_all: bool
             cells.append(_fmt(v) + (f" ({v / lin:.2f}×)" if v is not None and lin else ""))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def plot_learning_curve(summaries: dict, sizes: dict, path: str | Path) -> Path:
+    """Mean held-out dipole nRMSE per tier (the ``all`` rows) against training-set size: ``summaries`` {label:
+    summary}, ``sizes`` {label: number of training trajectories}; linear xc (no training) as a dashed line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = sorted(sizes, key=sizes.get)
+    fig, ax = plt.subplots(figsize=(5.5, 3.4))
+    for i, tier in enumerate(TIERS):
+        rows = [next((r for r in summaries[lab]["rows"] if r["group"] == "all" and r["tier"] == tier), None)
+                for lab in labels]
+        if not any(rows):
+            continue
+        x = [sizes[lab] for lab, r in zip(labels, rows) if r]
+        ax.plot(x, [r["model/dipole_nrmse"] for r in rows if r], f"C{i}o-", label=f"rtml, {tier}")
+        lin = next((r.get("linear_xc/dipole_nrmse") for r in rows if r), None)
+        if lin is not None:
+            ax.axhline(lin, color=f"C{i}", ls="--", lw=0.8, label=f"linear xc, {tier}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training trajectories")
+    ax.set_ylabel("held-out dipole nRMSE (mean)")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
