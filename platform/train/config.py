@@ -174,14 +174,15 @@ RECIPES: dict[str, dict] = {
               "model": {"preset": "small"}, "optim": {"lr": 1e-3, "warmup_steps": 30},
               "loop": {"max_steps": 330, "log_every": 10, "checkpoint_every": 110, "eval_every": 110}},
     # The regime corpus (README: 5 molecules x 27 geometries x kick + mixed-tier pulse, 300 frames); held-out
-    # selection store with every tier; select on the ratio to linear xc every 50 steps. One worker with 4 windows
-    # a step: two runs (a learning curve, an ablation) share a 2-core machine.
+    # selection store with every tier; select on the ratio to linear xc every 50 steps. One worker with 2 windows
+    # a step and unrolls of 16 -> 64 -> 128 steps: two runs (a learning curve, an ablation) share a 2-core machine
+    # in ~25 min (256-step unrolls with 4 windows cost ~40 s a step there).
     "corpus": {"data": {"store": "runs/corpus/train.zarr", "val_store": "runs/corpus/select.zarr",
-                        "horizons": [16, 64, 256], "steps_per_stage": 150, "batch_size": 4,
+                        "horizons": [16, 64, 128], "steps_per_stage": 100, "batch_size": 2,
                         "split_fractions": [1.0, 0.0, 0.0]},
                "scaling": {"num_workers": 1},
                "model": {"preset": "small"}, "optim": {"lr": 1e-3, "warmup_steps": 30},
-               "loop": {"max_steps": 450, "log_every": 10, "checkpoint_every": 150, "eval_every": 50},
+               "loop": {"max_steps": 300, "log_every": 10, "checkpoint_every": 100, "eval_every": 50},
                "eval": {"max_trajectories": 20, "batch": 8}, "select": {"max_trajectories": 15}},
     "base": {"data": {"horizons": [16, 64, 256, 512], "steps_per_stage": 5000, "batch_size": 8},
              "model": {"preset": "base"}, "optim": {"lr": 1e-3, "warmup_steps": 1000},
