@@ -58,8 +58,8 @@ def main(argv=None) -> int:
     p.add_argument("--timing-steps", type=int, default=100, help="steps of the cost measurement (0: skip)")
     p.add_argument("--timing-batch", type=int, default=8, help="batched cost: this many fields on one geometry")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: the per-core cost)")
-    p.add_argument("--curve", action="store_true", help="also plot a learning curve (learning_curve.png) over the "
-                   "models' training-set sizes (their training store, data.max_geometries)")
+    p.add_argument("--curve", default=None, help="comma list of model labels: also plot their learning curve "
+                   "(learning_curve.png) over their training-set sizes (run config: data.store, data.max_geometries)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     out = Path(a.out)
@@ -75,6 +75,11 @@ def main(argv=None) -> int:
         models[label], paths[label] = load_model(path), path
     if not models:
         models = {"baselines": None}
+    sizes = {}
+    for k in a.curve.split(",") if a.curve else []:  # checked before the (long) evaluation
+        if k not in paths:
+            raise SystemExit(f"--curve: label {k!r} is not among the models {list(paths)}")
+        sizes[k] = training_trajectories(paths[k])
     results, summaries, t0 = {}, {}, time.perf_counter()
     first = None
     for label, model in models.items():
@@ -115,13 +120,13 @@ def main(argv=None) -> int:
                    "| molecule (xc) | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
         report += ["| " + g + " | " + " | ".join(f"{c.get(k, float('nan')) / c['dt']:.3g}" for k in keys) + " |"
                    for g, c in costs.items()]
-    (out / "regimes.md").write_text("\n".join(report) + "\n")
     for label, s in summaries.items():
         if any(r.get("ratio") is not None for r in s["rows"]):
             plot_regimes(s, out / f"regimes_{label.replace('/', '-')}.png")
-    if a.curve and len(summaries) > 1:
-        plot_learning_curve(summaries, {k: training_trajectories(p) for k, p in paths.items()},
-                            out / "learning_curve.png")
+    if sizes:
+        plot_learning_curve({k: summaries[k] for k in sizes}, sizes, out / "learning_curve.png")
+        report += ["", "learning curve (training trajectories): " + ", ".join(f"{k} {v}" for k, v in sizes.items())]
+    (out / "regimes.md").write_text("\n".join(report) + "\n")
     (out / "regimes.json").write_text(json.dumps({"stores": a.store, "summaries": summaries, "costs": costs,
                                                   "per_trajectory": results}, indent=1, default=float))
     print("\n".join(report))
