@@ -46,7 +46,9 @@ def test_train_zero2_logs_everything_and_exports_a_plain_model(tmp_path, small_s
     # model selection by held-out rollouts: the score curve is in MLflow, the export names its step
     assert {"select/score", "select/best_score", "select/best_step"} <= set(m)
     sel = summary["selected"]
-    assert sel["step"] in (10, 20) and sel["score"] == m["select/best_score"]
+    assert sel["step"] in (0, 10, 20) and sel["score"] == m["select/best_score"]
+    history = MlflowClient(uri).get_metric_history(r.info.run_id, "select/score")
+    assert sorted(h.step for h in history) == [0, 10, 20]  # the starting weights (the anchor) are a candidate
     assert blob["meta"]["selected"] == sel
     assert {r["tier"] for r in summary["regimes"]["rows"]} <= {"weak", "moderate", "strong"}
     assert not glob.glob(os.path.join(tempfile.gettempdir(), "rtml-e2e-*"))

@@ -89,6 +89,7 @@ def report(summary: dict) -> int:
     if summary.get("selected"):
         sel = summary["selected"]
         print(f"exported the weights of step {sel['step']} (best held-out rollouts: {sel['score_kind']} "
-              f"{sel['score']:.4g})")
+              f"{sel['score']:.4g})" + (": training never beat the weights it started from (with the linear "
+                                        "anchor: the linear-xc propagator)" if sel["step"] == 0 else ""))
     print(f"model: {summary.get('model')}  plots: {', '.join(summary.get('plots', []))}")
     return 0

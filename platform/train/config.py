@@ -97,8 +97,11 @@ class SelectionConfig:
     up to ``max_trajectories`` held-out trajectories (``data.val_store``, else the 'val' split) for ``max_steps``
     frames and logs ``select/score`` to MLflow; the exported model is the checkpoint with the best score, not the
     last one. ``score``: ``ratio_to_linear`` = geometric mean over trajectories of the dipole nRMSE relative to the
-    linear-xc propagator's (every field tier weighs the same), or plain mean ``dipole_nrmse``."""
+    linear-xc propagator's (every field tier weighs the same), or plain mean ``dipole_nrmse``. ``include_initial``:
+    also score the weights training starts from (step 0): with the linear anchor that *is* the linear-xc
+    propagator, so a run whose training never beats it on held-out rollouts exports its anchor and says so."""
     enabled: bool = True
+    include_initial: bool = True
     max_trajectories: int = 8
     max_steps: int = 300
     score: Literal["ratio_to_linear", "dipole_nrmse"] = "ratio_to_linear"

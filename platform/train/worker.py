@@ -77,6 +77,8 @@ def train_fn(config: dict) -> None:
                        split_fractions=d.split_fractions, xc_potential=fock)
     val_batches = [val.batch(0)]
 
+    if selector is not None and start == 0 and cfg.select.include_initial:  # the anchor is a candidate too
+        run.log(selector.score(engine.module, 0), 0)
     acc, last_train = runtime.Metrics(), {}
     for step, batch, wait in stream.iterate(start, cfg.loop.max_steps, d.prefetch):
         total, terms, pred, _ = window_loss(engine, batch, cfg.loss, device)
