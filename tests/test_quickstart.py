@@ -24,6 +24,7 @@ def test_quickstart_small(tmp_path):
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     assert "one-step MSE / trivial" in r.stdout and "dipole_nrmse" in r.stdout
     assert "frozen xc" in r.stdout and "linear xc" in r.stdout  # the physics baselines side by side
+    assert "| all | weak |" in r.stdout and "| all | strong |" in r.stdout  # the regime table (kicks, resonant)
     s = json.loads((tmp_path / "qs" / "summary.json").read_text())
     assert s["final"]["step"] == 60 and s["final"]["val_mse_ratio"] < 1.0  # better than ρ(t+Δt) = ρ(t)
     assert all(Path(p).exists() for p in s["plots"])
