@@ -99,7 +99,7 @@ def sample_field(kind: str, rng: np.random.Generator,
                          sigma=sigma, t0=3 * sigma, polarization=_random_direction(rng), label=kind)
     if kind in ("weak", "moderate"):
         lo, hi = (1e-3, 5e-3) if kind == "weak" else (0.01, 0.03)
-        return _gaussian(rng, _log_uniform(rng, lo, hi), float(rng.uniform(0.1, 0.8)), _random_direction(rng),
+        return _gaussian(_log_uniform(rng, lo, hi), float(rng.uniform(0.1, 0.8)), _random_direction(rng),
                          float(rng.uniform(5, 15)), kind)
     if kind in ("resonant", "mixed"):
         if resonance is None:
@@ -107,11 +107,11 @@ def sample_field(kind: str, rng: np.random.Generator,
                             "fields (rtml.datasets.resonance.first_bright)", "None")
         omega, pol = resonance
         if kind == "resonant":
-            return _gaussian(rng, _log_uniform(rng, 0.04, 0.1), omega, pol, float(rng.uniform(8, 15)), kind)
+            return _gaussian(_log_uniform(rng, 0.04, 0.1), omega, pol, float(rng.uniform(8, 15)), kind)
         amp = _log_uniform(rng, 1e-3, 0.1)
         if rng.uniform() < 1 / 3:
-            return _gaussian(rng, amp, omega * float(rng.uniform(0.95, 1.05)), pol, float(rng.uniform(8, 15)), kind)
-        return _gaussian(rng, amp, float(rng.uniform(0.1, 0.8)), _random_direction(rng), float(rng.uniform(5, 15)),
+            return _gaussian(amp, omega * float(rng.uniform(0.95, 1.05)), pol, float(rng.uniform(8, 15)), kind)
+        return _gaussian(amp, float(rng.uniform(0.1, 0.8)), _random_direction(rng), float(rng.uniform(5, 15)),
                          kind)
     if kind == "sine":
         return FieldSpec(kind="sine", amplitude=float(rng.uniform(0.002, 0.01)), omega=float(rng.uniform(0.1, 0.8)),
@@ -123,7 +123,7 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
-def _gaussian(rng, amplitude, omega, polarization, sigma, label) -> FieldSpec:
+def _gaussian(amplitude, omega, polarization, sigma, label) -> FieldSpec:
     return FieldSpec(kind="gaussian", amplitude=amplitude, omega=omega, sigma=sigma, t0=3 * sigma,
                      polarization=tuple(polarization), label=label)
 

@@ -68,10 +68,9 @@ def _ratio(row: dict) -> float | None:
     return None if m is None or not lin else m / lin
 
 
-def format_regimes(summary: dict, tiers: tuple[str, ...] = TIERS, metric: str = "dipole_nrmse",
-                   only_all: bool = False) -> str:
+def format_regimes(summary: dict, metric: str = "dipole_nrmse") -> str:
     """Markdown table: one row per (molecule, functional, tier), predictors side by side, rtml / linear xc."""
-    rows = [r for r in summary["rows"] if r["tier"] in tiers and (not only_all or r["group"] == "all")]
+    rows = summary["rows"]
     cols = [w for w in NAMES if any(f"{w}/{metric}" in r for r in rows)]
     head = ["molecule (xc)", "tier", "n", *(NAMES[w] for w in cols)]
     if "model" in cols and "linear_xc" in cols:
@@ -150,7 +149,7 @@ def step_costs(predictors: dict, traj, steps: int = 100, batch: int = 8, context
     return out
 
 
-def format_compare(summaries: dict, metric: str = "dipole_nrmse", only_all: bool = False) -> str:
+def format_compare(summaries: dict, metric: str = "dipole_nrmse") -> str:
     """Several models (``{label: summary}``, same held-out set) side by side with the baselines of the first:
     one row per (molecule, functional, tier); each model's value with its ratio to linear xc in parentheses."""
     labels = list(summaries)
@@ -159,8 +158,6 @@ def format_compare(summaries: dict, metric: str = "dipole_nrmse", only_all: bool
     head = ["molecule (xc)", "tier", "n", *(NAMES[w] for w in base), *labels]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in first:
-        if only_all and r["group"] != "all":
-            continue
         cells = [r["group"], r["tier"], str(r["n"]), *(_fmt(r.get(f"{w}/{metric}")) for w in base)]
         for lab in labels:
             o = next((x for x in summaries[lab]["rows"] if x["group"] == r["group"] and x["tier"] == r["tier"]), {})
