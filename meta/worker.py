@@ -4,7 +4,7 @@ Each rank draws its own tasks (``rng(seed, step, rank, i)``: disjoint draws, rep
 MAML meta-gradient of ``tasks.tasks_per_step`` tasks, and the meta-gradients (model and log inner learning rates)
 are averaged over ranks with one all-reduce before the identical Adam step on every rank. Checkpoints (model,
 learning rates, optimiser, step) are written by rank 0 every ``loop.checkpoint_every`` steps and reported to Ray;
-``ray.train.get_checkpoint()`` resumes at the exact step. A non-finite meta-loss on any rank stops all ranks
+``ray.train.get_checkpoint()`` resumes at the exact step. A non-finite meta-loss or meta-gradient on any rank stops all ranks
 before the step (tags on the MLflow run, :mod:`rtml.platform.train.results`, as in ordinary training). Rank 0 logs to MLflow and exports.
 """
 
@@ -20,7 +20,7 @@ from rtml.meta.learner import MetaLearner
 from rtml.meta.objective import task_loss_fn
 from rtml.meta.tasks import TaskSampler, WindowSource
 from rtml.platform.configio import from_dict
-from rtml.platform.train import runtime
+from rtml.platform.train import collectives, runtime
 
 STATE = "meta_state.pt"
 
@@ -42,7 +42,7 @@ def _average_grads(tensors: list[torch.Tensor], world: int) -> None:
     if world == 1:
         return
     flat = torch.cat([t.grad.reshape(-1) for t in tensors])
-    dist.all_reduce(flat)
+    collectives.allreduce_(flat)
     flat /= world
     i = 0
     for t in tensors:
@@ -94,12 +94,14 @@ def meta_train_fn(config: dict) -> None:
             query = src.batches(task.query, t.windows, 1, seed + [1])
             loss = learner.meta_loss(support, query) / t.tasks_per_step
             if cfg.loop.nan_at_step is not None and step == cfg.loop.nan_at_step:
-                loss = loss * float("nan")
+                loss = runtime.inject_nan(loss, cfg.loop.nan_in)
             loss.backward()
             meta += float(loss.detach())
             with torch.no_grad():
                 before += float(learner.loss(learner.params(), query[0])) / t.tasks_per_step
-        if runtime.stop_if_nonfinite(run, meta, step, start, cfg.loop.checkpoint_every):
+        finite = [torch.isfinite(t.grad).all() for t in tensors if t.grad is not None]
+        grads_bad = bool(finite) and not bool(torch.stack(finite).all())  # one sync
+        if runtime.stop_if_nonfinite(run, meta, step, start, cfg.loop.checkpoint_every, grads_bad):
             return
         _average_grads(tensors, run.world)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(list(model.parameters()), cfg.optim.grad_clip))
@@ -116,8 +118,8 @@ def meta_train_fn(config: dict) -> None:
             metrics.update({f"inner_lr/{g}": lr for g, lr in learner.inner_lrs().items()})
             with torch.no_grad():  # ranks must hold identical parameters after every averaged step
                 fp = float(sum(p.double().sum() for p in tensors))
-            metrics["meta/rank_param_spread"] = (runtime.allreduce_dict({"x": fp}, dist.ReduceOp.MAX)["x"]
-                                                 - runtime.allreduce_dict({"x": fp}, dist.ReduceOp.MIN)["x"])
+            metrics["meta/rank_param_spread"] = (collectives.allreduce_dict({"x": fp}, dist.ReduceOp.MAX)["x"]
+                                                 - collectives.allreduce_dict({"x": fp}, dist.ReduceOp.MIN)["x"])
             run.log(metrics, done)
             last_rate = {"tasks_per_s": metrics["meta/tasks_per_s"]}
         if done % cfg.loop.checkpoint_every == 0 or done == cfg.loop.max_steps:

@@ -74,15 +74,19 @@ def test_train_zero2_logs_everything_and_exports_a_plain_model(tmp_path, small_s
         assert torch.equal(a, b), k
 
 
-def test_nan_loss_stops_with_last_good_checkpoint(tmp_path, small_store, heldout_store):
+@pytest.mark.parametrize("where", ["loss", "gradient"])
+def test_nan_loss_or_gradient_stops_with_last_good_checkpoint(where, tmp_path, small_store, heldout_store):
+    """A NaN loss, or a finite loss with NaN gradients, stops every rank before the optimiser step."""
     cfg = tiny_config(tmp_path, small_store, heldout_store, name="nan", max_steps=30, checkpoint_every=5,
                       eval_every=5, nan_at_step=12)
-    with pytest.raises(NonFiniteLossError, match=r"step 12.*step 10\)") as err:
+    cfg.loop.nan_in = where
+    what = "the loss" if where == "loss" else "a gradient"
+    with pytest.raises(NonFiniteLossError, match=rf"{what} became NaN.*step 12.*step 10\)") as err:
         run(cfg)
     ckpt = str(err.value).rsplit(": ", 1)[-1]
     assert os.path.isdir(ckpt) and any(n.endswith("model_states.pt") for _, _, f in os.walk(ckpt) for n in f)
     (r,) = runs_named(cfg.tracking.uri, "nan")
-    assert r.info.status == "FAILED" and r.data.tags["rtml.status"] == "nan_loss"
+    assert r.info.status == "FAILED" and r.data.tags["rtml.status"] == f"nan_{where}"
     assert not os.path.exists(os.path.join(cfg.out, "nan_loss.json"))  # status travels through MLflow only
 
 

@@ -32,7 +32,9 @@ def _ranks(rank: int, port: int, out: dict) -> None:
         sums, maxima, n, seconds = m.reduce()
         nan_any = runtime.any_rank_nonfinite(float("nan") if rank == 1 else 1.0)
         nan_none = runtime.any_rank_nonfinite(1.0)
-        out[rank] = (sums, maxima, n, seconds >= 0, nan_any, nan_none, m.sums, m.n)
+        grad_any = runtime.any_rank_nonfinite(1.0, grads_bad=rank == 0)
+        both = runtime.any_rank_nonfinite(float("inf") if rank == 0 else 1.0, grads_bad=rank == 1)
+        out[rank] = (sums, maxima, n, seconds >= 0, (nan_any, nan_none, grad_any, both), m.sums, m.n)
     finally:
         dist.destroy_process_group()
 
@@ -44,10 +46,11 @@ def test_metrics_and_nan_policy_reduce_over_ranks():
     out = mp.Manager().dict()
     mp.spawn(_ranks, args=(port, out), nprocs=2, join=True)
     for rank in (0, 1):
-        sums, maxima, n, timed, nan_any, nan_none, left, left_n = out[rank]
+        sums, maxima, n, timed, votes, left, left_n = out[rank]
         assert sums == {"loss": 33.0, "windows": 8.0} and n == 4 and timed  # summed over ranks and steps
         assert maxima == {"violation": 40.0}
-        assert nan_any is True and nan_none is False  # a NaN on rank 1 stops rank 0 too
+        # a NaN loss on rank 1 stops rank 0 too; a NaN gradient on rank 0 stops rank 1; the loss is named first
+        assert votes == ("nan_loss", None, "nan_gradient", "nan_loss")
         assert left == {} and left_n == 0  # reduce() resets for the next log interval
 
 
@@ -56,7 +59,22 @@ def test_metrics_without_a_process_group():
     m.add(loss=2.0)
     m.step()
     assert m.reduce()[:3] == ({"loss": 2.0}, {}, 1)
-    assert runtime.any_rank_nonfinite(float("inf")) and not runtime.any_rank_nonfinite(0.0)
+    assert runtime.any_rank_nonfinite(float("inf")) == "nan_loss" and runtime.any_rank_nonfinite(0.0) is None
+    assert runtime.any_rank_nonfinite(0.0, grads_bad=True) == "nan_gradient"
+
+
+def test_gradient_watch_and_injected_nan_gradient():
+    """The watch sees a NaN gradient the loss does not show (the injected fault: finite loss, NaN backward)."""
+    w = torch.nn.Linear(3, 1)
+    watch = runtime.GradientWatch(w.parameters())
+    loss = w(torch.ones(2, 3)).sum()
+    loss.backward()
+    assert watch.pop() is False
+    poisoned = runtime.inject_nan(w(torch.ones(2, 3)).sum(), "gradient")
+    assert torch.isfinite(poisoned)
+    poisoned.backward()
+    assert watch.pop() is True and watch.pop() is False  # read once, then cleared
+    assert torch.isnan(runtime.inject_nan(torch.tensor(1.0), "loss"))
 
 
 @pytest.mark.parametrize("rank", [0, 1])

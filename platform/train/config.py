@@ -89,6 +89,7 @@ class LoopConfig:
     keep_checkpoints: int = 2
     seed: int = 0
     nan_at_step: int | None = None  # fault injection: make the loss NaN at this step (tests the NaN guard)
+    nan_in: Literal["loss", "gradient"] = "loss"  # what nan_at_step poisons: the loss, or only its gradients
 
 
 @dataclass(kw_only=True)

@@ -115,11 +115,12 @@ def fit(cfg: TrainConfig, uri: str, run_id: str, callbacks=None, train_fn=None) 
                             f"{str(exc).strip().splitlines()[-1]}") from exc
     metrics = dict(result.metrics or {})
     status = results.read_status(uri, run_id)
-    if status["status"] == "nan_loss":
+    if status["status"] in results.NONFINITE:
         metrics.update(status)
         c.set_terminated(run_id, status="FAILED")
         ckpt = result.checkpoint.path if result.checkpoint else "none (no checkpoint was written before)"
-        raise NonFiniteLossError(f"training run '{cfg.name}': the loss became NaN/inf at step {metrics['step']}; "
+        what = "the loss" if status["status"] == "nan_loss" else "a gradient"
+        raise NonFiniteLossError(f"training run '{cfg.name}': {what} became NaN/inf at step {metrics['step']}; "
                                  f"stopped before the optimiser step. Last good checkpoint (step "
                                  f"{metrics['last_good_step']}): {ckpt}")
     c.set_terminated(run_id, status="FINISHED")

@@ -3,7 +3,7 @@
 Ray Train workers may run on nodes whose disks the driver cannot see (``infra/rayjob.yaml``: a head without
 workers). So rank 0 writes its end-of-run files (``model.pt``, ``summary.json``, ``config.yaml``, plots) into a
 node-local scratch directory, logs them as artifacts of the run's MLflow run and deletes the scratch; a non-finite
-loss is recorded as tags on the run (``rtml.status = nan_loss``, the step, the last good checkpoint step), because
+loss or gradient is recorded as tags on the run (``rtml.status = nan_loss``, the step, the last good checkpoint step), because
 Ray Train's ``Result.metrics`` carry only the metrics reported with the last *checkpoint*. The driver reads the
 tags after ``fit()`` and downloads the artifacts into its own ``out`` directory. MLflow is the medium every node
 already shares (a tracking server on a cluster; the embedded sqlite store on one machine).
@@ -18,6 +18,7 @@ from pathlib import Path
 from rtml.platform import tracking
 
 STATUS_TAG = "rtml.status"
+NONFINITE = ("nan_loss", "nan_gradient")  # statuses of a run stopped by the NaN guard
 RESULT_FILES = {"model.pt": ".", "model_last.pt": ".", "summary.json": ".", "config.yaml": ".", "dipole.png": "plots",
                 "spectrum.png": "plots"}  # artifact -> folder under the driver's out
 
@@ -36,20 +37,21 @@ def mark_running(uri: str, run_id: str) -> None:
     tracking.client(uri).set_tag(run_id, STATUS_TAG, "running")
 
 
-def mark_nonfinite(uri: str, run_id: str, step: int, last_good_step: int) -> None:
-    """Rank 0, when the loss is non-finite at ``step`` (before the optimiser step)."""
+def mark_nonfinite(uri: str, run_id: str, step: int, last_good_step: int, status: str = "nan_loss") -> None:
+    """Rank 0, when the loss (``status='nan_loss'``) or a gradient (``'nan_gradient'``) is non-finite at ``step``
+    (before the optimiser step)."""
     c = tracking.client(uri)
     c.set_tag(run_id, "rtml.nan_step", str(step))
     c.set_tag(run_id, "rtml.last_good_step", str(last_good_step))
-    c.set_tag(run_id, STATUS_TAG, "nan_loss")
-    tracking.log_metrics(uri, run_id, {"nan_loss_at_step": step}, step=step)
+    c.set_tag(run_id, STATUS_TAG, status)
+    tracking.log_metrics(uri, run_id, {f"{status}_at_step": step}, step=step)
 
 
 def read_status(uri: str, run_id: str) -> dict:
     """``{"status": ...}`` plus ``step`` / ``last_good_step`` for a NaN run, from the run's tags."""
     tags = tracking.client(uri).get_run(run_id).data.tags
     out = {"status": tags.get(STATUS_TAG, "unknown")}
-    if out["status"] == "nan_loss":
+    if out["status"] in NONFINITE:
         out.update(step=int(tags["rtml.nan_step"]), last_good_step=int(tags["rtml.last_good_step"]))
     return out
 

@@ -6,8 +6,8 @@ Shared behaviour, tested once (``tests/test_runtime.py``):
 
 * **resume** — :func:`resume` loads ``ray.train.get_checkpoint()`` through the loop's :class:`Checkpointer` and
   returns the exact step to continue from (logged as ``resumed_from_step``);
-* **NaN policy** — :func:`stop_if_nonfinite`: a non-finite loss on *any* rank stops every rank before the
-  optimiser step; rank 0 records it on the MLflow run (:mod:`rtml.platform.train.results`) with the last good
+* **NaN policy** — :func:`stop_if_nonfinite`: a non-finite loss or gradient (:class:`GradientWatch`) on *any*
+  rank stops every rank before the optimiser step; rank 0 records it on the MLflow run (:mod:`rtml.platform.train.results`) with the last good
   checkpoint step (:func:`last_good_step`), and the driver raises ``NonFiniteLossError``;
 * **metrics** — :class:`Metrics` accumulates per-step values, all-reduces sums and maxima over ranks at log time;
   :meth:`WorkerRun.log` writes to MLflow from rank 0 only;
@@ -34,16 +34,7 @@ import torch.distributed as dist
 
 from rtml.platform import tracking
 from rtml.platform.train import results
-
-
-def allreduce_dict(values: dict, op=dist.ReduceOp.SUM) -> dict:
-    """{name: float} reduced over ranks (a no-op without a process group or with one rank)."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return values
-    keys = sorted(values)
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
-    dist.all_reduce(t, op=op)
-    return dict(zip(keys, t.tolist()))
+from rtml.platform.train.collectives import allreduce_dict
 
 
 def write_progress(out: Path, rank: int, **info) -> None:
@@ -115,22 +106,63 @@ def last_good_step(start: int, step: int, checkpoint_every: int) -> int:
     return max(start, (step // checkpoint_every) * checkpoint_every)
 
 
-def any_rank_nonfinite(loss: float) -> bool:
-    """Whether ``loss`` is NaN/inf on any rank (every rank gets the same answer)."""
-    return bool(allreduce_dict({"bad": float(not torch.isfinite(torch.tensor(float(loss))))},
-                               dist.ReduceOp.MAX)["bad"])
+class GradientWatch:
+    """Flags a non-finite gradient of any watched parameter as backward computes it (tensor hooks run on the local
+    gradient, before DeepSpeed's bucketed reduction or a ZeRO partitioning that leaves ``.grad`` empty); the flag
+    stays on the parameters' device until :meth:`pop` reads and clears it (one sync per step)."""
+
+    def __init__(self, parameters):
+        self.flag: torch.Tensor | None = None
+        self.handles = [p.register_hook(self._see) for p in parameters if p.requires_grad]
+
+    def _see(self, grad: torch.Tensor) -> None:
+        bad = ~torch.isfinite(grad).all()
+        self.flag = bad if self.flag is None else self.flag | bad
+
+    def pop(self) -> bool:
+        """Whether any gradient since the last ``pop`` was non-finite; resets."""
+        flag, self.flag = self.flag, None
+        return bool(flag) if flag is not None else False
 
 
-def stop_if_nonfinite(run: WorkerRun, loss: float, step: int, start: int, checkpoint_every: int) -> bool:
-    """True (and the run marked, reported and stopped on every rank) when ``loss`` is NaN/inf on any rank; call it
-    before the optimiser step."""
-    if not any_rank_nonfinite(loss):
+class _PoisonGradient(torch.autograd.Function):
+    """Identity forward, NaN backward (fault injection for the gradient guard)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("nan")
+
+
+def inject_nan(loss: torch.Tensor, where: str) -> torch.Tensor:
+    """Fault injection (``loop.nan_at_step``): the loss itself NaN (``where='loss'``) or a finite loss whose
+    gradients are NaN (``'gradient'``)."""
+    return loss * float("nan") if where == "loss" else _PoisonGradient.apply(loss)
+
+
+def any_rank_nonfinite(loss: float, grads_bad: bool = False) -> str | None:
+    """``'nan_loss'`` when the loss is NaN/inf on any rank, else ``'nan_gradient'`` when a gradient is, else None
+    (every rank gets the same answer: one all-reduce of two flags)."""
+    votes = allreduce_dict({"loss": float(not torch.isfinite(torch.tensor(float(loss)))), "grad": float(grads_bad)},
+                           dist.ReduceOp.MAX)
+    return "nan_loss" if votes["loss"] else "nan_gradient" if votes["grad"] else None
+
+
+def stop_if_nonfinite(run: WorkerRun, loss: float, step: int, start: int, checkpoint_every: int,
+                      grads_bad: bool = False) -> bool:
+    """True (and the run marked, reported and stopped on every rank) when ``loss`` or, with ``grads_bad`` from a
+    :class:`GradientWatch`, a gradient is NaN/inf on any rank; call it after backward, before the optimiser step."""
+    status = any_rank_nonfinite(loss, grads_bad)
+    if status is None:
         return False
-    info = {"step": step, "status": "nan_loss", "last_good_step": last_good_step(start, step, checkpoint_every)}
+    info = {"step": step, "status": status, "last_good_step": last_good_step(start, step, checkpoint_every)}
     if run.rank == 0:  # the driver reads the run's tags: Ray's result carries the last *checkpointed* metrics
-        results.mark_nonfinite(run.uri, run.run_id, step, info["last_good_step"])
+        results.mark_nonfinite(run.uri, run.run_id, step, info["last_good_step"], status)
     ray.train.report(info)
-    run.progress(step=step, status="nan_loss")
+    run.progress(step=step, status=status)
     return True
 
 

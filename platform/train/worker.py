@@ -2,7 +2,7 @@
 
 Reads only ``config`` (the resolved :class:`TrainConfig` as a dict plus the MLflow run id). Resumes from
 ``ray.train.get_checkpoint()`` at the exact step; every ``checkpoint_every`` steps all ranks save their DeepSpeed
-shards into one directory and report it. A non-finite loss on any rank stops every rank before the optimiser step,
+shards into one directory and report it. A non-finite loss or gradient on any rank stops every rank before the optimiser step,
 so the last reported checkpoint is the last good one. Rank 0 writes MLflow metrics, scores held-out rollouts at
 every evaluation (:mod:`rtml.platform.train.selection`), exports the best-scoring consolidated model
 and runs the held-out rollout evaluation at the end; status and results reach the driver through MLflow
@@ -17,7 +17,7 @@ import torch
 
 from rtml.models.physics import violations
 from rtml.platform.configio import from_dict
-from rtml.platform.train import runtime
+from rtml.platform.train import collectives, runtime
 from rtml.platform.train.config import TrainConfig
 from rtml.platform.train.data import WindowStream
 from rtml.platform.train.deepspeed_engine import build_engine, set_distributed_env
@@ -80,16 +80,18 @@ def train_fn(config: dict) -> None:
     if selector is not None and start == 0 and cfg.select.include_initial:  # the anchor is a candidate too
         run.log(selector.score(engine.module, 0), 0)
     acc, last_train = runtime.Metrics(), {}
+    grads = runtime.GradientWatch(engine.module.parameters())
     for step, batch, wait in stream.iterate(start, cfg.loop.max_steps, d.prefetch):
         total, terms, pred, _ = window_loss(engine, batch, cfg.loss, device)
         # Every parameter must get a gradient on every rank, or ZeRO's bucketed all-reduce mismatches between
         # ranks: a rank whose windows have no p/d shells leaves those pair-group weights unused.
         total = total + 0.0 * sum(p.sum() for p in engine.module.parameters())
         if cfg.loop.nan_at_step is not None and step == cfg.loop.nan_at_step:
-            total = total * float("nan")
-        if runtime.stop_if_nonfinite(run, float(total.detach()), step, start, cfg.loop.checkpoint_every):
-            return
+            total = runtime.inject_nan(total, cfg.loop.nan_in)
         engine.backward(total)
+        if runtime.stop_if_nonfinite(run, float(total.detach()), step, start, cfg.loop.checkpoint_every,
+                                     grads.pop()):
+            return
         engine.step()
         with torch.no_grad():
             rho0 = batch.initial.to(device)
@@ -110,7 +112,7 @@ def train_fn(config: dict) -> None:
             last_train = {"train_loss": metrics["loss"], "windows_per_s": metrics["windows_per_s"]}
         is_ckpt = done % cfg.loop.checkpoint_every == 0 or done == cfg.loop.max_steps
         if done % cfg.loop.eval_every == 0 or is_ckpt:
-            vm = finish_validation(runtime.allreduce_dict(validation_metrics(engine.module, val_batches, cfg.loss,
+            vm = finish_validation(collectives.allreduce_dict(validation_metrics(engine.module, val_batches, cfg.loss,
                                                                              device)))
             if selector is not None:
                 vm.update(selector.score(engine.module, done))
