@@ -23,3 +23,7 @@ class DataError(ValueError):
 
 class PropagationError(RuntimeError):
     """The reference propagator detected a blow-up (energy or trace drift) and stopped instead of writing garbage."""
+
+
+class SCFConvergenceError(PropagationError):
+    """The ground-state SCF of a geometry did not converge (names the molecule, geometry, basis and functional)."""

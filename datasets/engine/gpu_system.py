@@ -21,7 +21,7 @@ import numpy as np
 from pyscf import lib
 
 from rtml.datasets.engine.system import ElectronicSystem, SystemConfig, set_grid
-from rtml.datasets.errors import DataError
+from rtml.datasets.errors import DataError, SCFConvergenceError
 from rtml.datasets.molecules import Molecule
 
 
@@ -73,7 +73,7 @@ class GpuElectronicSystem(ElectronicSystem):
         self.gpu_mf.kernel(dm0=guess)
         self.scf_cycles = int(getattr(self.gpu_mf, "cycles", -1))
         if not self.gpu_mf.converged:
-            raise RuntimeError(f"SCF (gpu4pyscf) did not converge for {self.molecule.name} ({self.cfg.basis}, "
+            raise SCFConvergenceError(f"SCF (gpu4pyscf) did not converge for {self.molecule.name} ({self.cfg.basis}, "
                                f"{self.cfg.xc}) in {self.cfg.scf_max_cycle} cycles")
         dm = self.cp.asnumpy(self.gpu_mf.make_rdm1())
         return dm.reshape(self.n_spin, self.nbf, self.nbf).astype(np.complex128)

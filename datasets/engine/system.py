@@ -16,6 +16,7 @@ from pyscf import dft, gto, lib, scf
 
 from rtml.datasets.basis import BasisInfo, basis_info_from_mol
 from rtml.datasets.engine.numint_cache import CachedNumInt
+from rtml.datasets.errors import SCFConvergenceError
 from rtml.datasets.molecules import Molecule
 
 HF_NAMES = ("hf", "rhf", "uhf")
@@ -129,7 +130,7 @@ class ElectronicSystem:
         self.mf.kernel(dm0=guess)
         self.scf_cycles = int(getattr(self.mf, "cycles", -1))
         if not self.mf.converged:
-            raise RuntimeError(f"SCF did not converge for {self.molecule.name} ({self.cfg.basis}, {self.cfg.xc}) "
+            raise SCFConvergenceError(f"SCF did not converge for {self.molecule.name} ({self.cfg.basis}, {self.cfg.xc}) "
                                f"in {self.cfg.scf_max_cycle} cycles")
         dm = np.asarray(self.mf.make_rdm1())
         return dm.reshape(self.n_spin, self.nbf, self.nbf).astype(np.complex128)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from pathlib import Path
 
@@ -45,6 +46,16 @@ __all__ = ["SCHEMA_VERSION", "StoreBusyError", "TrajectoryStore"]
 SCHEMA_VERSION = 3  # 3: index in index/entries (was a root-attribute list); 2: optional xc_potential; 1, 2 read
 READABLE_SCHEMAS = (1, 2, 3)
 DTYPES = {"float32": "complex64", "float64": "complex128"}
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}")  # one path segment: no '/', no leading '.'
+
+
+def check_id(path: str, traj_id) -> str:
+    """``traj_id`` if it is a safe trajectory id (it names a group under ``trajectories/``: an id with ``/`` or
+    ``..`` would write into another trajectory's arrays), else a :class:`DataError`."""
+    if not isinstance(traj_id, str) or not ID_PATTERN.fullmatch(traj_id):
+        raise DataError(path, "trajectory id", "1-200 characters from A-Z a-z 0-9 . _ + = -, starting with a letter "
+                        "or digit", repr(traj_id))
+    return traj_id
 
 
 def _digest(arr: np.ndarray) -> str:
@@ -128,6 +139,7 @@ class TrajectoryStore:
         if self._writer is None:
             raise DataError(self.path, "mode", "a store opened for writing (mode 'a' or 'w', not closed)",
                             "read-only" if self.mode == "r" else "closed")
+        check_id(self.path, traj_id)
         traj.validate(f"trajectory {traj_id}")
         with self._writer.held():
             if traj_id in self:

@@ -20,4 +20,8 @@ def add_parser(sub) -> None:
 def run(cfg: GenerateConfig) -> int:
     report = generate(cfg)
     print(json.dumps(report, indent=2))
-    return 1 if report["failed"] else 0
+    if report.get("unwritten"):
+        u = report["unwritten"]
+        print(f"{len(u['ids'])} finished trajectories could not go into {cfg.out}; they are kept in {u['dir']} "
+              f"(append them later: {u['append_later']})")
+    return 1 if report["failed"] or report.get("unwritten") else 0
