@@ -93,6 +93,7 @@ def _kill_first_task_worker(stop: threading.Event, killed: list) -> None:
 def test_a_dead_ray_worker_is_retried_or_reported_and_the_rest_written(tmp_path, retries):
     import ray
 
+    ray.shutdown()  # a Ray left by an earlier test (generate starts one and keeps it for the process)
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
     try:
         stop, killed = threading.Event(), []

@@ -238,3 +238,91 @@ def test_s3_store_round_trip_windows_and_lease(s3, h2_traj, h2o_traj):
     with TrajectoryStore(url, mode="a") as again:  # the first writer released its lease on exit
         assert len(again) == 2
 
+
+
+def _race(url: str, n: int, ttl_s: float | None = None) -> tuple[list, list]:
+    """``n`` threads open ``url`` for writing at the same instant -> (winners' leases, refusals)."""
+    import threading
+
+    from rtml.datasets.store.writer_lock import RemoteLease
+
+    barrier, won, refused = threading.Barrier(n), [], []
+
+    def one():
+        barrier.wait()
+        try:
+            won.append(RemoteLease(url, **({"ttl_s": ttl_s} if ttl_s else {})))
+        except StoreBusyError as exc:
+            refused.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return won, refused
+
+
+@pytest.mark.parametrize("backend", ["s3", "memory"])
+def test_racing_writers_exactly_one_wins(backend, request):
+    """Conditional writes (S3 If-None-Match / If-Match): of 8 writers racing for a free store, or for a dead
+    writer's expired lease, exactly one wins — every round (the old write-sleep-reread lease let two win)."""
+    base = request.getfixturevalue("s3") if backend == "s3" else "memory://rtml-race"
+    for round_ in range(5):
+        url = f"{base}/race{round_}.zarr"
+        won, refused = _race(url, 8)
+        assert len(won) == 1 and len(refused) == 7, (len(won), [str(e) for e in refused])
+        dead = won[0]
+        dead._stop.set()  # its process froze: no more renewals
+        dead.ttl_s = 0.3
+        import time
+
+        time.sleep(0.5)
+        won2, refused2 = _race(url, 8, ttl_s=0.3)  # the expired lease: one taker
+        assert len(won2) == 1 and len(refused2) == 7
+        with pytest.raises(StoreBusyError, match="held by"):
+            dead.check()  # the frozen writer, waking up, stops before committing
+        won2[0].close()
+        dead.close()  # releases nothing: the lease is not its any more
+        assert won2[0].obj.read()[0] is None
+
+
+def test_lease_is_renewed_by_its_timer_and_released(s3, h2_traj):
+    """A writer idle for 3× the TTL keeps its store (the timer renews it); close() lets the next writer in."""
+    import time
+
+    from rtml.datasets.store import writer_lock
+
+    url = f"{s3}/timer.zarr"
+    st = TrajectoryStore(url, mode="w")
+    st._writer.close()  # swap in a short-TTL lease to watch the timer work
+    st._writer = writer_lock.RemoteLease(url, ttl_s=0.6)
+    time.sleep(1.8)
+    with pytest.raises(StoreBusyError, match="renewed 0 s ago"):
+        writer_lock.RemoteLease(url, ttl_s=0.6)
+    st.append(h2_traj, "h2")  # still ours
+    st.close()
+    with TrajectoryStore(url, mode="a") as again:
+        assert again.ids() == ["h2"]
+
+
+def test_mode_w_does_not_wipe_a_store_another_writer_holds(s3, tmp_path, h2_traj):
+    for url in (f"{s3}/wipe.zarr", "memory://rtml-wipe/w.zarr"):
+        with TrajectoryStore(url, mode="w") as st:
+            st.append(h2_traj, "keep")
+            with pytest.raises(StoreBusyError):
+                TrajectoryStore(url, mode="w")
+            assert TrajectoryStore(url).ids() == ["keep"]
+        with TrajectoryStore(url, mode="w") as fresh:  # free again: 'w' starts over
+            assert len(fresh) == 0
+
+
+def test_a_reader_does_not_miss_an_entry_committed_after_it_saw_the_slot_empty(tmp_path):
+    root = zarr.open_group(str(tmp_path / "idx.zarr"), mode="w")
+    writer, reader = StoreIndex(str(tmp_path / "idx.zarr"), root), StoreIndex(str(tmp_path / "idx.zarr"), root)
+    writer.append(_entry(0))
+    arr = root["index/entries"]
+    arr.resize((2,))  # a commit in flight: the slot exists, its entry is not written yet
+    assert list(reader.entries()) == ["t00000"]
+    arr[1] = json.dumps(_entry(1))  # ... and now it is
+    assert list(reader.entries()) == ["t00000", "t00001"]

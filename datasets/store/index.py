@@ -4,7 +4,9 @@
 grows the array by one (a metadata write) and writes the one chunk that holds the new slot, so an append costs the
 same with 10 or 100,000 trajectories; opening a store reads nothing of the index, the first lookup reads it once
 (then ``dict`` lookups), later lookups only read the slots appended since (``refresh``). An empty slot is a commit
-that did not finish (its writer died between growing the array and writing the entry): readers skip it.
+in flight (the array grown, the entry not yet written) or one that never finished (its writer died in between):
+readers skip it for now and read it again at every refresh, so an entry committed after a reader saw its slot
+empty is not missed.
 
 Stores of schema 1–2 kept the index as a JSON list in the root attributes; they are read as they are and moved to
 the array on their first append (:meth:`StoreIndex.migrate`).
@@ -28,6 +30,7 @@ class StoreIndex:
         self._legacy = legacy
         self._entries: dict[str, dict] = {}  # id -> entry, in commit order (dicts keep insertion order)
         self._seen = 0  # slots of the array read so far
+        self._pending: set[int] = set()  # empty slots seen: re-read at every refresh (a reader must not miss them)
 
     # -- reading ---------------------------------------------------------------------------------------------------
     def _array(self, mode: str = "r"):
@@ -43,12 +46,22 @@ class StoreIndex:
         except (FileNotFoundError, zarr.errors.ArrayNotFoundError, KeyError):
             return  # a store without entries yet
         n = arr.shape[0]
+        for i in list(self._pending):  # slots that were empty: a commit in flight then, maybe written since
+            text = str(np.asarray(arr[i]))
+            if text:
+                self._add(text)
+                self._pending.discard(i)
         if n > self._seen:
-            for text in np.asarray(arr[self._seen:n]).tolist():
-                if text:  # '' = a commit that never finished
-                    e = json.loads(text)
-                    self._entries[e["id"]] = e
+            for i, text in enumerate(np.asarray(arr[self._seen:n]).tolist(), start=self._seen):
+                if text:
+                    self._add(text)
+                else:  # '' = a commit in flight (grown, not yet written) or one whose writer died: look again
+                    self._pending.add(i)
             self._seen = n
+
+    def _add(self, text: str) -> None:
+        e = json.loads(text)
+        self._entries[e["id"]] = e
 
     def entries(self) -> dict[str, dict]:
         """All committed entries (fresh: includes other writers' appends)."""

@@ -29,6 +29,7 @@ import hashlib
 import json
 import re
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +48,11 @@ SCHEMA_VERSION = 3  # 3: index in index/entries (was a root-attribute list); 2: 
 READABLE_SCHEMAS = (1, 2, 3)
 DTYPES = {"float32": "complex64", "float64": "complex128"}
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+=-]{0,199}")  # one path segment: no '/', no leading '.'
+
+
+@contextmanager
+def _nothing():
+    yield
 
 
 def check_id(path: str, traj_id) -> str:
@@ -79,10 +85,24 @@ class TrajectoryStore:
                                                 "`rtml convert` first)")
         if precision not in DTYPES:
             raise DataError(self.path, "precision", f"one of {sorted(DTYPES)}", repr(precision))
+        # a writer takes the lock (lease) *before* touching the store: mode 'w' must not wipe another writer's store
+        self._writer = writer_lock(self.path) if mode != "r" else None
         try:
-            self.root = zarr.open_group(self.path, mode=mode)
+            with self._writer.held() if self._writer is not None else _nothing():
+                self._open(mode, precision)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, mode: str, precision: str) -> None:
+        try:
+            self.root = zarr.open_group(self.path, mode="a" if mode == "w" else mode)
         except (FileNotFoundError, ValueError, zarr.errors.GroupNotFoundError) as exc:
             raise DataError(self.path, "store", "a Zarr v3 group", f"{type(exc).__name__}: {exc}") from None
+        if mode == "w":  # start over, keeping the lock/lease files (they are not Zarr nodes)
+            for name in list(self.root.keys()):
+                del self.root[name]
+            self.root.attrs.clear()
         info = self.root.attrs.get("rtml_store")
         if info is None:
             if mode == "r":
@@ -96,11 +116,10 @@ class TrajectoryStore:
         self.schema_version = info["schema_version"]
         self.density_dtype = info["density_dtype"]
         self._index = StoreIndex(self.path, self.root, legacy=info.get("index"))
-        self._writer = writer_lock(self.path) if mode != "r" else None
 
     def close(self) -> None:
         """Release the writer lock/lease (reading stays possible)."""
-        if self._writer is not None:
+        if getattr(self, "_writer", None) is not None:
             self._writer.close()
             self._writer = None
 
