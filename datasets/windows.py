@@ -19,6 +19,8 @@ when trajectories are appended to the store.
 
 from __future__ import annotations
 
+import warnings
+
 import hashlib
 from dataclasses import dataclass
 
@@ -65,6 +67,11 @@ class WindowReader:
         if max_geometries is not None:
             ids = [i for i in ids if int(index[i].get("geometry", 0)) < max_geometries]
         self.entries = [index[i] for i in sorted(ids) if self.n_starts(index[i]["n_steps"], horizon) > 0]
+        self.too_short = sorted(set(ids) - {e["id"] for e in self.entries})  # said, not silently dropped
+        if self.too_short and self.entries:
+            warnings.warn(f"{self.store_path}: {len(self.too_short)} of {len(ids)} trajectories of split '{split}' "
+                          f"have at most {FIRST_START + horizon} frames, too few for windows of {horizon} "
+                          f"transitions, and are left out (e.g. {self.too_short[0]})", stacklevel=2)
         if not self.entries:
             raise DataError(self.store_path, f"split '{split}'",
                             f"at least one trajectory with more than {FIRST_START + horizon} frames "

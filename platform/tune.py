@@ -55,15 +55,15 @@ class TuneConfig:
     space: str = "debug"  # search space: a file name in tune_spaces/ (debug, small)
     overrides: list[str] = field(default_factory=list)  # fixed training overrides for every trial (section.field=value)
     name: str | None = None  # sweep name (None: sweep-<space>); an existing one is resumed
-    storage: str = "runs/tune"  # Ray Tune storage_path (trial checkpoints, the sweep's state)
-    out: str | None = None  # trial outputs (None: <storage>/out)
+    storage: str = "runs/tune"  # Ray Tune storage_path (trial checkpoints, the sweep's state): a path, or s3://bucket/prefix
+    out: str | None = None  # trial outputs, local (None: <storage>/out; runs/tune-out when storage is a URL)
     tracking_uri: str | None = None  # MLflow tracking URI (None: $MLFLOW_TRACKING_URI, else ./mlflow.db)
     experiment: str = "rtml-sweeps"  # MLflow experiment of the sweep's parent run
     num_samples: int | None = None  # trials (None: the space's num_samples)
 
     def __post_init__(self):
         self.name = self.name or f"sweep-{self.space}"
-        self.out = self.out or f"{self.storage}/out"
+        self.out = self.out or (f"{self.storage}/out" if "://" not in self.storage else "runs/tune-out")
         if self.num_samples is not None and self.num_samples < 1:
             raise ValueError(f"num_samples: expected None or an integer >= 1, got {self.num_samples}")
 
@@ -88,7 +88,7 @@ def run(cfg: TuneConfig) -> dict:
     space = load_space(cfg.space)
     uri = tracking.resolve_uri(cfg.tracking_uri)
     tracking.check_reachable(uri)
-    storage = str(Path(cfg.storage).resolve())
+    storage = cfg.storage.rstrip("/") if "://" in cfg.storage else str(Path(cfg.storage).resolve())
     parent = tracking.find_run(uri, cfg.experiment, "rtml.sweep", cfg.name)
     if parent is None:
         parent = tracking.start_run(uri, cfg.experiment, cfg.name, tags={"rtml.sweep": cfg.name,
@@ -105,7 +105,7 @@ def run(cfg: TuneConfig) -> dict:
                    "tracking_uri": uri, "experiment": cfg.experiment, "parent_run_id": parent,
                    "cpus_per_worker": space.cpus_per_worker, "num_workers": space.num_workers}
     trainable = tune.with_resources(trial_fn, {"CPU": 0.01})
-    path = str(Path(storage) / cfg.name)
+    path = f"{storage}/{cfg.name}"  # a local path or an object-store URL (s3://bucket/prefix: Ray's pyarrow fs)
     if tune.Tuner.can_restore(path):
         print(f"resuming sweep {cfg.name} from {path}")
         tuner = tune.Tuner.restore(path, trainable=trainable, param_space=param_space, resume_unfinished=True,
@@ -127,10 +127,23 @@ def run(cfg: TuneConfig) -> dict:
                "best_trial": Path(best.path).name}
     tracking.log_params(uri, parent, {f"best.{k}": v for k, v in best.config["params"].items()})
     tracking.log_metrics(uri, parent, {f"best_{space.metric}": summary["best_metrics"].get(space.metric)}, step=0)
-    Path(path, "rtml_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_text(f"{path}/rtml_summary.json", json.dumps(summary, indent=2, default=str))
     _close_children(uri, cfg.experiment, parent)
     tracking.client(uri).set_terminated(parent, status="FINISHED" if not grid.errors else "FAILED")
     return summary
+
+
+def write_text(where: str, text: str) -> None:
+    """A small text file at a local path or an object-store URL (through pyarrow, as Ray's storage)."""
+    import pyarrow.fs
+
+    if "://" not in where:
+        Path(where).parent.mkdir(parents=True, exist_ok=True)
+        Path(where).write_text(text)
+        return
+    fs, inner = pyarrow.fs.FileSystem.from_uri(where)
+    with fs.open_output_stream(inner) as fh:
+        fh.write(text.encode())
 
 
 def _close_children(uri: str, experiment: str, parent: str) -> None:

@@ -149,3 +149,15 @@ def test_cli_generate_serial_convert_and_errors(tmp_path, h2o_traj, capsys):
         assert main(["generate", "--out", out, "--molecules", "h2p", flag, "0", "--executor", "serial"]) == 2
         assert f"field '{flag}'" in capsys.readouterr().err
     assert main(["inspect", str(tmp_path / "nope.zarr")]) == 2
+
+
+def test_trajectories_too_short_for_the_horizon_are_named_not_silently_dropped(tmp_path, h2_traj, h2o_traj):
+    from rtml.datasets.windows import WindowReader
+
+    path = tmp_path / "lengths.zarr"
+    with TrajectoryStore(path, mode="w") as st:
+        st.append(h2_traj, "long")  # 40 frames
+        st.append(h2o_traj, "short")  # 20 frames
+    with pytest.warns(UserWarning, match=r"1 of 2 trajectories .* left out \(e.g. short\)"):
+        reader = WindowReader(str(path), 25)
+    assert reader.too_short == ["short"] and [e["id"] for e in reader.entries] == ["long"]

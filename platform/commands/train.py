@@ -92,4 +92,8 @@ def report(summary: dict) -> int:
               f"{sel['score']:.4g})" + (": training never beat the weights it started from (with the linear "
                                         "anchor: the linear-xc propagator)" if sel["step"] == 0 else ""))
     print(f"model: {summary.get('model')}  plots: {', '.join(summary.get('plots', []))}")
+    if summary.get("evaluation_error") or summary.get("model_missing"):
+        print(f"the held-out evaluation failed (the model is saved and logged): {summary['evaluation_error']}"
+              if summary.get("evaluation_error") else summary["model_missing"])
+        return 1
     return 0

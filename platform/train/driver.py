@@ -87,11 +87,49 @@ def build_trainer(cfg: TrainConfig, uri: str, run_id: str, callbacks=None, train
     )
 
 
+# Fields a resumed run may change (recorded as a new config version); any other change is refused.
+RESUMABLE = ("loop.max_steps", "loop.log_every", "loop.keep_checkpoints", "loop.nan_at_step", "loop.nan_in", "out",
+             "scaling.address", "scaling.max_failures", "scaling.cpus_per_worker", "tracking.", "eval.")
+
+
+def check_resume_config(cfg, uri: str, run_id: str) -> dict:
+    """Compare ``cfg`` with the config run ``run_id`` started with (its MLflow params, plus later versions' tags).
+    A change outside :data:`RESUMABLE` raises :class:`ConfigError` naming every field (old -> new); allowed changes
+    are returned as {field: [old, new]} for the caller to record as a new config version."""
+    from rtml.platform.configio import ConfigError, flatten
+
+    run = tracking.client(uri).get_run(run_id)
+    started = dict(run.data.params)
+    for v in range(2, int(run.data.tags.get(CONFIG_VERSION_TAG, "1")) + 1):  # later versions' allowed changes
+        started.update({k: new for k, (_, new) in json.loads(run.data.tags.get(f"rtml.config_v{v}", "{}")).items()})
+    now = {k: str(v)[:6000] for k, v in flatten(to_dict(cfg)).items()}
+    changed = {k: [started.get(k), v] for k, v in now.items() if started.get(k, v) != v}
+    refused = {k: ov for k, ov in changed.items() if not k.startswith(RESUMABLE)}
+    if refused:
+        raise ConfigError(f"<run '{cfg.name}' in {uri}>", ", ".join(sorted(refused)),
+                          "the values the run started with, to resume it (or another name= for a new run)",
+                          "; ".join(f"{k}: {o} -> {n}" for k, (o, n) in sorted(refused.items())))
+    return changed
+
+
+CONFIG_VERSION_TAG = "rtml.config_version"
+
+
 def open_run(cfg: TrainConfig, uri: str, parent_run_id: str | None = None) -> str:
-    """The MLflow run of ``cfg.name`` (re-opened when resuming), else a new one with the config as params."""
+    """The MLflow run of ``cfg.name`` (re-opened when resuming, after :func:`check_resume_config`; allowed changes
+    are recorded as config version N: tags ``rtml.config_version`` and ``rtml.config_vN`` = the changes), else a
+    new one with the config as params."""
     existing = tracking.find_run(uri, cfg.tracking.experiment, "rtml.run_name", cfg.name)
     if existing:
-        tracking.client(uri).update_run(existing, status="RUNNING")
+        changed = check_resume_config(cfg, uri, existing)
+        c = tracking.client(uri)
+        if changed:
+            version = int(c.get_run(existing).data.tags.get(CONFIG_VERSION_TAG, "1")) + 1
+            c.set_tag(existing, CONFIG_VERSION_TAG, str(version))
+            c.set_tag(existing, f"rtml.config_v{version}", json.dumps(changed))
+            print(f"resuming run '{cfg.name}' with config version {version}: "
+                  + ", ".join(f"{k} {o} -> {n}" for k, (o, n) in changed.items()))
+        c.update_run(existing, status="RUNNING")
         return existing
     return tracking.start_run(uri, cfg.tracking.experiment, cfg.tracking.run_name or cfg.name, cfg,
                               tags={"rtml.run_name": cfg.name, "rtml.recipe": cfg.recipe},
@@ -150,9 +188,9 @@ def launch(cfg, uri: str, t0: float, train_fn=None, tags: dict | None = None) ->
     saved in ``out``, the MLflow run opened (re-opened on resume) and tagged, Ray started, the trainer run, the
     results fetched from MLflow (:func:`finish`)."""
     out = Path(cfg.out)
+    run_id = open_run(cfg, uri)  # first: a resume with a refused config change leaves nothing behind
     out.mkdir(parents=True, exist_ok=True)
     save_yaml(cfg, out / "config.yaml")
-    run_id = open_run(cfg, uri)
     for k, v in (tags or {}).items():
         tracking.client(uri).set_tag(run_id, k, v)
     init_ray(cfg)
@@ -169,6 +207,9 @@ def finish(out: Path, uri: str, run_id: str, metrics: dict, t0: float) -> dict:
         summary["model"] = str(got["model.pt"])
     if "plots" in summary:
         summary["plots"] = [str(got[n]) for n in ("dipole.png", "spectrum.png") if n in got]
+    if "model.pt" not in got:  # said, not silent: the export did not reach MLflow
+        summary["model_missing"] = f"no model.pt among run {run_id}'s MLflow artifacts"
     summary.update(run_id=run_id, tracking_uri=uri, final=metrics, wall_seconds=time.perf_counter() - t0)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary

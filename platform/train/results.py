@@ -32,6 +32,22 @@ def discard_scratch(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def keep_in_storage(scratch: Path, storage: str, name: str) -> str:
+    """Copy rank 0's end-of-run files to ``<storage>/<name>/export-<time>`` (a path or an object-store URL, through
+    pyarrow like Ray's own storage); returns where."""
+    import time
+
+    import pyarrow.fs
+
+    dest = f"{storage.rstrip('/')}/{name}/export-{time.strftime('%Y%m%d-%H%M%S')}"
+    if "://" not in dest:
+        shutil.copytree(scratch, dest, dirs_exist_ok=True)
+        return dest
+    fs, inner = pyarrow.fs.FileSystem.from_uri(dest)
+    pyarrow.fs.copy_files(str(scratch), inner, source_filesystem=pyarrow.fs.LocalFileSystem(), destination_filesystem=fs)
+    return dest
+
+
 def mark_running(uri: str, run_id: str) -> None:
     """Driver, before ``fit()``: a resumed run starts clean (an earlier NaN status does not leak into it)."""
     tracking.client(uri).set_tag(run_id, STATUS_TAG, "running")

@@ -58,6 +58,7 @@ class WorkerRun:
     run_id: str
     out: Path
     name: str
+    storage: str | None = None  # the run's Ray storage (checkpoints): where rank 0 keeps files MLflow refused
 
     def log(self, metrics: dict, step: int) -> None:
         if self.rank == 0:
@@ -75,7 +76,8 @@ def start_worker(config: dict, name: str, cpus_per_worker: float, use_gpu: bool,
     local = ctx.get_local_rank()
     return WorkerRun(rank=ctx.get_world_rank(), world=ctx.get_world_size(), local_rank=local,
                      device=torch.device(f"cuda:{local}" if use_gpu else "cpu"), uri=config["tracking_uri"],
-                     run_id=config["run_id"], out=Path(config["out"]), name=name)
+                     run_id=config["run_id"], out=Path(config["out"]), name=name,
+                     storage=config["train"].get("storage"))
 
 
 class Checkpointer(Protocol):
@@ -211,12 +213,25 @@ def report(run: WorkerRun, metrics: dict, ckpt: Checkpointer | None = None, step
         ray.train.report(metrics)
 
 
+class ExportError(RuntimeError):
+    """Rank 0 could not log its end-of-run files to MLflow; the message names where they were kept instead."""
+
+
 def export_from_rank0(run: WorkerRun, export: Callable[[Path], object]) -> None:
-    """Rank 0 runs ``export(scratch)`` (which logs its files to the MLflow run); the node-local scratch is removed."""
+    """Rank 0 runs ``export(scratch)`` (which logs its files to the MLflow run); the node-local scratch is removed.
+
+    If the export fails (MLflow unreachable, a full disk), the files written so far are copied to the run's
+    storage (``<storage>/<name>/export-<time>``: shared by every node, like the checkpoints) and
+    :class:`ExportError` names that place; Ray then restarts the worker group from the last checkpoint (the final
+    step: only the export is redone), and after ``scaling.max_failures`` the driver's error carries the name."""
     if run.rank != 0:
         return
     scratch = results.worker_scratch(run.name)
     try:
         export(scratch)
+    except Exception as exc:  # noqa: BLE001 - whatever failed, the model files must not be lost with the scratch
+        kept = results.keep_in_storage(scratch, run.storage, run.name) if run.storage else None
+        raise ExportError(f"exporting run '{run.name}' to MLflow failed ({type(exc).__name__}: {exc}); "
+                          + (f"its files are kept at {kept}" if kept else "no storage to keep its files")) from exc
     finally:
         results.discard_scratch(scratch)

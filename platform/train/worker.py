@@ -76,6 +76,8 @@ def train_fn(config: dict) -> None:
                        d.val_windows, run.rank, run.world, seed=12345, split_seed=d.split_seed,
                        split_fractions=d.split_fractions, xc_potential=fock)
     val_batches = [val.batch(0)]
+    if stream.reader.too_short:  # on the run's record, not only in a worker's log
+        run.log({"data/too_short_trajectories": len(stream.reader.too_short)}, start)
 
     if selector is not None and start == 0 and cfg.select.include_initial:  # the anchor is a candidate too
         run.log(selector.score(engine.module, 0), 0)
