@@ -19,9 +19,8 @@ when trajectories are appended to the store.
 
 from __future__ import annotations
 
-import warnings
-
 import hashlib
+import warnings
 from dataclasses import dataclass
 
 import numpy as np

@@ -141,7 +141,8 @@ class DensityEncoder(nn.Module):
                 if L > self.cfg.lmax:
                     continue
                 msg = torch.einsum("...pcm,cq,pq->...pqm", x[..., sl], self.mix[f"{L}{p}"], w)
-                atoms[(L, p)] = atoms[(L, p)].index_add(-3, g.atom1, msg)
+                acc = atoms[(L, p)]  # [*, B*A, mul, 2L+1] in the input's dtype (bf16 autocast messages: summed in it)
+                atoms[(L, p)] = acc.index_add(-3, g.atom1, msg.to(acc.dtype))
         return atoms
 
     def invariants(self, atoms: dict) -> torch.Tensor:

@@ -5,6 +5,7 @@ float64 models inside :func:`building` instead; the previous default is restored
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import torch
 
@@ -19,3 +20,21 @@ def building(dtype: torch.dtype):
         yield
     finally:
         torch.set_default_dtype(old)
+
+
+def outside_autocast(forward):
+    """Run a module's ``forward`` with autocast off and its half-precision float arguments in float32.
+
+    e3nn's tensor products and Clebsch–Gordan contractions are not autocast-safe (their compiled graphs refuse mixed
+    dtypes) and the equivariant encoders are cheap next to the dynamics; under bf16 training (DeepSpeed's
+    ``torch_autocast`` on GPU) they stay float32, as nequip and MACE keep them."""
+    half = (torch.bfloat16, torch.float16)
+
+    def up(x):
+        return x.float() if torch.is_tensor(x) and x.dtype in half else x
+
+    @functools.wraps(forward)
+    def wrapped(self, *args, **kwargs):
+        with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False):
+            return forward(self, *(up(a) for a in args), **{k: up(v) for k, v in kwargs.items()})
+    return wrapped

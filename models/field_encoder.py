@@ -12,6 +12,8 @@ import torch
 from e3nn import o3
 from torch import nn
 
+from rtml.models.dtype import outside_autocast
+
 
 @dataclass(kw_only=True)
 class FieldEncoderConfig:
@@ -36,6 +38,7 @@ class FieldEncoder(nn.Module):
         self.irreps_out = o3.Irreps(cfg.irreps_out)
         self.tp = o3.FullyConnectedTensorProduct(self.irreps_in1, self.irreps_in2, self.irreps_out)
 
+    @outside_autocast
     def forward(self, geo: torch.Tensor, field: torch.Tensor) -> torch.Tensor:
         e = field * self.cfg.field_scale
         if e.dim() < geo.dim():

@@ -16,6 +16,7 @@ from e3nn import o3
 from torch import nn
 
 from rtml.datasets.units import ANGSTROM_TO_BOHR
+from rtml.models.dtype import outside_autocast
 from rtml.models.radial import BesselBasis
 from rtml.models.radius_graph import radius_graph
 
@@ -98,6 +99,7 @@ class GeometryEncoder(nn.Module):
             irreps = self.irreps_out
         self.layers = nn.ModuleList(layers)
 
+    @outside_autocast
     def forward(self, z: torch.Tensor, pos: torch.Tensor, batch: torch.Tensor) -> torch.Tensor:
         edge_index = radius_graph(pos, self.cutoff, batch)  # [2, E]
         vec = pos[edge_index[0]] - pos[edge_index[1]]  # [E, 3] bohr, receiver -> sender

@@ -4,6 +4,7 @@ kept in the run's storage and named, and a resume with a changed config is refus
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 from mlflow.tracking import MlflowClient
@@ -50,7 +51,7 @@ def test_files_mlflow_refused_are_kept_in_storage_and_named(tmp_path):
         runtime.export_from_rank0(run, export_then_fail)
     kept = str(err.value).rsplit("kept at ", 1)[1]
     assert kept.startswith(str(tmp_path / "storage" / "keep" / "export-"))
-    assert open(os.path.join(kept, "model.pt"), "rb").read() == b"weights"
+    assert Path(kept, "model.pt").read_bytes() == b"weights"
 
 
 def test_resume_with_a_changed_config_is_refused_or_versioned(tmp_path, small_store, heldout_store, capsys):

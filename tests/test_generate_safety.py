@@ -16,8 +16,8 @@ from rtml.datasets.errors import DataError
 from rtml.datasets.generate import GenerateConfig, generate
 from rtml.datasets.store.zarr_store import StoreBusyError, TrajectoryStore
 
-TINY = dict(molecules=["h2"], fields=["kick"], n_geometries=1, steps=6, basis="sto-3g", executor="serial",
-            progress=False)
+TINY = {"molecules": ["h2"], "fields": ["kick"], "n_geometries": 1, "steps": 6, "basis": "sto-3g",
+        "executor": "serial", "progress": False}
 
 
 def test_resume_with_other_parameters_is_refused_naming_both(tmp_path):

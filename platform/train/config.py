@@ -111,12 +111,15 @@ class SelectionConfig:
 @dataclass(kw_only=True)
 class ScalingSection:
     """``address``: Ray cluster (None: RAY_ADDRESS, else a local Ray); ``cpus_per_worker`` is the Ray resource
-    and the torch thread count; ``max_failures``: worker-group restarts from the last checkpoint."""
+    and the torch thread count; ``max_failures``: worker-group restarts from the last checkpoint (a dead worker,
+    node or export); ``placement``: Ray's placement strategy for the workers (``SPREAD``: one per node where it
+    can, so one lost node costs one rank)."""
     num_workers: int = 2
     use_gpu: bool = False
     cpus_per_worker: float = 1.0
     address: str | None = None
     max_failures: int = 2
+    placement: Literal["PACK", "SPREAD", "STRICT_SPREAD"] = "PACK"
 
 
 @dataclass(kw_only=True)

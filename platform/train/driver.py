@@ -79,7 +79,8 @@ def build_trainer(cfg: TrainConfig, uri: str, run_id: str, callbacks=None, train
         train_loop_config={"train": to_dict(cfg), "tracking_uri": uri, "run_id": run_id, "out": str(out)},
         torch_config=TorchConfig(backend="nccl" if cfg.scaling.use_gpu else "gloo"),
         scaling_config=ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
-                                     resources_per_worker={"CPU": cfg.scaling.cpus_per_worker}),
+                                     resources_per_worker={"CPU": cfg.scaling.cpus_per_worker},
+                                     placement_strategy=cfg.scaling.placement),
         run_config=RunConfig(name=cfg.name, storage_path=storage, callbacks=callbacks,
                              failure_config=FailureConfig(max_failures=cfg.scaling.max_failures),
                              checkpoint_config=CheckpointConfig(num_to_keep=cfg.loop.keep_checkpoints),
@@ -89,7 +90,8 @@ def build_trainer(cfg: TrainConfig, uri: str, run_id: str, callbacks=None, train
 
 # Fields a resumed run may change (recorded as a new config version); any other change is refused.
 RESUMABLE = ("loop.max_steps", "loop.log_every", "loop.keep_checkpoints", "loop.nan_at_step", "loop.nan_in", "out",
-             "scaling.address", "scaling.max_failures", "scaling.cpus_per_worker", "tracking.", "eval.")
+             "scaling.address", "scaling.max_failures", "scaling.cpus_per_worker", "scaling.placement", "tracking.",
+             "eval.")
 
 
 def check_resume_config(cfg, uri: str, run_id: str) -> dict:
@@ -136,6 +138,15 @@ def open_run(cfg: TrainConfig, uri: str, parent_run_id: str | None = None) -> st
                               parent_run_id=parent_run_id)
 
 
+def checkpoint_uri(checkpoint, storage: str) -> str | None:
+    """Where a Ray checkpoint lives, as a user can open it: the path, with the storage's scheme for object stores
+    (Ray's ``Checkpoint.path`` is relative to its filesystem: ``bucket/prefix/...``)."""
+    if checkpoint is None:
+        return None
+    path = str(checkpoint.path)
+    return f"{storage.split('://', 1)[0]}://{path}" if "://" in storage and "://" not in path else path
+
+
 def fit(cfg: TrainConfig, uri: str, run_id: str, callbacks=None, train_fn=None) -> dict:
     """Run the trainer; returns the final reported metrics; raises TrainingError / NonFiniteLossError."""
     from ray.train import TrainingFailedError
@@ -156,13 +167,13 @@ def fit(cfg: TrainConfig, uri: str, run_id: str, callbacks=None, train_fn=None) 
     if status["status"] in results.NONFINITE:
         metrics.update(status)
         c.set_terminated(run_id, status="FAILED")
-        ckpt = result.checkpoint.path if result.checkpoint else "none (no checkpoint was written before)"
+        ckpt = checkpoint_uri(result.checkpoint, cfg.storage) or "none (no checkpoint was written before)"
         what = "the loss" if status["status"] == "nan_loss" else "a gradient"
         raise NonFiniteLossError(f"training run '{cfg.name}': {what} became NaN/inf at step {metrics['step']}; "
                                  f"stopped before the optimiser step. Last good checkpoint (step "
                                  f"{metrics['last_good_step']}): {ckpt}")
     c.set_terminated(run_id, status="FINISHED")
-    metrics["checkpoint"] = result.checkpoint.path if result.checkpoint else None
+    metrics["checkpoint"] = checkpoint_uri(result.checkpoint, cfg.storage)
     return metrics
 
 

@@ -229,7 +229,7 @@ def export_from_rank0(run: WorkerRun, export: Callable[[Path], object]) -> None:
     scratch = results.worker_scratch(run.name)
     try:
         export(scratch)
-    except Exception as exc:  # noqa: BLE001 - whatever failed, the model files must not be lost with the scratch
+    except Exception as exc:  # whatever failed, the model files must not be lost with the scratch
         kept = results.keep_in_storage(scratch, run.storage, run.name) if run.storage else None
         raise ExportError(f"exporting run '{run.name}' to MLflow failed ({type(exc).__name__}: {exc}); "
                           + (f"its files are kept at {kept}" if kept else "no storage to keep its files")) from exc
