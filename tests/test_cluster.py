@@ -93,10 +93,11 @@ class LocalCluster:
         return self.ray(*args, *([] if wait else ["--no-wait"]), "--", *cmd, timeout=timeout, check=False)
 
     def job_status(self, sid: str) -> str:
-        out = self.ray("job", "status", "--address", f"http://127.0.0.1:{self.dash}", sid, check=False).stdout
-        for s in ("SUCCEEDED", "FAILED", "STOPPED", "RUNNING", "PENDING"):
-            if s in out:
-                return s
+        p = self.ray("job", "status", "--address", f"http://127.0.0.1:{self.dash}", sid, check=False)
+        text = (p.stdout + p.stderr).lower()  # "Job 'x' succeeded" / "failed" / "was stopped" / "... running"
+        for s in ("succeeded", "failed", "stopped", "running", "pending"):
+            if s in text:
+                return s.upper()
         return "UNKNOWN"
 
     def wait_job(self, sid: str, timeout: float = 900) -> str:
@@ -230,6 +231,7 @@ def test_train_survives_a_driver_restart_and_a_lost_node(cluster, tmp_path):
     assert r.info.status == "FINISHED"
     resumed = [m.value for m in sorted(c.get_metric_history(r.info.run_id, "resumed_from_step"),
                                        key=lambda m: m.timestamp)]
+    print(f"driver stopped at step {stopped_at}, killed node '{lost}' at step {killed_at}; resumed from {resumed}")
     assert len(resumed) >= 2, resumed  # the driver restart, then the lost node
     assert 0 <= stopped_at - resumed[0] <= every and resumed[0] >= every, (stopped_at, resumed)
     assert 0 <= killed_at - resumed[-1] <= every and resumed[-1] >= 2 * every, (killed_at, resumed)

@@ -2,6 +2,7 @@
 before the held-out evaluation runs (a failing evaluation is reported, the model stays), files MLflow refused are
 kept in the run's storage and named, and a resume with a changed config is refused or recorded as a version."""
 
+import errno
 import json
 import os
 from pathlib import Path
@@ -39,15 +40,18 @@ def test_a_failing_evaluation_keeps_the_logged_model(tmp_path, small_store, held
     assert report(got) == 1 and "evaluation failed (the model is saved and logged)" in capsys.readouterr().out
 
 
-def test_files_mlflow_refused_are_kept_in_storage_and_named(tmp_path):
+@pytest.mark.parametrize("failure", [ConnectionError("MLflow tracking server unreachable"),
+                                     OSError(errno.ENOSPC, "No space left on device")])
+def test_files_mlflow_refused_are_kept_in_storage_and_named(failure, tmp_path):
+    """MLflow down, or the worker's disk full while exporting: the files go to the run's storage, named."""
     run = runtime.WorkerRun(rank=0, world=1, local_rank=0, device=None, uri="sqlite://", run_id="r",
                             out=tmp_path, name="keep", storage=str(tmp_path / "storage"))
 
     def export_then_fail(scratch):
         (scratch / "model.pt").write_bytes(b"weights")
-        raise ConnectionError("MLflow tracking server unreachable")
+        raise failure
 
-    with pytest.raises(runtime.ExportError, match="unreachable.*kept at") as err:
+    with pytest.raises(runtime.ExportError, match=f"{type(failure).__name__}.*kept at") as err:
         runtime.export_from_rank0(run, export_then_fail)
     kept = str(err.value).rsplit("kept at ", 1)[1]
     assert kept.startswith(str(tmp_path / "storage" / "keep" / "export-"))
