@@ -1,10 +1,5 @@
 """bf16 autocast leaves the complex Kohn–Sham physics in complex64/128 (the CPU twin of tests/gpu's check)."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent / "gpu"))
-
 from bf16_check import assert_bf16_keeps_the_physics_complex
 
 
