@@ -11,7 +11,6 @@ import socket
 import pytest
 import torch
 import torch.multiprocessing as mp
-
 from bf16_check import assert_bf16_keeps_the_physics_complex
 
 CUDA = torch.cuda.is_available()
