@@ -8,6 +8,7 @@ and beta densities (trace(P_a S) + trace(P_b S) = N). The phase convention is P_
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -63,6 +64,35 @@ class Trajectory:
     # Fock supervision: V_xc(t) = F(t) - h - J[P(t)] - E(t).r [T, n_spin, nbf, nbf] float32 (pure functionals) or
     # complex64 (exact exchange); None when the source has none (older stores, NWChem imports).
     xc_potential: np.ndarray | None = None
+    # The field averaged over each step [T-1, 3] a.u., when the frames are a strided view of a finer grid
+    # (:meth:`strided`); None: the trapezoid midpoint of the frame values. Never stored: derived on reading.
+    step_field_mean: np.ndarray | None = None
+
+    def step_field(self) -> np.ndarray:
+        """[T-1, 3] a.u.: the field a propagator should use over each step (its mean over the step)."""
+        if self.step_field_mean is not None:
+            return self.step_field_mean
+        return 0.5 * (self.field[1:] + self.field[:-1])
+
+    def strided(self, stride: int) -> Trajectory:
+        """Every ``stride``-th frame (0, s, 2s, …) as a trajectory of time step s·dt, with the field averaged over
+        each coarse step on the fine grid (:attr:`step_field_mean`): what a propagator taking steps of s·dt sees of
+        this reference, and the reference's own time grid at the frames both share."""
+        if stride < 1:
+            raise ValueError(f"stride: expected an integer >= 1, got {stride}")
+        if stride == 1:
+            return self
+        n = (self.n_steps - 1) // stride  # coarse steps
+        if n < 1:
+            raise ValueError(f"stride {stride}: the trajectory has {self.n_steps} frames, fewer than 1 + stride")
+        sl = slice(0, n * stride + 1, stride)
+        fine = self.step_field()[:n * stride]  # [n*s, 3]
+        return dataclasses.replace(
+            self, density=self.density[sl], field=self.field[sl], time=self.time[sl], energy=self.energy[sl],
+            dipole=self.dipole[sl], dt=self.dt * stride,
+            xc_potential=None if self.xc_potential is None else self.xc_potential[sl],
+            step_field_mean=fine.reshape(n, stride, 3).mean(1),
+            meta={**self.meta, "stride": stride * int(self.meta.get("stride", 1))})
 
     @property
     def nbf(self) -> int:

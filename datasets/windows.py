@@ -33,6 +33,12 @@ from rtml.datasets.units import ANGSTROM_TO_BOHR
 FIRST_START = 2  # earliest window start (frame of ρ(t0)): its previous frame is frame 1, after a kick at dt/2
 
 
+def first_start(stride: int = 1) -> int:
+    """Earliest window start for windows of steps of ``stride`` frames: the previous frame (``stride`` back) must
+    come after a kick (frame ≥ 1)."""
+    return max(FIRST_START, stride + 1)
+
+
 def frames_for(horizon: int) -> int:
     """Frames read for a window of ``horizon`` transitions: the previous frame, ρ(t0) and ``horizon`` targets."""
     return horizon + 2
@@ -51,12 +57,12 @@ class WindowReader:
 
     def __init__(self, store_path: str, horizon: int, split: str = "all", ids: list[str] | None = None,
                  split_seed: int = 0, split_fractions=(0.8, 0.1, 0.1), kohn_sham: bool = False,
-                 xc_potential: bool = False, max_geometries: int | None = None):
+                 xc_potential: bool = False, max_geometries: int | None = None, stride: int = 1):
         """``kohn_sham``: attach each trajectory's exact Kohn–Sham terms (PySCF, computed once per trajectory and
         process); ``xc_potential``: read the recorded V_xc(t) frames (Fock supervision; the store must have them);
         ``max_geometries``: only trajectories of geometry index < this (the index ``rtml generate`` records; for
         learning curves over the number of geometries; None: all)."""
-        self.store_path, self.split, self.horizon = str(store_path), split, horizon
+        self.store_path, self.split, self.horizon, self.stride = str(store_path), split, horizon, stride
         self.kohn_sham, self.xc_potential = kohn_sham, xc_potential
         store = TrajectoryStore(self.store_path)
         index = {e["id"]: e for e in store.index}
@@ -65,16 +71,17 @@ class WindowReader:
                 i for i in index if split_of(i, split_seed, tuple(split_fractions)) == split]
         if max_geometries is not None:
             ids = [i for i in ids if int(index[i].get("geometry", 0)) < max_geometries]
-        self.entries = [index[i] for i in sorted(ids) if self.n_starts(index[i]["n_steps"], horizon) > 0]
+        self.entries = [index[i] for i in sorted(ids) if self.n_starts(index[i]["n_steps"], horizon, stride) > 0]
         self.too_short = sorted(set(ids) - {e["id"] for e in self.entries})  # said, not silently dropped
         if self.too_short and self.entries:
             warnings.warn(f"{self.store_path}: {len(self.too_short)} of {len(ids)} trajectories of split '{split}' "
-                          f"have at most {FIRST_START + horizon} frames, too few for windows of {horizon} "
+                          f"have at most {first_start(stride) + horizon * stride} frames, too few for windows of {horizon} "
                           f"transitions, and are left out (e.g. {self.too_short[0]})", stacklevel=2)
         if not self.entries:
             raise DataError(self.store_path, f"split '{split}'",
-                            f"at least one trajectory with more than {FIRST_START + horizon} frames "
-                            f"(windows of {horizon} transitions start at frame {FIRST_START})",
+                            f"at least one trajectory with more than {first_start(stride) + horizon * stride} frames "
+                            f"(windows of {horizon} transitions of {stride} frames start at frame "
+                            f"{first_start(stride)})",
                             f"{len(ids)} trajectories, none long enough")
         if xc_potential:
             missing = [e["id"] for e in self.entries if not e.get("xc_potential")]
@@ -88,10 +95,10 @@ class WindowReader:
         self._static: dict[str, dict] = {}
 
     @staticmethod
-    def n_starts(n_steps: int, horizon: int) -> int:
+    def n_starts(n_steps: int, horizon: int, stride: int = 1) -> int:
         """How many window starts a trajectory has (``n_steps`` = its frame count in the store index):
-        FIRST_START … n_steps − 1 − horizon."""
-        return n_steps - horizon - FIRST_START
+        first_start(stride) … n_steps − 1 − horizon·stride."""
+        return n_steps - horizon * stride - first_start(stride)
 
     def trajectory_ids(self) -> list[str]:
         return [e["id"] for e in self.entries]
@@ -109,24 +116,28 @@ class WindowReader:
             if traj_id not in self.n_steps:
                 raise DataError(self.store_path, "trajectory", f"one of the reader's {len(self.n_steps)} "
                                                                "trajectories", traj_id)
-            if not FIRST_START <= start <= self.n_steps[traj_id] - 1 - h:
+            last = self.n_steps[traj_id] - 1 - h * self.stride
+            if not first_start(self.stride) <= start <= last:
                 raise DataError(f"{self.store_path}/trajectories/{traj_id}", "window start",
-                                f"{FIRST_START} <= start <= frames - 1 - horizon = {self.n_steps[traj_id] - 1 - h}",
-                                start)
+                                f"{first_start(self.stride)} <= start <= frames - 1 - horizon·stride = {last}", start)
         if self._store is None:
             self._store = TrajectoryStore(self.store_path)
         names = ("density", "xc_potential") if self.xc_potential else ("density",)
-        arrays = self._store.read_windows([(t, name, s - 1, s + h + 1) for t, s, h in plan for name in names])
+        s_ = self.stride  # frames per step: windows are every s-th frame from start - s to start + h·s
+        arrays = self._store.read_windows([(t, name, s - s_, s + h * s_ + 1) for t, s, h in plan for name in names])
         out = []
         for k, (traj_id, start, h) in enumerate(plan):
             st = self._static_of(traj_id)
-            sl = slice(start - 1, start + h + 1)
+            sl = slice(start - s_, start + h * s_ + 1)
             got = dict(zip(names, arrays[k * len(names):(k + 1) * len(names)]))
-            extra = {"xc_potential": got["xc_potential"]} if self.xc_potential else {}
+            extra = {"xc_potential": got["xc_potential"][::s_]} if self.xc_potential else {}
+            fine = st["field"][sl]  # [(h+1)·s + 1, 3]
+            mids = 0.5 * (fine[1:] + fine[:-1])  # [(h+1)·s, 3]
             out.append({"traj_id": traj_id, "start": start, "static": st, **extra,
-                        "rho": got["density"],  # [h+2, S, nbf, nbf]
-                        "field": st["field"][sl],  # [h+2, 3]
-                        "time": st["time"][sl]})  # [h+2]
+                        "rho": got["density"][::s_],  # [h+2, S, nbf, nbf]
+                        "field": fine[::s_],  # [h+2, 3]
+                        "field_mid": mids.reshape(h + 1, s_, 3).mean(1),  # [h+1, 3]: E averaged over each step
+                        "time": st["time"][sl][::s_]})  # [h+2]
         return out
 
     def _static_of(self, traj_id: str) -> dict:
@@ -163,6 +174,12 @@ class WindowBatch:
     starts: list
     ks: object = None  # rtml.datasets.kohn_sham.KohnShamBatch when the reader attaches Kohn–Sham terms
     xc_potential: torch.Tensor | None = None  # [B, T+2, 2, N, N] complex64, V_xc(t) per spin (Fock supervision)
+    field_mid: torch.Tensor | None = None  # [B, T+1, 3] float64, a.u.: the field averaged over each step
+
+    @property
+    def window_field_mid(self) -> torch.Tensor | None:
+        """The field over each of the window's T steps [B, T, 3] (its mean on the store's grid: strided windows)."""
+        return None if self.field_mid is None else self.field_mid[:, 1:]
 
     @property
     def horizon(self) -> int:
@@ -258,4 +275,6 @@ def collate_windows(samples: list[dict]) -> WindowBatch:
         basis_atom=batom, basis_l=bl, basis_m=bm, positions=pos, atomic_numbers=z, atom_mask=amask,
         n_electrons=torch.tensor([int(s["static"]["n_electrons"]) for s in samples]),
         traj_ids=[s["traj_id"] for s in samples], starts=[s["start"] for s in samples], ks=ks, xc_potential=vxc,
+        field_mid=torch.from_numpy(np.stack([s["field_mid"] for s in samples])) if all(
+            "field_mid" in s for s in samples) else None,
     )

@@ -26,19 +26,21 @@ class RolloutResult:
 
 def rollout(model, mol: MoleculeBatch, initial_state: torch.Tensor, field: torch.Tensor, n_steps: int, dt: float,
             store_every: int = 1, context: torch.Tensor | None = None, progress: bool = False,
-            callback=None, detach_every: int = 0) -> RolloutResult:
+            callback=None, detach_every: int = 0, field_mid: torch.Tensor | None = None) -> RolloutResult:
     """initial_state [B, 2, N, N] AO; field [B, n_steps+1, 3] a.u. on the frame grid starting at the initial state;
     context [B, Tc, 2, N, N] reference frames *before* the initial state (optional, spacing dt).
     ``callback(step, rho_ao)`` is called for every frame (e.g. to accumulate dipoles without storing).
     ``detach_every`` > 0: truncated back-propagation through time, the state and the recurrent state are detached
-    every that many steps (unrolled training)."""
+    every that many steps (unrolled training). ``field_mid`` [B, n_steps, 3]: the field over each step (its mean on a
+    finer grid when the steps are strided, :meth:`rtml.datasets.trajectory.Trajectory.strided`); default the
+    midpoint of ``field``."""
     with torch.backends.opt_einsum.flags(enabled=False):  # per-step einsums are tiny: path search costs ~25%
         return _rollout(model, mol, initial_state, field, n_steps, dt, store_every, context, progress, callback,
-                        detach_every)
+                        detach_every, field_mid)
 
 
 def _rollout(model, mol, initial_state, field, n_steps, dt, store_every, context, progress, callback,
-             detach_every) -> RolloutResult:
+             detach_every, field_mid=None) -> RolloutResult:
     k = model.cfg.bundle
     if n_steps % k:
         raise ValueError(f"n_steps={n_steps} must be a multiple of model.bundle={k}")
@@ -46,7 +48,8 @@ def _rollout(model, mol, initial_state, field, n_steps, dt, store_every, context
         raise ValueError(f"field has {field.shape[1]} frames; rollout of {n_steps} steps needs {n_steps + 1}")
     st = model.prepare(mol, initial_state if context is None else context[:, 0])
     field = field.to(device=st.s_half.device, dtype=torch.float64)
-    e_mid = 0.5 * (field[:, 1:] + field[:, :-1]).transpose(0, 1)  # [n_steps, B, 3]
+    e_mid = (0.5 * (field[:, 1:n_steps + 1] + field[:, :n_steps]) if field_mid is None else
+             field_mid[:, :n_steps].to(device=field.device, dtype=torch.float64)).transpose(0, 1)  # [n_steps, B, 3]
     state = model.init_state(st)
     prev = None
     if context is not None:  # teacher-forced warm-up at stride k

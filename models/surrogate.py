@@ -59,6 +59,7 @@ class SurrogateConfig:
     codec: DensityCodecConfig = dc_field(default_factory=DensityCodecConfig)
     dynamics: DynamicsConfig = dc_field(default_factory=DynamicsConfig)
     bundle: int = 1  # sub-steps predicted per model call (temporal bundling)
+    stride: int = 1  # data frames per model step: the model advances Δt = stride·dt of its training data
     v_scale: float = 0.01  # Hartree per unit decoder output (V_θ = V_xc[ρ(0)] + v_scale·M)
     ks_iterations: int = 1  # corrector passes of the Kohn–Sham head's midpoint (rtml.models.kohn_sham)
     linear_xc_source: bool = True  # add c_θ ∘ K_xc[ρ − ρ(0)] (exact xc kernel at ρ(0))
@@ -67,6 +68,8 @@ class SurrogateConfig:
     def __post_init__(self):
         if self.bundle < 1:
             raise ValueError(f"model.bundle: expected an integer >= 1, got {self.bundle}")
+        if self.stride < 1:
+            raise ValueError(f"model.stride: expected an integer >= 1, got {self.stride}")
         if self.xc_anchor not in XC_ANCHORS:
             raise ValueError(f"model.xc_anchor: expected one of {XC_ANCHORS}, got {self.xc_anchor!r}")
         if self.xc_anchor == "linear" and not self.linear_xc_source:
@@ -275,12 +278,15 @@ class Surrogate(nn.Module):
 
     # ------------------------------------------------------------------ public API
     def forward(self, mol: MoleculeBatch, rho: torch.Tensor, field: torch.Tensor, dt: float,
-                rho_prev: torch.Tensor | None = None, return_potential: bool = False):
+                rho_prev: torch.Tensor | None = None, return_potential: bool = False,
+                field_mid: torch.Tensor | None = None):
         """Teacher-forced prediction over a window (training).
 
         rho [B, T+1, 2, N, N] AO (reference), field [B, T+1, 3] a.u. on the same grid, dt (a.u.) between frames;
         T divisible by ``bundle`` = k. Inputs are ρ(0), ρ(k), ...; each predicts the next k frames from the
-        reference input. ``rho_prev`` [B, 2, N, N] = ρ(-k) gives the first Δρ (else zero).
+        reference input. ``rho_prev`` [B, 2, N, N] = ρ(-k) gives the first Δρ (else zero). ``field_mid``
+        [B, T, 3]: the field over each step (its mean over the step on a finer grid, for strided data; default the
+        midpoint ½(E(t) + E(t+Δt)) of ``field``).
         Returns predictions [B, T, 2, N, N] of rho[:, 1:]; with ``return_potential`` also V_θ [B, T, 2, N, N]
         (Löwdin, complex128; the midpoint xc potential of each step)."""
         T1 = rho.shape[1]
@@ -294,7 +300,8 @@ class Surrogate(nn.Module):
         inp = rho_o[0:T:k]  # [n, B, 2, N, N]
         first = torch.zeros_like(inp[:1]) if rho_prev is None else (inp[:1] - self.to_orth(st, rho_prev)[None])
         drho = torch.cat([first, inp[1:] - inp[:-1]], dim=0)
-        e_mid = 0.5 * (field[:, 1:] + field[:, :-1]).transpose(0, 1)  # [T, B, 3]
+        e_mid = (0.5 * (field[:, 1:] + field[:, :-1]) if field_mid is None else
+                 field_mid.to(device=field.device, dtype=torch.float64)).transpose(0, 1)  # [T, B, 3]
         e_sub = e_mid.unflatten(0, (T // k, k))  # [n, k, B, 3]
         tokens, phi, cache = self._encode(st, inp, drho, e_sub[:, 0])
         latent, _ = self.dynamics(tokens.transpose(0, 1), st.cond, phi.transpose(0, 1))  # [B*A, n, d]

@@ -38,7 +38,7 @@ from rtml.models.physics import violations
 from rtml.models.rollout import rollout
 
 METRICS = ("dipole_nrmse", "population_nrmse", "scaled_l2", "spectrum_overlap", "spectrum_nrmse", "max_peak_shift_ev",
-           "steps_to_violation", "ms_per_step")
+           "steps_to_violation", "ms_per_step", "ms_per_au")
 PREDICTORS = ("model", "frozen_xc", "linear_xc", "trivial")  # baselines: rtml.models.baselines
 
 
@@ -47,16 +47,20 @@ class RolloutEvalConfig:
     """``max_steps``: frames rolled out per trajectory (None: all); ``context``: reference frames before the
     rollout start that warm up the model (≥ 1; 2 steps past a kick's discontinuity at t = dt/2); ``baselines``:
     also roll out the frozen-xc and linear-xc physics baselines (the trivial one is free); ``batch``: trajectories
-    with the same rollout length, dt and functional rolled out together (padded batch; 1 = one at a time)."""
+    with the same rollout length, dt and functional rolled out together (padded batch; 1 = one at a time);
+    ``stride``: reference frames per step of every predictor (None: the model's ``stride``, 1 without a model) —
+    the reference is compared on its own grid at the frames the steps land on, ``max_steps`` and ``context``
+    count those steps, and ``ms_per_au`` (milliseconds per simulated a.u.) makes costs comparable across strides."""
     max_trajectories: int = 4  # trajectories evaluated, the store's first ones or of the given ids (0: none)
     max_steps: int | None = None
     context: int = 2
+    stride: int | None = None  # reference frames per predictor step (None: the model's own stride)
     violation_tol: float = 1e-3  # a frame violates the physics when its hermiticity/trace/idempotency error exceeds this
     baselines: bool = True
     batch: int = 4
 
     def __post_init__(self):
-        for name, lo in (("max_trajectories", 0), ("max_steps", 1), ("context", 1), ("batch", 1)):
+        for name, lo in (("max_trajectories", 0), ("max_steps", 1), ("context", 1), ("batch", 1), ("stride", 1)):
             v = getattr(self, name)
             if v is not None and v < lo:
                 raise ValueError(f"{name}: expected an integer >= {lo}, got {v}")
@@ -74,12 +78,13 @@ def _total(rho_spin: np.ndarray, n_spin: int) -> np.ndarray:
     return rho_spin.sum(1, keepdims=True) if n_spin == 1 else rho_spin
 
 
-def _timed_rollout(model, mol, rho, field, n, dt, device):
-    """rho [B, c+1, 2, N, N] reference frames (context, then the initial state), field [B, n+1, 3] float64 ->
-    (states [B, n, 2, N, N] complex128, ms per trajectory and step)."""
+def _timed_rollout(model, mol, rho, field, n, dt, device, field_mid=None):
+    """rho [B, c+1, 2, N, N] reference frames (context, then the initial state), field [B, n+1, 3] float64,
+    field_mid [B, n, 3] (the field over each step) -> (states [B, n, 2, N, N] complex128, ms per trajectory and
+    step)."""
     t0 = time.perf_counter()
     res = rollout(model, mol, rho[:, -1].to(device), field.to(device), n, dt, store_every=1,
-                  context=rho[:, :-1].to(device))
+                  context=rho[:, :-1].to(device), field_mid=None if field_mid is None else field_mid.to(device))
     ms = 1e3 * (time.perf_counter() - t0) / (n * rho.shape[0])
     return res.states.detach().cpu().to(torch.complex128), ms
 
@@ -126,6 +131,8 @@ def evaluate_trajectories(model, items: list, cfg: RolloutEvalConfig, device=Non
     k = model.cfg.bundle if model is not None else 1
     if model is not None:
         model.eval()
+    stride = cfg.stride or (getattr(model.cfg, "stride", 1) if model is not None else 1)
+    items = [(traj.strided(stride), src) for traj, src in items]  # the reference at the frames the steps land on
     plans = [(traj, src, *_rollout_length(traj, cfg, k, src)) for traj, src in items]
     groups: dict = {}
     for i, (traj, _, c, n) in enumerate(plans):  # same functional too (one kernel layout a batch)
@@ -139,13 +146,14 @@ def evaluate_trajectories(model, items: list, cfg: RolloutEvalConfig, device=Non
             mol = MoleculeBatch.from_trajectories(trajs, dtype=torch.float32, kohn_sham=True).to(device)
             rho = torch.stack([spin_resolved(torch.from_numpy(t.density[:c + 1]), mol.nbf) for t in trajs])
             field = torch.stack([torch.from_numpy(t.field[c:c + n + 1]) for t in trajs]).double()  # [B, n+1, 3]
+            mid = torch.stack([torch.from_numpy(t.step_field()[c:c + n]) for t in trajs]).double()  # [B, n, 3]
             predictors = {"model": model} if model is not None else {}
             if cfg.baselines:
                 predictors["frozen_xc"] = FrozenXC()
                 if mol.ks.xc_kernel is not None:
                     predictors["linear_xc"] = LinearXC()
             for who, m in predictors.items():
-                states, ms = _timed_rollout(m, mol, rho, field, n, dt, device)  # [B, n, 2, N, N]
+                states, ms = _timed_rollout(m, mol, rho, field, n, dt, device, mid)  # [B, n, 2, N, N]
                 for b, i in enumerate(chunk):
                     nb = trajs[b].overlap.shape[-1]
                     preds[i][who] = (states[b, :, :, :nb, :nb], ms)
@@ -179,7 +187,7 @@ def _metrics(traj, source: str, c: int, n: int, runs: dict, cfg: RolloutEvalConf
             worst = torch.stack([x[:, 0] for x in v.values()]).amax(0)  # [n]
             bad = torch.nonzero(worst > cfg.violation_tol)
             m.update(steps_to_violation=int(bad[0, 0]) if len(bad) else n, max_violation=float(worst.max()),
-                     ms_per_step=ms)
+                     ms_per_step=ms, ms_per_au=ms / float(traj.dt))
         out[who] = m
     if traj.meta.get("field_spec", {}).get("kind") == "delta":
         kappa, t_kick = obs.kick_of(traj)

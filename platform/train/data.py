@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from rtml.datasets.errors import DataError
-from rtml.datasets.windows import FIRST_START, WindowReader, collate_windows
+from rtml.datasets.windows import WindowReader, collate_windows, first_start
 from rtml.models.schedules import HorizonCurriculum
 
 
@@ -25,17 +25,19 @@ class WindowStream:
 
     def __init__(self, store: str, split: str, horizons: tuple[int, ...], steps_per_stage: int, batch_size: int,
                  rank: int = 0, world_size: int = 1, seed: int = 0, split_seed: int = 0,
-                 split_fractions=(0.8, 0.1, 0.1), xc_potential: bool = False, max_geometries: int | None = None):
+                 split_fractions=(0.8, 0.1, 0.1), xc_potential: bool = False, max_geometries: int | None = None,
+                 stride: int = 1):
         self.curriculum = HorizonCurriculum(stages=tuple(horizons), steps_per_stage=steps_per_stage)
         # Kohn–Sham terms always (the head's exact terms and the unrolled dipole); V_xc(t) for Fock supervision.
         self.reader = WindowReader(store, max(horizons), split, split_seed=split_seed,
                                    split_fractions=split_fractions, kohn_sham=True, xc_potential=xc_potential,
-                                   max_geometries=max_geometries)
+                                   max_geometries=max_geometries, stride=stride)
+        self.stride = stride
         self.batch_size, self.rank, self.world_size, self.seed = batch_size, rank, world_size, seed
         self.n_steps = self.reader.n_steps
-        if min(WindowReader.n_starts(n, max(horizons)) for n in self.n_steps.values()) < world_size:
-            raise DataError(store, "n_steps", f"trajectories longer than the horizon {max(horizons)} + "
-                                              f"{FIRST_START + world_size - 1} (one window start per rank)",
+        if min(WindowReader.n_starts(n, max(horizons), stride) for n in self.n_steps.values()) < world_size:
+            raise DataError(store, "n_steps", f"trajectories longer than the horizon {max(horizons)}·{stride} + "
+                                              f"{first_start(stride) + world_size - 1} (one window start per rank)",
                             str(min(self.n_steps.values())))
 
     def horizon(self, step: int) -> int:
@@ -47,13 +49,13 @@ class WindowStream:
         h = self.horizon(step)
         rng = np.random.default_rng([self.seed, step, self.rank])
         ids = list(self.n_steps)
-        n_starts = {i: WindowReader.n_starts(self.n_steps[i], h) for i in ids}
+        n_starts = {i: WindowReader.n_starts(self.n_steps[i], h, self.stride) for i in ids}
         w = np.array([n_starts[i] for i in ids], float)
         out = []
         for _ in range(self.batch_size):
             tid = ids[rng.choice(len(ids), p=w / w.sum())]
             mine = (n_starts[tid] - self.rank + self.world_size - 1) // self.world_size  # k ≡ rank (mod world)
-            out.append((tid, FIRST_START + self.rank + self.world_size * int(rng.integers(0, mine)), h))
+            out.append((tid, first_start(self.stride) + self.rank + self.world_size * int(rng.integers(0, mine)), h))
         return out
 
     def batch(self, step: int):

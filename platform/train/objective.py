@@ -49,8 +49,9 @@ def window_loss(model, batch: WindowBatch, loss_cfg: LossConfig, device: torch.d
     field = batch.window_field.to(device)  # [B, T+1, 3]
     vxc = batch.window_xc
     dt = batch.dt
-    pred, v_theta = model(mol, rho, field, dt, rho_prev=batch.prev.to(device),
-                          return_potential=True)  # [B, T, 2, N, N]
+    mid = batch.window_field_mid  # [B, T, 3] the field over each step (None: midpoints of the frame values)
+    pred, v_theta = model(mol, rho, field, dt, rho_prev=batch.prev.to(device), return_potential=True,
+                          field_mid=None if mid is None else mid.to(device))  # [B, T, 2, N, N]
     target, rho0 = rho[:, 1:], rho[:, 0]
     overlap = batch.overlap.to(device)
     total, terms = total_loss(pred, target, rho0, overlap, electrons_per_spin(rho0, overlap), dt, loss_cfg)
@@ -59,7 +60,8 @@ def window_loss(model, batch: WindowBatch, loss_cfg: LossConfig, device: torch.d
             raise ValueError(f"loss.xc_potential/hamiltonian_alignment > 0 need the recorded V_xc(t) of the windows "
                              f"(trajectories {batch.traj_ids[:3]}...): read windows with xc_potential=True from a "
                              f"schema-2 store, or set both weights to 0")
-        extra = kohn_sham_terms(mol, rho, field, vxc.to(device), v_theta, loss_cfg)
+        extra = kohn_sham_terms(mol, rho, field, vxc.to(device), v_theta, loss_cfg,
+                                None if mid is None else mid.to(device))
         total = total + sum(getattr(loss_cfg, k) * v for k, v in extra.items())
         terms.update({k: float(v.detach()) for k, v in extra.items()})
     if unrolled and (loss_cfg.rollout_density or loss_cfg.rollout_dipole):
@@ -70,7 +72,7 @@ def window_loss(model, batch: WindowBatch, loss_cfg: LossConfig, device: torch.d
     return total, terms, pred, target
 
 
-def kohn_sham_terms(mol: MoleculeBatch, rho, field, vxc, v_theta, loss_cfg: LossConfig) -> dict:
+def kohn_sham_terms(mol: MoleculeBatch, rho, field, vxc, v_theta, loss_cfg: LossConfig, field_mid=None) -> dict:
     """Fock supervision of V_θ [B, T, 2, N, N] (Löwdin): targets are the midpoint V_xc ½(V(t) + V(t+Δt)) of
     the recorded AO frames ``vxc`` [B, T+1, 2, N, N]; both terms relative to the frozen V_xc[ρ(0)] (the potential
     term relative to linear xc, V_xc[ρ(0)] + K[½(ρ(t) + ρ(t+Δt)) − ρ(0)], with ``loss.xc_reference='linear'``)."""
@@ -88,7 +90,7 @@ def kohn_sham_terms(mol: MoleculeBatch, rho, field, vxc, v_theta, loss_cfg: Loss
             v_ref = v0 + ops.linear_xc(rho_mid).transpose(0, 1)  # [B, T, 2, N, N]: K is linear, so K at the midpoint
         out["xc_potential"] = relative_potential_loss(v_theta, v_tgt, v_ref, mol.basis_mask)
     if loss_cfg.hamiltonian_alignment:
-        e_mid = 0.5 * (field[:, 1:] + field[:, :-1]).transpose(0, 1)  # [T, B, 3]
+        e_mid = (0.5 * (field[:, 1:] + field[:, :-1]) if field_mid is None else field_mid).transpose(0, 1)  # [T, B, 3]
         exact = (ops.h_o.unsqueeze(-3) + ops.coulomb(rho_mid) + ops.field_term(e_mid)).transpose(0, 1)
         n_occ = electrons_per_spin(rho[:, 0].to(torch.complex128), mol.overlap.to(torch.float64)).round()
         out["hamiltonian_alignment"] = hamiltonian_alignment_loss(exact + v_theta, exact + v_tgt, n_occ,
@@ -105,8 +107,10 @@ def unrolled_losses(model, batch: WindowBatch, device, detach_every: int = 0) ->
         raise ValueError("unrolled training needs the dipole integrals of the Kohn–Sham terms: read windows with "
                          "kohn_sham=True")
     rho0 = batch.initial.to(device)  # [B, 2, N, N] complex64
+    mid = batch.window_field_mid
     res = rollout(model, mol, rho0, batch.window_field.to(device), batch.horizon, batch.dt, store_every=1,
-                  context=batch.prev[:, None].to(device), detach_every=detach_every)
+                  context=batch.prev[:, None].to(device), detach_every=detach_every,
+                  field_mid=None if mid is None else mid.to(device))
     target = batch.targets.to(device).to(res.states.dtype)
     return relative_rollout_losses(res.states, target, rho0.to(res.states.dtype), mol.ks.r_ints)
 

@@ -71,10 +71,10 @@ def train_fn(config: dict) -> None:
     fock = needs_xc_potential(cfg.loss)
     stream = WindowStream(d.store, "train", d.horizons, d.steps_per_stage, d.batch_size, run.rank, run.world,
                           cfg.loop.seed, d.split_seed, d.split_fractions, xc_potential=fock,
-                          max_geometries=d.max_geometries)
+                          max_geometries=d.max_geometries, stride=cfg.model.stride)
     val = WindowStream(d.val_store or d.store, "all" if d.val_store else "val", d.horizons[-1:], 1,
                        d.val_windows, run.rank, run.world, seed=12345, split_seed=d.split_seed,
-                       split_fractions=d.split_fractions, xc_potential=fock)
+                       split_fractions=d.split_fractions, xc_potential=fock, stride=cfg.model.stride)
     val_batches = [val.batch(0)]
     if stream.reader.too_short:  # on the run's record, not only in a worker's log
         run.log({"data/too_short_trajectories": len(stream.reader.too_short)}, start)
