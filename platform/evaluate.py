@@ -159,10 +159,10 @@ def evaluate_trajectories(model, items: list, cfg: RolloutEvalConfig, device=Non
                     preds[i][who] = (states[b, :, :, :nb, :nb], ms)
             bar.update(n * len(chunk))
     bar.close()
-    return [_metrics(traj, src, c, n, preds[i], cfg) for i, (traj, src, c, n) in enumerate(plans)]
+    return [metrics_of(traj, src, c, n, preds[i], cfg) for i, (traj, src, c, n) in enumerate(plans)]
 
 
-def _metrics(traj, source: str, c: int, n: int, runs: dict, cfg: RolloutEvalConfig) -> dict:
+def metrics_of(traj, source: str, c: int, n: int, runs: dict, cfg: RolloutEvalConfig) -> dict:
     """Per-predictor metrics of one trajectory from its rolled-out states ``runs[who] = (states [n, 2, N, N], ms)``."""
     rho = spin_resolved(torch.from_numpy(traj.density))  # [T, 2, N, N] complex128
     runs = dict(runs)
