@@ -21,7 +21,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from rtml.datasets.engine.propagator import IntegratorConfig
