@@ -83,6 +83,8 @@ def compare(model, store: str, task: Task, settings: AdaptSettings, progress=Non
     from rtml.datasets.store.zarr_store import TrajectoryStore
 
     model = model.eval()
+    if getattr(model.cfg, "stride", 1) != 1:  # support windows are read at the data's own step
+        raise ValueError(f"field 'model.stride': adaptation needs a model of stride 1, got {model.cfg.stride}")
     learner, horizon = learner_for(model, settings)
     steps = settings.steps or 10
     src = WindowSource(store, horizon)

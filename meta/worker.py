@@ -30,7 +30,11 @@ def initial_model(cfg: MetaTrainConfig, device, uri: str | None = None):
     from rtml.platform.modelio import load_model
 
     if cfg.model.init:
-        return load_model(cfg.model.init, device, uri or cfg.tracking.uri).train()
+        model = load_model(cfg.model.init, device, uri or cfg.tracking.uri).train()
+        if getattr(model.cfg, "stride", 1) != 1:  # meta-learning tasks read windows at the data's own step
+            raise ValueError(f"{cfg.model.init}: field 'model.stride': expected 1 for meta-training, got "
+                             f"{model.cfg.stride}")
+        return model
     return Surrogate(cfg.model.surrogate()).to(device).train()
 
 

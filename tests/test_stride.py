@@ -68,3 +68,14 @@ def test_field_mid_equal_to_the_midpoints_changes_nothing(small_store):
     a = model(mol, b.window_rho, b.window_field, b.dt, rho_prev=b.prev)
     c = model(mol, b.window_rho, b.window_field, b.dt, rho_prev=b.prev, field_mid=mid)
     torch.testing.assert_close(a, c)
+
+
+def test_strided_models_are_refused_where_steps_are_the_engines(tmp_path):
+    """rtml propagate hands frames to the engine at its dt: a stride-8 model there would be silently wrong."""
+    from rtml.datasets.engine.run import EngineConfig
+    from rtml.models.surrogate import Surrogate, preset
+    from rtml.platform.hybrid.propagator import check_models
+
+    model = Surrogate(preset("debug", stride=8))
+    with pytest.raises(ValueError, match="model.stride.*got 8"):
+        check_models([model], EngineConfig())

@@ -60,6 +60,10 @@ def check_models(models: list, engine: EngineConfig, source: str = "<models>"):
         if m.cfg.bundle != 1:
             raise ValueError(f"{source}: field 'model.bundle': expected 1 (rtml propagate steps frame by frame), "
                              f"got {m.cfg.bundle}")
+        if getattr(m.cfg, "stride", 1) != 1:  # its step is stride × dt: stepping it at dt would be silently wrong
+            raise ValueError(f"{source}: field 'model.stride': expected 1 (the hybrid propagator hands frames between "
+                             f"the model and the engine at the engine's dt), got {m.cfg.stride}: evaluate strided "
+                             "models with `rtml evaluate` / benchmarks/large_steps.py")
         data = (getattr(m, "rtml_meta", None) or {}).get("data") or {}
         sys_ = engine.system
         if data.get("functionals") and sys_.xc.upper() not in {f.upper() for f in data["functionals"]}:
