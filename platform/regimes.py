@@ -125,27 +125,34 @@ def step_costs(predictors: dict, traj, steps: int = 100, batch: int = 8, context
     ``traj``'s first ``steps`` frames at batch 1 and at ``batch`` (the same geometry under ``batch`` copies of the
     field: an ensemble of pulses), best of ``repeats``; plus the reference engine's ms/step as recorded (its
     generation run: Magnus-2 with the self-consistent midpoint, 1 thread) and the time step ``dt`` (a.u.: ms per
-    simulated a.u. = ms per step / dt)."""
+    simulated a.u. = ms per step / dt). A model of ``stride`` k steps k·dt (on ``traj.strided(k)``, ``steps`` of its
+    own): ``<name>@<b>/ms_per_au`` is every predictor's cost per simulated a.u. at its own step."""
     from rtml.models.inputs import MoleculeBatch, spin_resolved
     from rtml.models.rollout import rollout
 
     out = {"dt": float(traj.dt), "reference_engine": float(traj.meta.get("ms_per_step", float("nan")))}
-    for b in (1, batch):
-        mol = MoleculeBatch.from_trajectories([traj] * b, dtype=torch.float32, kohn_sham=True)
-        rho = spin_resolved(torch.from_numpy(traj.density[:context + 1]), mol.nbf)
-        rho = rho[None].expand(b, *rho.shape)  # [b, c+1, 2, N, N]
-        field = torch.from_numpy(traj.field[context:context + steps + 1]).double()[None].expand(b, -1, -1)
-        for name, m in predictors.items():
-            if m is None:
-                continue
-            if hasattr(m, "eval"):
-                m.eval()
+    out["reference_engine/ms_per_au"] = out["reference_engine"] / out["dt"]
+    for name, m in predictors.items():
+        if m is None:
+            continue
+        if hasattr(m, "eval"):
+            m.eval()
+        tr = traj.strided(getattr(getattr(m, "cfg", None), "stride", 1))
+        n = min(steps, tr.n_steps - 1 - context)
+        for b in (1, batch):
+            mol = MoleculeBatch.from_trajectories([tr] * b, dtype=torch.float32, kohn_sham=True)
+            rho = spin_resolved(torch.from_numpy(tr.density[:context + 1]), mol.nbf)
+            rho = rho[None].expand(b, *rho.shape)  # [b, c+1, 2, N, N]
+            field = torch.from_numpy(tr.field[context:context + n + 1]).double()[None].expand(b, -1, -1)
+            mid = torch.from_numpy(tr.step_field()[context:context + n]).double()[None].expand(b, -1, -1)
             best = float("inf")
             for _ in range(repeats):
                 t0 = time.perf_counter()
-                rollout(m, mol, rho[:, -1], field, steps, float(traj.dt), store_every=1, context=rho[:, :-1])
-                best = min(best, 1e3 * (time.perf_counter() - t0) / (steps * b))
+                rollout(m, mol, rho[:, -1], field, n, float(tr.dt), store_every=1, context=rho[:, :-1],
+                        field_mid=mid)
+                best = min(best, 1e3 * (time.perf_counter() - t0) / (n * b))
             out[f"{name}@{b}"] = best
+            out[f"{name}@{b}/ms_per_au"] = best / float(tr.dt)
     return out
 
 

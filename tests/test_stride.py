@@ -79,3 +79,14 @@ def test_strided_models_are_refused_where_steps_are_the_engines(tmp_path):
     model = Surrogate(preset("debug", stride=8))
     with pytest.raises(ValueError, match="model.stride.*got 8"):
         check_models([model], EngineConfig())
+
+
+def test_step_costs_time_each_predictor_at_its_own_step(h2o_traj):
+    from rtml.models.baselines import LinearXC
+    from rtml.models.surrogate import Surrogate, preset
+    from rtml.platform.regimes import step_costs
+
+    model = Surrogate(preset("debug", stride=2))
+    got = step_costs({"model": model, "linear_xc": LinearXC()}, h2o_traj, steps=4, batch=2, repeats=1)
+    assert got["model@1/ms_per_au"] == pytest.approx(got["model@1"] / (2 * h2o_traj.dt))
+    assert got["linear_xc@2/ms_per_au"] == pytest.approx(got["linear_xc@2"] / h2o_traj.dt)
