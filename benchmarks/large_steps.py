@@ -72,6 +72,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-steps", type=int, default=None, help="reference frames rolled out (default: all)")
     p.add_argument("--out", default="runs/large_steps")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--costs-only", action="store_true", help="only the timing table (rtml.platform.regimes."
+                   "step_costs on the first id: every predictor at its own step, batch 1 and 8, 1 thread)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     out = Path(a.out)
@@ -82,6 +84,8 @@ def main(argv=None) -> int:
     for spec in a.model:
         path, _, label = spec.partition(":")
         models.append((label or Path(path).parent.name, load_model(path).eval()))
+    if a.costs_only:
+        return costs(store.read(a.ids.split(",")[0]), models, out)
     rows = []
     for tid in a.ids.split(","):
         traj = store.read(tid)
@@ -105,6 +109,22 @@ def main(argv=None) -> int:
     (out / "large_steps.md").write_text(format_rows(rows))
     plot(rows, out / "large_steps.png")
     print(format_rows(rows))
+    return 0
+
+
+def costs(traj, models: list, out: Path) -> int:
+    """ms per step and per simulated a.u. of linear xc, frozen xc (at the data's dt) and each model (at its own
+    stride), batch 1 and 8, next to the reference engine's recorded ms/step; written to ``costs.json``."""
+    from rtml.models.baselines import FrozenXC, LinearXC
+    from rtml.platform.regimes import step_costs
+
+    got = step_costs({"linear_xc": LinearXC(), "frozen_xc": FrozenXC(), **{f"model:{k}": m for k, m in models}},
+                     traj, steps=100, batch=8)
+    (out / "costs.json").write_text(json.dumps(got, indent=2))
+    ref = got["reference_engine/ms_per_au"]
+    for key, v in got.items():
+        if key.endswith("/ms_per_au"):
+            print(f"{key:32s} {v:9.3f} ms per a.u.  (reference engine / this: {ref / v:7.1f}x)")
     return 0
 
 
