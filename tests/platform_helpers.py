@@ -23,3 +23,18 @@ def runs_named(uri: str, name: str, experiment: str = "rtml"):
     c = MlflowClient(uri)
     exp = c.get_experiment_by_name(experiment)
     return c.search_runs([exp.experiment_id], filter_string=f"tags.`rtml.run_name` = '{name}'")
+
+
+def spawn_ranks(fn, nprocs: int, *args) -> dict:
+    """Run ``fn(rank, port, out, *args)`` in ``nprocs`` processes (torch.multiprocessing) with a free TCP port for
+    the process group's rendezvous; returns ``out`` (a shared dict the ranks fill)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = mp.Manager().dict()
+    mp.spawn(fn, args=(port, out, *args), nprocs=nprocs, join=True)
+    return out

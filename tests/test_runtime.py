@@ -3,12 +3,11 @@ two-rank gloo process group; the end-to-end NaN/resume behaviour of both loops i
 test_meta_platform.py."""
 
 import os
-import socket
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+from platform_helpers import spawn_ranks
 
 from rtml.platform.train import runtime
 
@@ -40,11 +39,7 @@ def _ranks(rank: int, port: int, out: dict) -> None:
 
 
 def test_metrics_and_nan_policy_reduce_over_ranks():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = mp.Manager().dict()
-    mp.spawn(_ranks, args=(port, out), nprocs=2, join=True)
+    out = spawn_ranks(_ranks, 2)
     for rank in (0, 1):
         sums, maxima, n, timed, votes, left, left_n = out[rank]
         assert sums == {"loss": 33.0, "windows": 8.0} and n == 4 and timed  # summed over ranks and steps

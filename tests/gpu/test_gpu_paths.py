@@ -6,12 +6,11 @@ Every test skips without CUDA; the mamba-ssm kernel and gpu4pyscf engine checks 
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 from bf16_check import assert_bf16_keeps_the_physics_complex
+from platform_helpers import spawn_ranks
 
 CUDA = torch.cuda.is_available()
 pytestmark = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU (run infra/gpu_smoke.sh on one)")
@@ -46,11 +45,7 @@ def _nccl_rank(rank: int, port: int, out: dict) -> None:
 
 
 def test_nccl_collectives_on_the_group_device():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = mp.Manager().dict()
-    mp.spawn(_nccl_rank, args=(port, out), nprocs=1, join=True)
+    out = spawn_ranks(_nccl_rank, 1)
     got = out[0]
     assert got["device"] == "cuda:0" and got["sum"] == {"a": 2.0, "b": 3.0} and got["vote"] == "nan_gradient"
     assert got["metrics"] == ({"loss": 1.5}, {"v": 4.0}, 1) and got["cpu_refused"]
