@@ -16,7 +16,7 @@ from pathlib import Path
 from rtml.datasets.errors import DataError
 from rtml.datasets.store.zarr_store import TrajectoryStore
 from rtml.platform import tracking
-from rtml.platform.configio import save_yaml, to_dict
+from rtml.platform.configio import ConfigError, flatten, save_yaml, to_dict
 from rtml.platform.train import results
 from rtml.platform.train.config import TrainConfig
 
@@ -88,6 +88,7 @@ def build_trainer(cfg: TrainConfig, uri: str, run_id: str, callbacks=None, train
     )
 
 
+CONFIG_VERSION_TAG = "rtml.config_version"
 # Fields a resumed run may change (recorded as a new config version); any other change is refused.
 RESUMABLE = ("loop.max_steps", "loop.log_every", "loop.keep_checkpoints", "loop.nan_at_step", "loop.nan_in", "out",
              "scaling.address", "scaling.max_failures", "scaling.cpus_per_worker", "scaling.placement", "tracking.",
@@ -98,8 +99,6 @@ def check_resume_config(cfg, uri: str, run_id: str) -> dict:
     """Compare ``cfg`` with the config run ``run_id`` started with (its MLflow params, plus later versions' tags).
     A change outside :data:`RESUMABLE` raises :class:`ConfigError` naming every field (old -> new); allowed changes
     are returned as {field: [old, new]} for the caller to record as a new config version."""
-    from rtml.platform.configio import ConfigError, flatten
-
     run = tracking.client(uri).get_run(run_id)
     started = dict(run.data.params)
     for v in range(2, int(run.data.tags.get(CONFIG_VERSION_TAG, "1")) + 1):  # later versions' allowed changes
@@ -112,9 +111,6 @@ def check_resume_config(cfg, uri: str, run_id: str) -> dict:
                           "the values the run started with, to resume it (or another name= for a new run)",
                           "; ".join(f"{k}: {o} -> {n}" for k, (o, n) in sorted(refused.items())))
     return changed
-
-
-CONFIG_VERSION_TAG = "rtml.config_version"
 
 
 def open_run(cfg: TrainConfig, uri: str, parent_run_id: str | None = None) -> str:
