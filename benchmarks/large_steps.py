@@ -6,11 +6,14 @@
 
 Competitors at each k (issue 26): the **exact propagator** (the reference engine itself — self-consistent 2nd-order
 Magnus, exact xc — re-run at Δt = k·dt with a looser self-consistency tolerance for k > 1; a kick keeps its
-impulse; a run whose self-consistency fails or whose drift checks trip is reported as diverged), the **linear-xc** and **frozen-xc** propagators
-(the Kohn–Sham head with the network off) at Δt, and each given model at its own stride. All are scored on the
-reference's frames that their steps land on (``Trajectory.strided``): dipole nRMSE, kicked-peak shift (eV), and the
-cost per simulated a.u. of time (ms / a.u., batch 1, one thread). Writes ``large_steps.json``, ``large_steps.md`` and
-``large_steps.png`` (error and cost against Δt) into ``--out``.
+impulse; a run whose self-consistency fails or whose drift checks trip is reported as diverged), the **linear-xc** and
+**frozen-xc** propagators (the Kohn–Sham head with the network off) at Δt, **linear xc with the exact linear
+response** at Δt > dt (``linear_xc_lr``, :mod:`rtml.models.linear_response`), and each given model at its own
+stride. All are scored on the reference's frames that their steps land on (``Trajectory.strided``): dipole nRMSE,
+kicked-peak shift (eV), and the cost per simulated a.u. of time (ms / a.u., batch 1, one thread). ``--converged
+SUB`` scores everything against the reference re-run at dt/SUB instead (row ``reference``: the recorded one against
+it — its own time-step error). Writes ``large_steps.json``, ``large_steps.md`` and ``large_steps.png`` (error and
+cost against Δt) into ``--out``.
 """
 
 from __future__ import annotations
@@ -36,30 +39,42 @@ from rtml.platform.modelio import load_model
 METRICS = ("dipole_nrmse", "max_peak_shift_ev", "ms_per_au")
 
 
-def exact_at(traj, k: int, c: int, n: int, cfg: RolloutEvalConfig, source: str) -> dict:
-    """The reference engine at Δt = k·dt on ``traj``'s molecule and field, scored like a predictor on the reference
-    strided by k (context c, n steps); a kick keeps its impulse (amplitude·dt/2)."""
+def engine_run(traj, dt: float, n_steps: int, loose: bool = False):
+    """The reference engine re-run on ``traj``'s molecule, functional and field at time step ``dt`` (a.u.) for
+    ``n_steps`` frames; a kick keeps its impulse (amplitude·dt/2). ``loose``: the self-consistent midpoint with a
+    1e-4 relative tolerance and up to 100 passes (at its default 1e-6 it stops converging from Δt ≈ 0.8 a.u.)."""
     inp = case_from_trajectory(traj)
     spec = inp["field"]
     if spec.kind == "delta":
-        spec = dataclasses.replace(spec, amplitude=spec.amplitude * inp["dt"] / (k * inp["dt"]))
-    strided = traj.strided(k)
-    # at k > 1 the self-consistent midpoint is given a looser tolerance and more passes (at its default 1e-6 relative
-    # it stops converging from Δt ≈ 0.8 a.u.): the exact propagator at its best setting for that step
-    icfg = IntegratorConfig(dt=k * inp["dt"]) if k == 1 else IntegratorConfig(dt=k * inp["dt"], sc_rtol=1e-4,
-                                                                             sc_atol=1e-10, sc_max_iter=100)
-    ecfg = EngineConfig(system=SystemConfig(basis=inp["basis"], xc=inp["xc"]), integrator=icfg, n_steps=c + n + 1,
+        spec = dataclasses.replace(spec, amplitude=spec.amplitude * inp["dt"] / dt)
+    icfg = IntegratorConfig(dt=dt, sc_rtol=1e-4, sc_atol=1e-10, sc_max_iter=100) if loose else IntegratorConfig(dt=dt)
+    ecfg = EngineConfig(system=SystemConfig(basis=inp["basis"], xc=inp["xc"]), integrator=icfg, n_steps=n_steps,
                         record_xc=False)
+    return propagate(inp["molecule"], spec, ecfg)
+
+
+def converged_reference(traj, sub: int):
+    """The reference re-run at dt/sub and seen on the reference's own frames: its time-step error removed (the
+    recorded reference is Magnus-2 at dt, whose error on a kick's fast oscillations is not small)."""
+    fine = engine_run(traj, float(traj.dt) / sub, sub * (traj.n_steps - 1) + 1).strided(sub)
+    fine.meta["field_spec"] = traj.meta["field_spec"]  # the field as specified (the kick's impulse, not its dt)
+    return fine
+
+
+def exact_at(traj, k: int, c: int, n: int, cfg: RolloutEvalConfig, source: str) -> dict:
+    """The reference engine at Δt = k·dt on ``traj``'s molecule and field, scored like a predictor on the reference
+    strided by k (context c, n steps); a kick keeps its impulse (amplitude·dt/2)."""
+    strided = traj.strided(k)
     t0 = time.perf_counter()
     try:
-        run = propagate(inp["molecule"], spec, ecfg)
+        run = engine_run(traj, k * float(traj.dt), c + n + 1, loose=k > 1)
     except PropagationError as exc:
         return {"diverged": str(exc).split(":")[-1].strip()[:120]}
     ms = 1e3 * (time.perf_counter() - t0) / (c + n)
     states = spin_resolved(torch.from_numpy(run.density[c + 1:c + n + 1]))  # [n, 2, N, N]
     got = metrics_of(strided, source, c, n, {"exact": (states, run.meta["ms_per_step"])}, cfg)["exact"]
-    got["ms_per_au_incl_scf"] = ms / (k * inp["dt"])
-    got["ms_per_au"] = run.meta["ms_per_step"] / (k * inp["dt"])
+    got["ms_per_au_incl_scf"] = ms / (k * float(traj.dt))
+    got["ms_per_au"] = run.meta["ms_per_step"] / (k * float(traj.dt))
     return got
 
 
@@ -72,6 +87,9 @@ def main(argv=None) -> int:
     p.add_argument("--max-steps", type=int, default=None, help="reference frames rolled out (default: all)")
     p.add_argument("--out", default="runs/large_steps")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--converged", type=int, default=0, metavar="SUB",
+                   help="score everything against the reference re-run at dt/SUB (its own time-step error removed; "
+                        "row 'reference' = the recorded reference against it)")
     p.add_argument("--costs-only", action="store_true", help="only the timing table (rtml.platform.regimes."
                    "step_costs on the first id: every predictor at its own step, batch 1 and 8, 1 thread)")
     a = p.parse_args(argv)
@@ -85,10 +103,12 @@ def main(argv=None) -> int:
         path, _, label = spec.partition(":")
         models.append((label or Path(path).parent.name, load_model(path).eval()))
     if a.costs_only:
-        return costs(store.read(a.ids.split(",")[0]), models, out)
+        return costs(store.read(a.ids.split(",")[0]), models, out, [k for k in strides if k > 1])
     rows = []
     for tid in a.ids.split(","):
-        traj = store.read(tid)
+        traj = recorded = store.read(tid)
+        if a.converged > 1:
+            traj = converged_reference(recorded, a.converged)
         for k in strides:
             steps = None if a.max_steps is None else max(1, a.max_steps // k)
             cfg = RolloutEvalConfig(max_steps=steps, stride=k, batch=1)
@@ -96,40 +116,51 @@ def main(argv=None) -> int:
             c, n = 2, base["frames"]
             row = {"id": tid, "tier": base["tier"], "k": k, "dt": k * float(traj.dt), "frames": n,
                    "linear_xc": {m: base["linear_xc"].get(m) for m in METRICS},
+                   **({"linear_xc_lr": {m: base["linear_xc_lr"].get(m) for m in METRICS}}
+                      if "linear_xc_lr" in base else {}),
                    "frozen_xc": {m: base["frozen_xc"].get(m) for m in METRICS},
                    "exact": {m: v for m, v in exact_at(traj, k, c, n, cfg, tid).items()
                              if m in (*METRICS, "diverged", "ms_per_au_incl_scf")}}
+            if a.converged > 1 and k == 1:
+                rec = spin_resolved(torch.from_numpy(recorded.density[c + 1:c + n + 1]))
+                got = metrics_of(traj, tid, c, n, {"reference": (rec, float("nan"))}, cfg)["reference"]
+                row["reference"] = {m: got.get(m) for m in METRICS}
             for label, model in models:
                 if getattr(model.cfg, "stride", 1) == k:
                     got = evaluate_trajectories(model, [(traj, tid)], cfg)[0]["model"]
                     row[f"model:{label}"] = {m: got.get(m) for m in METRICS}
             rows.append(row)
             print(json.dumps(row), flush=True)
-    (out / "large_steps.json").write_text(json.dumps({"store": a.store, "rows": rows}, indent=2))
+    (out / "large_steps.json").write_text(json.dumps({"store": a.store, "converged": a.converged, "rows": rows},
+                                                     indent=2))
     (out / "large_steps.md").write_text(format_rows(rows))
     plot(rows, out / "large_steps.png")
     print(format_rows(rows))
     return 0
 
 
-def costs(traj, models: list, out: Path) -> int:
-    """ms per step and per simulated a.u. of linear xc, frozen xc (at the data's dt) and each model (at its own
-    stride), batch 1 and 8, next to the reference engine's recorded ms/step; written to ``costs.json``."""
-    from rtml.models.baselines import FrozenXC, LinearXC
+def costs(traj, models: list, out: Path, strides=(8,)) -> int:
+    """ms per step and per simulated a.u. of linear xc, frozen xc (at the data's dt), linear xc with the exact
+    linear response at each of ``strides``, and each model (at its own stride), batch 1 and 8, next to the
+    reference engine's recorded ms/step; per-geometry set-up apart; written to ``costs.json``."""
+    from rtml.models.baselines import FrozenXC, FrozenXCConfig, LinearXC
     from rtml.platform.regimes import step_costs
 
-    got = step_costs({"linear_xc": LinearXC(), "frozen_xc": FrozenXC(), **{f"model:{k}": m for k, m in models}},
-                     traj, steps=100, batch=8)
+    lr = {f"linear_xc_lr:k{k}": LinearXC(FrozenXCConfig(linear_response="exact", stride=k)) for k in strides}
+    got = step_costs({"linear_xc": LinearXC(), "frozen_xc": FrozenXC(), **lr,
+                      **{f"model:{k}": m for k, m in models}}, traj, steps=100, batch=8)
     (out / "costs.json").write_text(json.dumps(got, indent=2))
     ref = got["reference_engine/ms_per_au"]
     for key, v in got.items():
         if key.endswith("/ms_per_au"):
-            print(f"{key:32s} {v:9.3f} ms per a.u.  (reference engine / this: {ref / v:7.1f}x)")
+            setup = got.get(key.replace("/ms_per_au", "/setup_ms"))
+            print(f"{key:32s} {v:9.3f} ms per a.u.  (reference engine / this: {ref / v:7.1f}x)"
+                  + ("" if setup is None else f"  set-up {setup:7.1f} ms"))
     return 0
 
 
 def format_rows(rows: list[dict]) -> str:
-    whos = [w for w in ("exact", "linear_xc", "frozen_xc") if any(w in r for r in rows)]
+    whos = [w for w in ("reference", "exact", "linear_xc", "linear_xc_lr", "frozen_xc") if any(w in r for r in rows)]
     whos += sorted({w for r in rows for w in r if w.startswith("model:")})
     head = "| trajectory | k | Δt (a.u.) | " + " | ".join(f"{w} nRMSE / peak eV / ms per a.u." for w in whos) + " |"
     lines = [head, "|" + "---|" * (3 + len(whos))]
@@ -158,7 +189,7 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(2, len(ids), figsize=(4.2 * len(ids), 6.5), squeeze=False)
     for j, tid in enumerate(ids):
         mine = [r for r in rows if r["id"] == tid]
-        for w in sorted({w for r in mine for w in r if w in ("exact", "linear_xc", "frozen_xc") or
+        for w in sorted({w for r in mine for w in r if w in ("exact", "linear_xc", "linear_xc_lr", "frozen_xc") or
                          w.startswith("model:")}):
             pts = [(r["dt"], r[w]) for r in mine if w in r and "diverged" not in r[w]]
             if pts:

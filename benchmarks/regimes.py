@@ -113,7 +113,7 @@ def main(argv=None) -> int:
         report += [("## ms per trajectory-step (1 thread; @1 = batch 1, "
                    f"@{a.timing_batch} = {a.timing_batch} fields on one geometry)"), ""]
         first = next(iter(costs.values()))
-        keys = [k for k in first if k != "dt" and not k.endswith("/ms_per_au")]
+        keys = [k for k in first if k != "dt" and not k.endswith(("/ms_per_au", "/setup_ms"))]
         report += ["| molecule (xc) | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
         report += ["| " + g + " | " + " | ".join(f"{c.get(k, float('nan')):.3g}" for k in keys) + " |"
                    for g, c in costs.items()]
@@ -122,6 +122,12 @@ def main(argv=None) -> int:
                    "| molecule (xc) | " + " | ".join(k.removesuffix("/ms_per_au") for k in per_au) + " |",
                    "|" + "---|" * (len(per_au) + 1)]
         report += ["| " + g + " | " + " | ".join(f"{c.get(k, float('nan')):.3g}" for k in per_au) + " |"
+                   for g, c in costs.items()]
+        setup = [k for k in first if k.endswith("/setup_ms")]
+        report += ["", "per-geometry set-up, ms (left out of the per-step costs above):", "",
+                   "| molecule (xc) | " + " | ".join(k.removesuffix("/setup_ms") for k in setup) + " |",
+                   "|" + "---|" * (len(setup) + 1)]
+        report += ["| " + g + " | " + " | ".join(f"{c.get(k, float('nan')):.3g}" for k in setup) + " |"
                    for g, c in costs.items()]
     for label, s in summaries.items():
         if any(r.get("ratio") is not None for r in s["rows"]):

@@ -8,6 +8,10 @@
 * :class:`LinearXC` — the same with the exact adiabatic xc kernel at ρ(0):
   H = h + J[ρ] + V_xc[ρ(0)] + K_xc[ρ − ρ(0)] + E(t)·r (linear response: exact for weak fields; for hybrids K includes exact exchange, which sees Im ρ).
 
+With ``linear_response='exact'`` each Magnus step is corrected by :mod:`rtml.models.linear_response` so that its
+linear response is the exact one at any step (``LinearXC`` so configured is the physics competitor at steps larger
+than the data's, issue 26); the field then enters at the step's nodes (``field_nodes``).
+
 The third baseline, the trivial ρ(t) = ρ(t0), needs no propagation (``rtml.platform.evaluate``).
 """
 
@@ -15,12 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Literal
 
 import torch
 from torch import nn
 
 from rtml.models.inputs import MoleculeBatch
 from rtml.models.kohn_sham import KohnShamOperators, magnus_step
+from rtml.models.linear_response import LinearResponse, field_nodes, linear_xc_step, linear_xc_tag
 from rtml.models.physics import sandwich
 
 
@@ -28,6 +34,8 @@ from rtml.models.physics import sandwich
 class FrozenXCConfig:
     ks_iterations: int = 1  # corrector passes of the midpoint (as the Kohn–Sham head's default)
     bundle: int = 1
+    stride: int = 1  # data frames per step: the baseline steps Δt = stride·dt of the trajectory it is given
+    linear_response: Literal["magnus", "exact"] = "magnus"  # 'exact': Magnus-2 + the exact-minus-Magnus linear map
 
 
 class FrozenXC(nn.Module):
@@ -38,11 +46,22 @@ class FrozenXC(nn.Module):
         self.cfg = cfg or FrozenXCConfig()
         self.state_dtype = torch.complex128
 
+    @property
+    def field_nodes(self) -> bool:
+        """The rollout passes the field at each step's nodes (start, mean, end) when the step needs them."""
+        return self.cfg.linear_response == "exact"
+
     def prepare(self, mol: MoleculeBatch, rho0: torch.Tensor):
         if mol.ks is None:
-            raise ValueError("the frozen-xc baseline needs the exact Kohn–Sham terms (MoleculeBatch.ks)")
+            raise ValueError(f"the {type(self).__name__} baseline needs the exact Kohn–Sham terms (MoleculeBatch.ks)")
         ks = KohnShamOperators.from_batch(mol.ks)
-        return SimpleNamespace(ks=ks, s_half=ks.x_inv, s_inv_half=ks.x)
+        st = SimpleNamespace(ks=ks, s_half=ks.x_inv, s_inv_half=ks.x, lr=None)
+        if self.cfg.linear_response == "exact":
+            if not isinstance(self, LinearXC):
+                raise ValueError("linear_response='exact' is the linear response of linear xc: use LinearXC")
+            it = self.cfg.ks_iterations
+            st.lr = LinearResponse(ks, linear_xc_step(it), tag=linear_xc_tag(it))
+        return st
 
     def init_state(self, st):
         return None
@@ -53,21 +72,29 @@ class FrozenXC(nn.Module):
     def from_orth(self, st, rho_o: torch.Tensor) -> torch.Tensor:
         return sandwich(st.ks.x, rho_o)
 
-    def potential(self, st):
-        return st.ks.vxc0_o
+    def potential(self, ks: KohnShamOperators):
+        return ks.vxc0_o
+
+    def _magnus(self, ks: KohnShamOperators, cur, prev, e_mean, dt):
+        return magnus_step(ks, cur, self.potential(ks), e_mean, dt, rho_prev_o=prev, iterations=self.cfg.ks_iterations)
 
     def step(self, st, state, rho_o, drho_o, e_sub, dt):
-        """rho_o, drho_o [B, 2, N, N]; e_sub [1, B, 3] -> ([1, B, 2, N, N], None)."""
-        rho_o = rho_o.to(torch.complex128)
-        nxt = magnus_step(st.ks, rho_o, self.potential(st), e_sub[0], dt,
-                          rho_prev_o=rho_o - drho_o.to(rho_o.dtype), iterations=self.cfg.ks_iterations)
-        return nxt[None], state
+        """rho_o, drho_o [B, 2, N, N]; e_sub [1, B, 3] (the field over the step; [1, B, 3 nodes, 3] with
+        ``field_nodes``) -> ([1, B, 2, N, N], None)."""
+        cur = rho_o.to(torch.complex128)
+        prev = cur - drho_o.to(cur.dtype)
+        if st.lr is None:
+            return self._magnus(st.ks, cur, prev, e_sub[0], dt)[None], state
+        nodes = field_nodes(*e_sub[0].to(torch.float64).unbind(-2))  # [B, 3, 3]: start, midpoint, end
+        mean = e_sub[0, ..., 1, :]
+        return st.lr.correct(self._magnus(st.ks, cur, prev, mean, dt), cur, prev, nodes, dt)[None], state
 
 
 class LinearXC(FrozenXC):
     """Linear-xc propagator (module docstring): the xc kernel at ρ(0) applied to ρ − ρ(0), evaluated like J."""
 
-    def potential(self, st):
-        if st.ks.kxc is None:
+    def potential(self, ks: KohnShamOperators):
+        if ks.kxc is None:
             raise ValueError("the linear-xc baseline needs the xc kernel (KohnShamBatch.xc_kernel)")
-        return st.ks.vxc0_o, st.ks.linear_xc
+        return ks.vxc0_o, ks.linear_xc
+

@@ -19,7 +19,7 @@ test uses. A network V_θ is one tensor per step (its estimate of the midpoint x
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -59,6 +59,11 @@ class KohnShamOperators:
                 torch.complex128), l_o=x[:len(ks.j_factor), None] @ ks.j_factor @ x[:len(ks.j_factor), None],
                 vxc0_o=xc[:, None] @ ks.vxc0 @ xc[:, None], rho_gs_o=xi[:, None] @ ks.rho_gs @ xi[:, None],
                 x=x, x_inv=x_inv)
+
+    def select(self, i: int) -> KohnShamOperators:
+        """The operators of member ``i`` alone (batch 1; operators held once for the batch are shared)."""
+        return KohnShamOperators(**{f.name: v[i:i + 1] if torch.is_tensor(v) and v.shape[0] > 1 else v
+                                    for f in fields(self) for v in [getattr(self, f.name)]})
 
     def coulomb(self, rho_o: torch.Tensor) -> torch.Tensor:
         """J[ρ] [*, B, 1, N, N] complex128 (Löwdin) of spin-resolved ρ_o [*, B, 2, N, N] (total density)."""

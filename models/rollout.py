@@ -50,6 +50,9 @@ def _rollout(model, mol, initial_state, field, n_steps, dt, store_every, context
     field = field.to(device=st.s_half.device, dtype=torch.float64)
     e_mid = (0.5 * (field[:, 1:n_steps + 1] + field[:, :n_steps]) if field_mid is None else
              field_mid[:, :n_steps].to(device=field.device, dtype=torch.float64)).transpose(0, 1)  # [n_steps, B, 3]
+    if getattr(model, "field_nodes", False):  # the field at each step's start, its mean over it, its end
+        ends = field[:, :n_steps + 1].transpose(0, 1)  # [n_steps+1, B, 3]
+        e_mid = torch.stack([ends[:-1], e_mid, ends[1:]], dim=-2)  # [n_steps, B, 3 nodes, 3]
     state = model.init_state(st)
     prev = None
     if context is not None:  # teacher-forced warm-up at stride k

@@ -24,6 +24,7 @@ import copy
 import dataclasses
 from dataclasses import dataclass
 from dataclasses import field as dc_field
+from typing import Literal
 
 import torch
 from e3nn import o3
@@ -47,6 +48,7 @@ from rtml.models.geometry_encoder import GEOMETRY_PRESETS, GeometryEncoder, Geom
 from rtml.models.inputs import MoleculeBatch
 from rtml.models.kohn_sham import KohnShamOperators, magnus_step
 from rtml.models.layout import BasisLayout, build_layout
+from rtml.models.linear_response import LinearResponse, field_nodes, linear_xc_step, linear_xc_tag
 from rtml.models.physics import lowdin, sandwich, spin_traces
 
 XC_ANCHORS = ("frozen", "linear")
@@ -64,6 +66,9 @@ class SurrogateConfig:
     ks_iterations: int = 1  # corrector passes of the Kohn–Sham head's midpoint (rtml.models.kohn_sham)
     linear_xc_source: bool = True  # add c_θ ∘ K_xc[ρ − ρ(0)] (exact xc kernel at ρ(0))
     xc_anchor: str = "linear"  # what the untrained model is: linear xc (c_θ = 1, learned terms O(Δρ²)) | frozen xc
+    # 'exact': each Magnus step of the head corrected so that its linear response is the exact linear-response
+    # propagator at any step (rtml.models.linear_response; the xc kernel, the linear anchor, 2N² <= 4096)
+    linear_response: Literal["magnus", "exact"] = "magnus"
 
     def __post_init__(self):
         if self.bundle < 1:
@@ -72,6 +77,11 @@ class SurrogateConfig:
             raise ValueError(f"model.stride: expected an integer >= 1, got {self.stride}")
         if self.xc_anchor not in XC_ANCHORS:
             raise ValueError(f"model.xc_anchor: expected one of {XC_ANCHORS}, got {self.xc_anchor!r}")
+        if self.linear_response not in ("magnus", "exact"):
+            raise ValueError(f"model.linear_response: expected 'magnus' or 'exact', got {self.linear_response!r}")
+        if self.linear_response == "exact" and self.xc_anchor != "linear":
+            raise ValueError("model.linear_response='exact' needs model.xc_anchor='linear' (the exact linear response "
+                             "is linear xc's)")
         if self.xc_anchor == "linear" and not self.linear_xc_source:
             raise ValueError("model.xc_anchor='linear' needs model.linear_xc_source=true (the anchor is the exact "
                              "xc kernel term)")
@@ -109,6 +119,7 @@ class Static:
     spin_mask: torch.Tensor  # [B] 1.0 for open-shell molecules, 0.0 for closed-shell
     atom_ao: torch.Tensor  # [B, N] flattened atom index of each AO (0 on padding)
     ks: KohnShamOperators  # exact Kohn–Sham terms
+    lr: LinearResponse | None = None  # the exact-linear-response correction (model.linear_response='exact')
 
 
 class Surrogate(nn.Module):
@@ -171,7 +182,10 @@ class Surrogate(nn.Module):
                              "r, the J factor and V_xc[ρ(0)]; built by the window reader and "
                              "MoleculeBatch.from_trajectories(kohn_sham=True))")
         ks = KohnShamOperators.from_batch(mol.ks)
-        return Static(ks=ks, mol=mol, layout=layout, s_half=s_half, s_inv_half=s_inv, geo=geo, geo_flat=geo_flat, cond=cond,
+        lr = None
+        if self.cfg.linear_response == "exact":
+            lr = LinearResponse(ks, linear_xc_step(self.cfg.ks_iterations), linear_xc_tag(self.cfg.ks_iterations))
+        return Static(ks=ks, lr=lr, mol=mol, layout=layout, s_half=s_half, s_inv_half=s_inv, geo=geo, geo_flat=geo_flat, cond=cond,
                       pair_emb=pair_emb, static_w=self.decoder.static_weights(layout, pair_emb),
                       static_src=self.decoder.static_sources(layout, geo, pos), n_sigma=spin_traces(rho0_o),
                       spin_mask=spin_mask, atom_ao=atom_ao)
@@ -206,8 +220,10 @@ class Surrogate(nn.Module):
         tokens = self.tokenizer(torch.cat([self.encoder.invariants(atoms), *dots, f_scal], dim=-1))
         return tokens, self.generators(f_scal), (pair_irr, atoms, f_atoms)
 
-    def _decode_and_step(self, st: Static, latent, cache, rho_o, drho_o, e_sub, dt):
-        """latent [*, B*A, d]; e_sub [*, k, B, 3] midpoint fields of the k sub-steps -> states [*, k, B, 2, N, N]."""
+    def _decode_and_step(self, st: Static, latent, cache, rho_o, drho_o, e_sub, dt, nodes=None):
+        """latent [*, B*A, d]; e_sub [*, k, B, 3] the field over each of the k sub-steps (its mean); ``nodes``
+        [*, k, B, 3, 3] the field at each sub-step's start, mean and end (``linear_response='exact'``) -> states
+        [*, k, B, 2, N, N]."""
         pair_irr, atoms, f_atoms = cache
         k = self.cfg.bundle
         e_scaled = (e_sub * self.cfg.field.field_scale)[..., 0, :, :].to(latent.dtype)
@@ -229,13 +245,13 @@ class Surrogate(nn.Module):
         dif = (mats[..., 2, :, :, :] + 1j * mats[..., 3, :, :, :]) * mask
         m = torch.stack([sym + dif, sym - dif], dim=-3)  # [*, k, B, 2, N, N]
         m = 0.5 * (m.real + m.real.mT) + 0.5j * (m.imag - m.imag.mT)  # Hermitian in the AO-ordered Löwdin basis
-        return self._kohn_sham_steps(st, m, latent, rho_o, drho_o, e_sub, dt)
+        return self._kohn_sham_steps(st, m, latent, rho_o, drho_o, e_sub, dt, nodes)
 
     def potential(self, st: Static, m: torch.Tensor) -> torch.Tensor:
         """V_θ = V_xc[ρ(0)] + v_scale·M (Löwdin, complex128) from decoder matrices m [..., B, 2, N, N]."""
         return st.ks.vxc0_o + self.cfg.v_scale * m.to(torch.complex128)
 
-    def _kohn_sham_steps(self, st: Static, m, latent, rho_o, drho_o, e_sub, dt):
+    def _kohn_sham_steps(self, st: Static, m, latent, rho_o, drho_o, e_sub, dt, nodes=None):
         """k Magnus steps with V_θ of each sub-step -> (states [*, k, B, 2, N, N] complex128, midpoint V_θ
         likewise). V_θ = V_xc[ρ(0)] + v_scale·M + c_θ ∘ K_xc[ρ − ρ(0)] (the last term evaluated like J, at ρ(t) and
         the predicted ρ(t+Δt)); c_θ[i, j] = ψ(atom of i) + ψ(atom of j), ψ linear in the latent and 0 at init
@@ -271,6 +287,8 @@ class Surrogate(nn.Module):
             vj = v[..., j, :, :, :, :]
             nxt, vmid = magnus_step(st.ks, cur, vj if lin is None else (vj, lin), e_sub[..., j, :, :], dt,
                                     rho_prev_o=prev, iterations=self.cfg.ks_iterations, return_potential=True)
+            if st.lr is not None:  # the step's linear response made exact (rtml.models.linear_response)
+                nxt = st.lr.correct(nxt, cur, prev, field_nodes(*nodes[..., j, :, :, :].unbind(-2)), dt)
             prev, cur = cur, nxt
             out.append(cur)
             pots.append(vmid)
@@ -303,9 +321,14 @@ class Surrogate(nn.Module):
         e_mid = (0.5 * (field[:, 1:] + field[:, :-1]) if field_mid is None else
                  field_mid.to(device=field.device, dtype=torch.float64)).transpose(0, 1)  # [T, B, 3]
         e_sub = e_mid.unflatten(0, (T // k, k))  # [n, k, B, 3]
+        nodes = None
+        if self.field_nodes:  # the field at each step's start, mean and end: [n, k, B, 3, 3]
+            ends = field.transpose(0, 1)  # [T+1, B, 3]
+            nodes = torch.stack([ends[:-1], e_mid, ends[1:]], dim=-2).unflatten(0, (T // k, k))
         tokens, phi, cache = self._encode(st, inp, drho, e_sub[:, 0])
         latent, _ = self.dynamics(tokens.transpose(0, 1), st.cond, phi.transpose(0, 1))  # [B*A, n, d]
-        pred_o, v = self._decode_and_step(st, latent.transpose(0, 1), cache, inp, drho, e_sub, dt)  # [n,k,B,2,N,N]
+        pred_o, v = self._decode_and_step(st, latent.transpose(0, 1), cache, inp, drho, e_sub, dt,
+                                          nodes)  # [n, k, B, 2, N, N]
         pred = sandwich(self._s_inv_half(st), pred_o.flatten(0, 1)).transpose(0, 1)  # [B, T, 2, N, N]
         if return_potential:
             return pred, v.flatten(0, 1).transpose(0, 1)
@@ -326,9 +349,18 @@ class Surrogate(nn.Module):
     def init_state(self, st: Static):
         return self.dynamics.init_state(st.layout.B * st.layout.A, st.s_half.dtype, st.s_half.device)
 
+    @property
+    def field_nodes(self) -> bool:
+        """The rollout passes the field at each step's start, mean and end (``linear_response='exact'``)."""
+        return self.cfg.linear_response == "exact"
+
     def step(self, st: Static, state, rho_o, drho_o, e_sub, dt):
-        """One recurrent model call in the Löwdin basis: rho_o, drho_o [B, 2, N, N]; e_sub [k, B, 3] midpoint
-        fields -> (next k states [k, B, 2, N, N], new recurrent state)."""
+        """One recurrent model call in the Löwdin basis: rho_o, drho_o [B, 2, N, N]; e_sub [k, B, 3] the field over
+        each sub-step ([k, B, 3 nodes, 3] with ``field_nodes``) -> (next k states [k, B, 2, N, N], new recurrent
+        state)."""
+        nodes = None
+        if self.field_nodes:
+            nodes, e_sub = e_sub, e_sub[..., 1, :]
         tokens, phi, cache = self._encode(st, rho_o, drho_o, e_sub[0])
         latent, state = self.dynamics.step(tokens, st.cond, phi, state)
-        return self._decode_and_step(st, latent, cache, rho_o, drho_o, e_sub, dt)[0], state
+        return self._decode_and_step(st, latent, cache, rho_o, drho_o, e_sub, dt, nodes)[0], state

@@ -4,7 +4,10 @@ For every trajectory: the model rolls out autoregressively from the reference st
 frames before it warm up the recurrent state), driven by the trajectory's field, and is compared with the
 reference engine side by side with two physics baselines that need no training: **frozen xc** (the Kohn–Sham
 head with the network off, H = h + J[ρ(t)] + V_xc[ρ(0)] + E(t)·r, :class:`rtml.models.baselines.FrozenXC`),
-**linear xc** (plus the exact xc kernel at ρ(0) applied to ρ − ρ(0): linear response, exact for weak kicks) and **trivial** ρ(t) = ρ(t0) (nothing changes). Metrics per predictor:
+**linear xc** (plus the exact xc kernel at ρ(0) applied to ρ − ρ(0): linear response, exact for weak kicks) and **trivial** ρ(t) = ρ(t0) (nothing changes); at steps larger than the data's (``stride`` > 1) also
+**linear xc with the exact linear response** (``linear_xc_lr``: each Magnus step corrected so that its linear part
+is the exact linear-response propagator, :mod:`rtml.models.linear_response`; molecules up to
+``MAX_COORDS`` = 2N²), the physics competitor at large steps. Metrics per predictor:
 
 * ``scaled_l2`` — ‖ρ_pred − ρ_ref‖ / ‖ρ_ref‖ over all rolled-out frames;
 * ``dipole_nrmse`` — RMS(μ_pred − μ_ref) / RMS(μ_ref − μ_ref(0)) (the trivial baseline scores ≈ 1);
@@ -32,14 +35,15 @@ import torch
 from rtml.datasets import observables as obs
 from rtml.datasets.fields import FieldSpec, field_tier
 from rtml.datasets.integrals import dipole_integrals
-from rtml.models.baselines import FrozenXC, LinearXC
+from rtml.models.baselines import FrozenXC, FrozenXCConfig, LinearXC
 from rtml.models.inputs import MoleculeBatch, spin_resolved
+from rtml.models.linear_response import MAX_COORDS
 from rtml.models.physics import violations
 from rtml.models.rollout import rollout
 
 METRICS = ("dipole_nrmse", "population_nrmse", "scaled_l2", "spectrum_overlap", "spectrum_nrmse", "max_peak_shift_ev",
            "steps_to_violation", "ms_per_step", "ms_per_au")
-PREDICTORS = ("model", "frozen_xc", "linear_xc", "trivial")  # baselines: rtml.models.baselines
+PREDICTORS = ("model", "frozen_xc", "linear_xc", "linear_xc_lr", "trivial")  # baselines: rtml.models.baselines
 
 
 @dataclass(kw_only=True)
@@ -152,6 +156,8 @@ def evaluate_trajectories(model, items: list, cfg: RolloutEvalConfig, device=Non
                 predictors["frozen_xc"] = FrozenXC()
                 if mol.ks.xc_kernel is not None:
                     predictors["linear_xc"] = LinearXC()
+                    if stride > 1 and 2 * mol.nbf ** 2 <= MAX_COORDS:
+                        predictors["linear_xc_lr"] = LinearXC(FrozenXCConfig(linear_response="exact"))
             for who, m in predictors.items():
                 states, ms = _timed_rollout(m, mol, rho, field, n, dt, device, mid)  # [B, n, 2, N, N]
                 for b, i in enumerate(chunk):
@@ -244,7 +250,7 @@ def evaluate_store(model, store_path: str, ids: list[str] | None, cfg: RolloutEv
 
 
 STYLE = {"model": ("C1--", "rtml"), "frozen_xc": ("C0:", "frozen xc"), "linear_xc": ("C2-.", "linear xc"),
-         "trivial": ("C7-", "trivial")}
+         "linear_xc_lr": ("C4-.", "linear xc, exact LR"), "trivial": ("C7-", "trivial")}
 
 
 def plot_results(results: list[dict], out_dir: str | Path) -> list[Path]:
@@ -298,7 +304,7 @@ def plot_results(results: list[dict], out_dir: str | Path) -> list[Path]:
 def format_table(agg: dict) -> str:
     """Model, frozen-xc and trivial side by side (a column only for predictors present)."""
     cols = [w for w in PREDICTORS if any(k.startswith(f"{w}/") for k in agg)]
-    names = {"model": "rtml", "frozen_xc": "frozen xc", "linear_xc": "linear xc", "trivial": "trivial ρ(t)=ρ(t0)"}
+    names = {w: label for w, (_, label) in STYLE.items()} | {"trivial": "trivial ρ(t)=ρ(t0)"}
     rows = [f"{'metric':<20}" + "".join(f"{names[w]:>20}" for w in cols)]
     for m in METRICS:
         if any(f"{w}/{m}" in agg for w in cols):

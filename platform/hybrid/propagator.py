@@ -64,6 +64,10 @@ def check_models(models: list, engine: EngineConfig, source: str = "<models>"):
             raise ValueError(f"{source}: field 'model.stride': expected 1 (the hybrid propagator hands frames between "
                              f"the model and the engine at the engine's dt), got {m.cfg.stride}: evaluate strided "
                              "models with `rtml evaluate` / benchmarks/large_steps.py")
+        if getattr(m, "field_nodes", False):
+            raise ValueError(f"{source}: field 'model.linear_response': expected 'magnus' (the hybrid propagator "
+                             f"feeds the model step-midpoint fields), got {m.cfg.linear_response!r}: evaluate it "
+                             "with `rtml evaluate` / benchmarks/large_steps.py")
         data = (getattr(m, "rtml_meta", None) or {}).get("data") or {}
         sys_ = engine.system
         if data.get("functionals") and sys_.xc.upper() not in {f.upper() for f in data["functionals"]}:

@@ -196,13 +196,13 @@ RECIPES: dict[str, dict] = {
     # physical midpoint V_xc, is not what a 1.6 a.u. step needs (the learned term absorbs the integrator's error
     # too), so the rollout terms alone train it.
     "stride8": {"data": {"store": "runs/corpus/train.zarr", "val_store": "runs/corpus/select.zarr",
-                         "horizons": [4, 16, 32], "steps_per_stage": 100, "batch_size": 4,
+                         "horizons": [4, 16, 32], "steps_per_stage": 300, "batch_size": 4,
                          "split_fractions": [1.0, 0.0, 0.0]},
                 "scaling": {"num_workers": 1},
-                "model": {"preset": "small", "stride": 8},
+                "model": {"preset": "small", "stride": 8, "linear_response": "exact"},
                 "loss": {"xc_potential": 0.0, "hamiltonian_alignment": 0.0},
                 "optim": {"lr": 1e-3, "warmup_steps": 30},
-                "loop": {"max_steps": 300, "log_every": 10, "checkpoint_every": 100, "eval_every": 50},
+                "loop": {"max_steps": 1200, "log_every": 10, "checkpoint_every": 300, "eval_every": 100},
                 "eval": {"max_trajectories": 20, "batch": 8}, "select": {"max_trajectories": 15}},
     "base": {"data": {"horizons": [16, 64, 256, 512], "steps_per_stage": 5000, "batch_size": 8},
              "model": {"preset": "base"}, "optim": {"lr": 1e-3, "warmup_steps": 1000},
