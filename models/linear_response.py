@@ -21,7 +21,11 @@ time-step error; strong fields keep Magnus's stable unitary treatment of the fie
 exponential Runge–Kutta integrator of the same split, ETDRK4 with the field term explicit, was tried first and blows
 up at 0.05 a.u. already at h = 0.2: the fast core-level oscillations enter its explicit stages).
 
-Trace and Hermiticity are kept exactly (Hermitian coordinates, traceless maps). The dense Liouvillian has
+The correction is linear, not unitary: it leaves the state off the pure states (ρ² = ρ) at second order, 1e-3–1e-2
+after 1,000 steps of strong fields; one McWeeny step 3ρ² − 2ρ³ after each corrected step puts it back (to first
+order it only removes the occupied–occupied and virtual–virtual blocks, which a pure state's first-order change does
+not have) and lowers the strong-field error (H2O at Δt = 1.6: dipole nRMSE 0.079 → 0.053). Hermiticity is kept
+exactly (Hermitian coordinates), the trace to second order in the idempotency error. The dense Liouvillian has
 n = 2N² real coordinates (N basis functions): refused above ``MAX_COORDS`` (N ≈ 45).
 """
 
@@ -225,5 +229,7 @@ class LinearResponse:
         nodes = nodes.to(torch.float64)
         mean = (nodes[..., 0, :] + 4 * nodes[..., 1, :] + nodes[..., 2, :]) / 6.0  # [*, B, 3]
         corr = (m["cur"] @ c.to_vec(cur - rho0).unsqueeze(-1) + m["prev"] @ c.to_vec(prev - rho0).unsqueeze(-1)
-                + m["src"] @ nodes.flatten(-2).unsqueeze(-1) + m["mean"] @ mean.unsqueeze(-1)).squeeze(-1)
-        return nxt + c.to_mat(corr)
+                + m["src"] @ nodes.flatten(-2).unsqueeze(-1) + m["mean"] @ mean.unsqueeze(-1)).squeeze(-1)  # [*, B, n]
+        out = nxt + c.to_mat(corr)  # [*, B, 2, N, N]
+        sq = out @ out  # one McWeeny step 3ρ² − 2ρ³: back onto the pure states the correction leaves at 2nd order
+        return 3.0 * sq - 2.0 * sq @ out

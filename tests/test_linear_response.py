@@ -36,6 +36,12 @@ def _hermitian(n, seed):
     return (0.5 * (a + a.mH))[None]  # [1, 2, N, N]
 
 
+def _tangent(x, rho0):
+    """The occupied–virtual part of x: the first-order change of a pure state (what McWeeny keeps)."""
+    q = torch.eye(rho0.shape[-1], dtype=rho0.dtype) - rho0
+    return rho0 @ x @ q + q @ x @ rho0
+
+
 def _liouvillian(ops, f0):
     c = HermitianCoords(ops.h_o.shape[-1])
     basis = c.to_mat(torch.eye(c.size, dtype=torch.float64))[:, None]
@@ -57,12 +63,13 @@ def test_liouvillian_is_the_linearised_equation_of_motion(h2o):
 
 @pytest.mark.parametrize("h", [0.2, 1.6])
 def test_corrected_step_linearises_to_the_exact_propagator(h2o, h):
-    """cur = ρ₀ + εX, prev = ρ₀ + εY, no field: next − ρ₀ = e^{hL} εX to first order (dense matrix_exp); the
-    previous state drops out (the Magnus extrapolation's dependence on it is removed)."""
+    """cur = ρ₀ + εX, prev = ρ₀ + εY (X, Y first-order changes of a pure state), no field: next − ρ₀ = e^{hL} εX
+    to first order (dense matrix_exp); the previous state drops out (the Magnus extrapolation's dependence on it is
+    removed)."""
     _, ops, f0 = h2o
     c, lmat = _liouvillian(ops, f0)
     n, eps = ops.h_o.shape[-1], 1e-7
-    x, y = _hermitian(n, 1), _hermitian(n, 2)
+    x, y = _tangent(_hermitian(n, 1), ops.rho_gs_o), _tangent(_hermitian(n, 2), ops.rho_gs_o)
     lr = LinearResponse(ops, linear_xc_step(1), linear_xc_tag(1))
     step = linear_xc_step(1)
     cur, prev, r = ops.rho_gs_o + eps * x, ops.rho_gs_o + eps * y, ops.rho_gs_o
