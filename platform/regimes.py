@@ -128,8 +128,10 @@ def step_costs(predictors: dict, traj, steps: int = 100, batch: int = 8, context
     generation run: Magnus-2 with the self-consistent midpoint, 1 thread) and the time step ``dt`` (a.u.: ms per
     simulated a.u. = ms per step / dt). A predictor of ``stride`` k steps k·dt (on ``traj.strided(k)``, ``steps`` of
     its own): ``<name>@<b>/ms_per_au`` is every predictor's cost per simulated a.u. at its own step. The per-geometry
-    set-up (``prepare``: encoders, Löwdin transforms, the exact linear response's eigendecomposition) is timed apart
-    (``<name>@<b>/setup_ms``, per batch) and left out of the per-step cost, as the reference engine's SCF is."""
+    set-up (``prepare``: encoders, Löwdin transforms) is timed apart (``<name>@<b>/setup_ms``, per batch) and left
+    out of the per-step cost, as the reference engine's SCF is; the exact linear response's matrices
+    (:mod:`rtml.models.linear_response`) are built on first use and cached per process, so the best of ``repeats``
+    leaves their one-time cost out too (time :meth:`LinearResponse.matrices` for it)."""
     from rtml.models.inputs import MoleculeBatch, spin_resolved
     from rtml.models.rollout import rollout
 

@@ -28,6 +28,8 @@ def test_quickstart_small(tmp_path):
     s = json.loads((tmp_path / "qs" / "summary.json").read_text())
     assert s["final"]["step"] == 60 and s["final"]["val_mse_ratio"] < 1.0  # better than ρ(t+Δt) = ρ(t)
     assert all(Path(p).exists() for p in s["plots"])
+    big = s["large_steps"]  # the physics at steps of 8·dt, cost per simulated a.u. beside accuracy
+    assert big["linear_xc_lr"]["dipole_nrmse"] < big["linear_xc"]["dipole_nrmse"] and big["linear_xc_lr"]["ms_per_au"] > 0
     # few-shot stage: meta-trained on the training molecules, adapted to NH3 (never trained on)
     a = s["adapt"]
     assert a["molecule"] == "nh3" and len(a["support"]) == 2 and "adapted/dipole_nrmse" in a["metrics"]
