@@ -11,7 +11,7 @@ step's ends and its mean over the step, for which the integral is exact).
 
 A Magnus-2 step M(ρ_n, ρ_{n−1}, Ē) (:func:`rtml.models.kohn_sham.magnus_step`: unitary, any potential, the field
 and every nonlinear term) is wrong at large steps mostly in exactly this linear part — the fast oscillation of ρ
-feeding back through J and K inside one step. :class:`LinearResponseCorrection` replaces it:
+feeding back through J and K inside one step. :class:`LinearResponse` replaces it:
 
     ρ_{n+1} = M(ρ_n, ρ_{n−1}, Ē) + [e^{hL} − A] δ_n − B δ_{n−1} + (exact source − S Ē)
 
@@ -40,7 +40,7 @@ import torch
 
 from rtml.models.kohn_sham import KohnShamOperators, magnus_step
 
-MAX_COORDS = 4096  # n = 2N²: one O(n³) eigendecomposition and n-column Jacobians per geometry
+MAX_COORDS = 4096  # n = 2N² (N ≤ 45): one O(n³) eigendecomposition and n-column Jacobians per geometry
 JACOBIAN_EPS = 1e-6  # central-difference step of the Magnus Jacobians (relative to ‖ρ₀‖ ≈ 1)
 
 
