@@ -136,7 +136,7 @@ def few_shot(cfg: QuickstartConfig, out: Path, train_store: str, trained: dict) 
                                         f"loop.checkpoint_every={max(1, cfg.meta_steps // 2)}", "loop.log_every=5",
                                         "tasks.tasks_per_step=1", "learner.inner_steps=2", "tasks.windows=2",
                                         f"scaling.num_workers={cfg.workers}", f"out={out / 'meta'}",
-                                        f"storage={out / 'ray'}", "name=quickstart-meta"], cfg.tracking_uri)
+                                        f"storage={out / 'ray'}"], cfg.tracking_uri)  # a new timestamped run
     meta = meta_train.run(mcfg)
     meta_train.report(meta)
     acfg = adapt.AdaptConfig(model=meta["model"], molecule=cfg.heldout_molecule, generate=cfg.shots,
