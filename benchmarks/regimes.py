@@ -48,6 +48,13 @@ def training_trajectories(model_path: str) -> int:
     return sum(1 for e in idx if g is None or int(e.get("geometry", 0)) < g)
 
 
+def _cost_table(costs: dict, keys: list[str], suffix: str = "") -> list[str]:
+    """Markdown rows: one per molecule, one column per key of :func:`step_costs` (``suffix`` dropped from headers)."""
+    head = ["| molecule (xc) | " + " | ".join(k.removesuffix(suffix) for k in keys) + " |", "|" + "---|" * (len(keys) + 1)]
+    return head + ["| " + g + " | " + " | ".join(f"{c.get(k, float('nan')):.3g}" for k in keys) + " |"
+                   for g, c in costs.items()]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--store", action="append", required=True, help="held-out store(s) with field-tier trajectories")
@@ -113,22 +120,11 @@ def main(argv=None) -> int:
         report += [("## ms per trajectory-step (1 thread; @1 = batch 1, "
                    f"@{a.timing_batch} = {a.timing_batch} fields on one geometry)"), ""]
         first = next(iter(costs.values()))
-        keys = [k for k in first if k != "dt" and not k.endswith(("/ms_per_au", "/setup_ms"))]
-        report += ["| molecule (xc) | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 1)]
-        report += ["| " + g + " | " + " | ".join(f"{c.get(k, float('nan')):.3g}" for k in keys) + " |"
-                   for g, c in costs.items()]
-        per_au = [k for k in first if k.endswith("/ms_per_au")]
-        report += ["", "ms per simulated a.u. (each predictor at its own step: a model of stride k steps k·dt):", "",
-                   "| molecule (xc) | " + " | ".join(k.removesuffix("/ms_per_au") for k in per_au) + " |",
-                   "|" + "---|" * (len(per_au) + 1)]
-        report += ["| " + g + " | " + " | ".join(f"{c.get(k, float('nan')):.3g}" for k in per_au) + " |"
-                   for g, c in costs.items()]
-        setup = [k for k in first if k.endswith("/setup_ms")]
-        report += ["", "per-geometry set-up, ms (left out of the per-step costs above):", "",
-                   "| molecule (xc) | " + " | ".join(k.removesuffix("/setup_ms") for k in setup) + " |",
-                   "|" + "---|" * (len(setup) + 1)]
-        report += ["| " + g + " | " + " | ".join(f"{c.get(k, float('nan')):.3g}" for k in setup) + " |"
-                   for g, c in costs.items()]
+        report += _cost_table(costs, [k for k in first if k != "dt" and not k.endswith(("/ms_per_au", "/setup_ms"))])
+        for suffix, title in (("/ms_per_au", ("ms per simulated a.u. (each predictor at its own step: a model of "
+                                             "stride k steps k·dt):")),
+                              ("/setup_ms", "per-geometry set-up, ms (left out of the per-step costs above):")):
+            report += ["", title, ""] + _cost_table(costs, [k for k in first if k.endswith(suffix)], suffix)
     for label, s in summaries.items():
         if any(r.get("ratio") is not None for r in s["rows"]):
             plot_regimes(s, out / f"regimes_{label.replace('/', '-')}.png")
