@@ -270,6 +270,7 @@ def _nontrivial(model, std=0.05):
 
 def test_kohn_sham_head_conserves_over_10000_steps(h2_traj, h2p_traj):
     """Closed-shell H2 (6-31G) and open-shell H2+ (UKS, STO-3G) in one batch, a trained-like (non-zero) V_θ."""
+    torch.manual_seed(0)  # the encoders' weights too, not only the decoder's: independent of the tests run before
     model = _nontrivial(Surrogate(preset("debug"), dtype=torch.float64))
     trajs = [h2_traj, h2p_traj]
     mol = MoleculeBatch.from_trajectories(trajs, kohn_sham=True)
@@ -278,11 +279,12 @@ def test_kohn_sham_head_conserves_over_10000_steps(h2_traj, h2p_traj):
     field = torch.zeros(2, n + 1, 3, dtype=torch.float64)
     field[:, 0, 2] = 1e-2
     n_sigma = spin_traces(rho0 @ mol.overlap.to(rho0.dtype)[:, None])
-    worst = {"hermiticity": 0.0, "trace": 0.0, "idempotency": 0.0, "spin_asymmetry_closed": 0.0}
+    worst = {"hermiticity": 0.0, "trace": 0.0, "idempotency": 0.0, "spin_asymmetry_closed": 0.0, "moved": 0.0}
 
     def check(step, rho):
         assert torch.isfinite(rho).all()
         if step % 100 == 0 or step == n:
+            worst["moved"] = max(worst["moved"], float((rho - rho0).abs().max()))
             for k, v in violations(rho, mol.overlap, n_sigma).items():
                 worst[k] = max(worst[k], float(v.max()))
             worst["spin_asymmetry_closed"] = max(worst["spin_asymmetry_closed"],
@@ -290,7 +292,7 @@ def test_kohn_sham_head_conserves_over_10000_steps(h2_traj, h2p_traj):
 
     with torch.no_grad():
         res = rollout(model, mol, rho0, field, n, 0.2, store_every=0, callback=check)
-    assert float((res.final - rho0).abs().max()) > 1e-4  # it evolved
+    assert worst["moved"] > 1e-4 and torch.isfinite(res.final).all()  # it evolved (the final frame may be near ρ0)
     assert worst["hermiticity"] < 1e-8 and worst["trace"] < 1e-8 and worst["idempotency"] < 1e-8, worst
     assert worst["spin_asymmetry_closed"] < 1e-12, worst  # closed shell stays closed shell
 
