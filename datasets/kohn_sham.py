@@ -5,8 +5,9 @@ Kohn–Sham head and the physics baselines.
 
 * ``h`` (core Hamiltonian) and ``r`` (dipole integrals about the origin) are one-electron integrals of the geometry;
 * ``J`` is linear in the total density: ``J[P]_mn = Σ_Q L_Qmn Σ_kl L_Qkl P_kl`` with a three-index factor L.
-  ``j_method='cholesky'`` (default) factors the exact ERI supermatrix (pivoted Cholesky to 1e-11, LAPACK
-  ``dpstrf``): the head's J then equals the reference engine's to ~1e-11 and needs no auxiliary basis.
+  ``j_method='cholesky'`` (default) is a pivoted Cholesky factor of the ERIs built column by column from integral
+  rows (:mod:`rtml.datasets.eri_cholesky`, residual ≤ 1e-8 Ha; the [N², N²] supermatrix is never formed): the
+  head's J then equals the reference engine's to ~1e-9 and needs no auxiliary basis.
   ``j_method='df'`` uses PySCF's density fitting (``pyscf.df``, auxiliary basis ``weigend``): fewer vectors for
   large molecules, at a fitting error of ~1e-5 Ha in J that the learned term then absorbs;
 * ``V_xc`` — everything two-electron beyond J (the xc potential; for hybrids and HF also −½·a·K[P], which sees
@@ -28,9 +29,11 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
-from scipy.linalg import lapack
+from pyscf import df
 
 from rtml.datasets.engine.system import ElectronicSystem, SystemConfig
+from rtml.datasets.eri_cholesky import TOL as CHOLESKY_TOL
+from rtml.datasets.eri_cholesky import eri_cholesky
 from rtml.datasets.errors import DataError
 from rtml.datasets.molecules import Molecule
 from rtml.datasets.trajectory import ELEMENTS
@@ -71,21 +74,12 @@ def system_from_static(static: dict, source: str = "<memory>") -> ElectronicSyst
     return sysm
 
 
-def j_factor(sysm: ElectronicSystem, method: str = "cholesky", tol: float = 1e-11) -> np.ndarray:
+def j_factor(sysm: ElectronicSystem, method: str = "cholesky", tol: float = CHOLESKY_TOL) -> np.ndarray:
     """[Q, N, N] float64 with J[P]_mn = Σ_Q L_Qmn Σ_kl L_Qkl P_kl (see module docstring)."""
     n = sysm.nbf
     if method == "cholesky":
-        eri = sysm.mol.intor("int2e", aosym="s1").reshape(n * n, n * n)  # (mn|kl), symmetric PSD
-        c, piv, rank, info = lapack.dpstrf(eri, tol=tol, lower=1)
-        if info < 0:
-            raise RuntimeError(f"dpstrf failed on the ERI supermatrix of {sysm.molecule.name} (info={info})")
-        lower = np.tril(c)[:, :rank]  # [n², Q]
-        fac = np.zeros_like(lower)
-        fac[piv - 1] = lower  # undo the pivoting: eri ≈ fac fac^T
-        return np.ascontiguousarray(fac.T.reshape(rank, n, n))
+        return eri_cholesky(sysm.mol, tol)
     if method == "df":
-        from pyscf import df
-
         cderi = df.incore.cholesky_eri(sysm.mol, auxbasis="weigend", aosym="s1")  # [Q, n²]
         return np.ascontiguousarray(np.asarray(cderi).reshape(-1, n, n))
     raise DataError("<kohn_sham>", "j_method", f"one of {J_METHODS}", repr(method))
