@@ -101,9 +101,11 @@ def xc_potential(sysm: ElectronicSystem, p: np.ndarray, vhf=None) -> np.ndarray:
 
 
 def kohn_sham_terms(static: dict, rho0: np.ndarray, j_method: str = "cholesky", source: str = "<memory>",
-                    sysm: ElectronicSystem | None = None, with_kernel: bool = True) -> KohnShamTerms:
+                    sysm: ElectronicSystem | None = None, with_kernel: bool = True,
+                    kernel_method: str = "auto") -> KohnShamTerms:
     """The exact terms of a trajectory: ``static`` as returned by ``TrajectoryStore.static`` (or built from a
-    Trajectory), ``rho0`` [S, N, N] its reference (ground-state) density."""
+    Trajectory), ``rho0`` [S, N, N] its reference (ground-state) density. ``kernel_method``: the xc kernel's form
+    (:func:`rtml.datasets.xc_kernel.xc_kernel`: dense up to 70 basis functions, factored above)."""
     sysm = sysm or system_from_static(static, source)
     rho0 = np.asarray(rho0, np.complex128)
     if rho0.shape != (sysm.n_spin, sysm.nbf, sysm.nbf):
@@ -111,7 +113,7 @@ def kohn_sham_terms(static: dict, rho0: np.ndarray, j_method: str = "cholesky", 
     hcore = static.get("core_hamiltonian")
     hcore = sysm.hcore if hcore is None else np.asarray(hcore, np.float64)
     vxc0 = xc_potential(sysm, rho0)
-    kernel = xc_kernel(sysm, rho0) if with_kernel else None
+    kernel = xc_kernel(sysm, rho0, kernel_method) if with_kernel else None
     return KohnShamTerms(overlap=sysm.overlap, hcore=hcore, r_ints=sysm.r_ints, j_factor=j_factor(sysm, j_method),
                          vxc0=vxc0, rho0=rho0, xc_kernel=kernel)
 
@@ -139,6 +141,14 @@ class KohnShamBatch:
     # open-shell, closed shells then fill all four spin blocks), None if any term lacks one
     xc_kernel: torch.Tensor | None = None  # [B or 1, S, M, S, M] float64, M = N(N+1)/2: Re δP -> Re δV
     xc_kernel_anti: torch.Tensor | None = None  # [B or 1, S, M', S, M'] float64, M' = N(N-1)/2: Im δP -> Im δV
+    # the factored (ISDF) kernel instead (rtml.datasets.xc_isdf; every member factored, zero-padded in P)
+    xc_points: torch.Tensor | None = None  # [B or 1, P, N] float64, Löwdin orbitals at the interpolation points
+    xc_weights: torch.Tensor | None = None  # [B or 1, S, P, S, P] float64
+    xc_hybrid: torch.Tensor | None = None  # [B or 1] float64, a of the exact exchange −a·K (through j_factor)
+
+    @property
+    def has_xc_kernel(self) -> bool:
+        return self.xc_kernel is not None or self.xc_points is not None
 
     def to(self, device=None) -> KohnShamBatch:
         return KohnShamBatch(**{f.name: None if getattr(self, f.name) is None else
@@ -168,10 +178,34 @@ class KohnShamBatch:
             n = t.hcore.shape[-1]
             out.j_factor[b, :t.j_factor.shape[0], :n, :n] = torch.from_numpy(np.asarray(t.j_factor, np.float64))
         if all(t.xc_kernel is not None for t in terms):
-            out.xc_kernel = _pad_kernels([t.xc_kernel.sym for t in big], N, strict=False)
-            if any(t.xc_kernel.anti is not None for t in big):
-                out.xc_kernel_anti = _pad_kernels([t.xc_kernel.anti for t in big], N, strict=True)
+            kinds = {t.xc_kernel.factored for t in big}
+            if len(kinds) > 1:
+                raise ValueError("KohnShamBatch: every member's xc kernel must be dense or every one factored "
+                                 "(rtml.datasets.xc_kernel.xc_kernel(method=...)); this batch mixes them")
+            if kinds == {True}:
+                out.xc_points, out.xc_weights, out.xc_hybrid = _pad_factored([t.xc_kernel for t in big], N)
+            else:
+                out.xc_kernel = _pad_kernels([t.xc_kernel.sym for t in big], N, strict=False)
+                if any(t.xc_kernel.anti is not None for t in big):
+                    out.xc_kernel_anti = _pad_kernels([t.xc_kernel.anti for t in big], N, strict=True)
         return out
+
+
+def _pad_factored(kernels: list, n_pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Factored kernels -> (points [B, P, N], weights [B, S, P, S, P], hybrid [B]) zero-padded in P and N;
+    closed shells in an open-shell batch fill all four spin blocks (the total-density kernel)."""
+    spins = max(k.spins for k in kernels)
+    p_max = max(k.points.shape[0] for k in kernels)
+    pts = torch.zeros(len(kernels), p_max, n_pad, dtype=torch.float64)
+    w = torch.zeros(len(kernels), spins, p_max, spins, p_max, dtype=torch.float64)
+    for b, k in enumerate(kernels):
+        p, n = k.points.shape
+        pts[b, :p, :n] = torch.from_numpy(k.points)
+        kw = torch.from_numpy(k.weights)
+        for s in range(spins):
+            for t in range(spins):
+                w[b, s, :p, t, :p] = kw[min(s, k.spins - 1), :, min(t, k.spins - 1), :]
+    return pts, w, torch.tensor([k.hybrid for k in kernels], dtype=torch.float64)
 
 
 def _pad_kernels(blocks: list, n_pad: int, strict: bool) -> torch.Tensor:

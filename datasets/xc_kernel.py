@@ -31,23 +31,38 @@ from functools import lru_cache
 import numpy as np
 
 from rtml.datasets.errors import DataError
+from rtml.datasets.xc_isdf import isdf_kernel
 
 CHUNK = 4096  # grid points per dense product (memory: (1 or 4) × CHUNK × M float64)
 
 
 @dataclass
 class XCKernel:
-    """K of the module docstring (Löwdin basis, pair coordinates, float64)."""
-    sym: np.ndarray  # [S, M, S, M]
+    """K of the module docstring (Löwdin basis, float64), dense (``sym``/``anti``, pair coordinates) or factored
+    (``points``/``weights``/``hybrid``, :mod:`rtml.datasets.xc_isdf`)."""
+    sym: np.ndarray | None = None  # [S, M, S, M] dense
     anti: np.ndarray | None = None  # [S, M', S, M'] (exact exchange), None for pure functionals
+    points: np.ndarray | None = None  # [P, N] factored: Löwdin orbitals at the interpolation points
+    weights: np.ndarray | None = None  # [S, P, S, P] factored: the kernel between points
+    hybrid: float = 0.0  # factored: a of the exact exchange −a·K, applied as Σ_Q L_Q δP L_Q with the Coulomb factor
+
+    @property
+    def factored(self) -> bool:
+        return self.sym is None
 
     @property
     def spins(self) -> int:
-        return self.sym.shape[0]
+        return (self.weights if self.factored else self.sym).shape[0]
 
     @property
     def nbf(self) -> int:
+        if self.factored:
+            return self.points.shape[1]
         return round((np.sqrt(8 * self.sym.shape[1] + 1) - 1) / 2)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.sym, self.anti, self.points, self.weights) if a is not None)
 
 
 @lru_cache(maxsize=64)
@@ -66,13 +81,25 @@ def sym_coords(a):
     return (a + a.swapaxes(-1, -2))[..., i0, i1] * (w if isinstance(a, np.ndarray) else a.new_tensor(w))
 
 
-def apply(kernel: XCKernel, dp: np.ndarray) -> np.ndarray:
+def apply(kernel: XCKernel, dp: np.ndarray, l_orth: np.ndarray | None = None) -> np.ndarray:
     """K[δP] [S, N, N] complex128 for a Hermitian δP [S, N, N] in the Löwdin basis (reference implementation; the
-    model's batched one is :meth:`rtml.models.kohn_sham.KohnShamOperators.linear_xc`)."""
+    model's batched one is :meth:`rtml.models.kohn_sham.KohnShamOperators.linear_xc`). ``l_orth`` [Q, N, N]: the
+    Löwdin Coulomb factor, needed by a factored kernel with exact exchange."""
     s, n = kernel.spins, kernel.nbf
     dp = np.asarray(dp)
     if dp.shape != (s, n, n):
         raise ValueError(f"xc kernel: δP of shape {(s, n, n)} expected, got {dp.shape}")
+    if kernel.factored:
+        x = kernel.points  # [P, N]
+        dn = np.einsum("pm,smn,pn->sp", x, dp.real, x)  # [S, P]
+        v = np.einsum("sptq,tq->sp", kernel.weights, dn)  # [S, P]
+        out = np.einsum("pm,sp,pn->smn", x, v, x).astype(np.complex128)
+        if kernel.hybrid:
+            if l_orth is None:
+                raise ValueError("xc kernel: a factored kernel with exact exchange needs the Löwdin Coulomb factor")
+            coef = -0.5 * kernel.hybrid if s == 1 else -kernel.hybrid
+            out += coef * np.einsum("qmk,skl,qln->smn", l_orth, dp, l_orth, optimize=True)
+        return out
     i0, i1, _, j0, j1 = pairs(n)
     v = np.einsum("spuq,uq->sp", kernel.sym, sym_coords(dp.real))  # [S, M]
     out = np.zeros((s, n, n), np.complex128)
@@ -109,20 +136,39 @@ def expand(sym: np.ndarray, n: int) -> np.ndarray:
     return sym[..., flat[:, None], flat[None, :]]
 
 
-def xc_kernel(sysm, rho0: np.ndarray) -> XCKernel:
+KERNEL_METHODS = ("auto", "dense", "isdf")
+DENSE_MAX_NBF = 70  # "auto": dense up to this basis size (C6H6/6-31G, N = 66: 39 MB), factored above
+
+
+def hybrid_coefficient(sysm) -> float:
+    """a of the exact exchange −a·K (1 for HF, 0 for pure functionals); range-separated hybrids are refused."""
+    if sysm.is_hf:
+        return 1.0
+    omega, _, hyb = sysm.mf._numint.rsh_and_hybrid_coeff(sysm.cfg.xc, spin=sysm.mol.spin)
+    if omega != 0:
+        raise DataError("<xc kernel>", "xc", "a pure or global-hybrid functional (range-separated exchange "
+                                             "is not implemented)", sysm.cfg.xc)
+    return float(hyb)
+
+
+def xc_kernel(sysm, rho0: np.ndarray, method: str = "auto") -> XCKernel:
     """K at ``rho0`` [S, N, N] (store layout, AO basis) of an :class:`rtml.datasets.engine.system.ElectronicSystem`:
-    the module docstring's pair-coordinate blocks in the Löwdin basis S^-½ (``sysm.x``)."""
+    the module docstring's pair-coordinate blocks in the Löwdin basis S^-½ (``sysm.x``) — ``method='dense'`` — or
+    the factored form of :mod:`rtml.datasets.xc_isdf` (``'isdf'``); ``'auto'``: dense for N ≤ DENSE_MAX_NBF."""
+    if method not in KERNEL_METHODS:
+        raise DataError("<xc kernel>", "kernel method", f"one of {KERNEL_METHODS}", repr(method))
     n, s = sysm.nbf, sysm.n_spin
+    hyb = hybrid_coefficient(sysm)
+    if method == "isdf" or (method == "auto" and n > DENSE_MAX_NBF):
+        if sysm.is_hf:
+            points, weights = np.zeros((0, n)), np.zeros((s, 0, s, 0))
+        else:
+            points, weights = isdf_kernel(sysm, np.asarray(rho0))
+        return XCKernel(points=points, weights=weights, hybrid=hyb)
     m = n * (n + 1) // 2
     sym = np.zeros((s, m, s, m))
     anti = None
-    hyb = 1.0 if sysm.is_hf else 0.0
     if not sysm.is_hf:
-        ni = sysm.mf._numint
-        omega, _, hyb = ni.rsh_and_hybrid_coeff(sysm.cfg.xc, spin=sysm.mol.spin)
-        if omega != 0:
-            raise DataError("<xc kernel>", "xc", "a pure or global-hybrid functional (range-separated exchange "
-                                                 "is not implemented)", sysm.cfg.xc)
         sym += _semilocal(sysm, np.asarray(rho0).real)
     if hyb != 0:
         k_sym, anti = _exchange(sysm, hyb)

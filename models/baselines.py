@@ -94,7 +94,7 @@ class LinearXC(FrozenXC):
     """Linear-xc propagator (module docstring): the xc kernel at ρ(0) applied to ρ − ρ(0), evaluated like J."""
 
     def potential(self, ks: KohnShamOperators):
-        if ks.kxc is None:
+        if not ks.has_kernel:
             raise ValueError("the linear-xc baseline needs the xc kernel (KohnShamBatch.xc_kernel)")
         return ks.vxc0_o, ks.linear_xc
 

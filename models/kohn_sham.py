@@ -41,6 +41,14 @@ class KohnShamOperators:
     kxc: torch.Tensor | None = None  # [B or 1, S·M, S·M] float64: xc kernel at ρ(0) (Löwdin, pair coordinates)
     kxc_anti: torch.Tensor | None = None  # [B or 1, S·M', S·M'] float64: its exact-exchange part on Im ρ (hybrids)
     kxc_spins: int = 1  # S: 1 = total-density kernel (closed shells), 2 = spin-resolved
+    xc_points: torch.Tensor | None = None  # [B or 1, P, N] float64: the factored kernel's points (rtml.datasets.xc_isdf)
+    xc_weights: torch.Tensor | None = None  # [B or 1, S·P, S·P] float64
+    xc_hybrid: torch.Tensor | None = None  # [B or 1] float64: exact exchange −a·K through l_o
+
+    @property
+    def has_kernel(self) -> bool:
+        """Whether :meth:`linear_xc` can run (a dense or a factored xc kernel at ρ(0))."""
+        return self.kxc is not None or self.xc_points is not None
 
     @classmethod
     def from_batch(cls, ks: KohnShamBatch) -> KohnShamOperators:
@@ -54,8 +62,11 @@ class KohnShamOperators:
             xi = x_inv.to(torch.complex128)
             kxc = None if ks.xc_kernel is None else ks.xc_kernel.flatten(3, 4).flatten(1, 2)  # already Löwdin
             kxc_anti = None if ks.xc_kernel_anti is None else ks.xc_kernel_anti.flatten(3, 4).flatten(1, 2)
-            spins = 1 if ks.xc_kernel is None else ks.xc_kernel.shape[1]
-            return cls(kxc=kxc, kxc_anti=kxc_anti, kxc_spins=spins, h_o=(x @ ks.hcore @ x).to(torch.complex128), r_o=(x[:, None] @ ks.r_ints @ x[:, None]).to(
+            spins = ks.xc_kernel.shape[1] if ks.xc_kernel is not None else \
+                ks.xc_weights.shape[1] if ks.xc_weights is not None else 1
+            fac = {} if ks.xc_points is None else {"xc_points": ks.xc_points, "xc_hybrid": ks.xc_hybrid,
+                                                    "xc_weights": ks.xc_weights.flatten(3, 4).flatten(1, 2)}
+            return cls(kxc=kxc, kxc_anti=kxc_anti, kxc_spins=spins, **fac, h_o=(x @ ks.hcore @ x).to(torch.complex128), r_o=(x[:, None] @ ks.r_ints @ x[:, None]).to(
                 torch.complex128), l_o=x[:len(ks.j_factor), None] @ ks.j_factor @ x[:len(ks.j_factor), None],
                 vxc0_o=xc[:, None] @ ks.vxc0 @ xc[:, None], rho_gs_o=xi[:, None] @ ks.rho_gs @ xi[:, None],
                 x=x, x_inv=x_inv)
@@ -76,13 +87,13 @@ class KohnShamOperators:
     def linear_xc(self, rho_o: torch.Tensor) -> torch.Tensor:
         """K[ρ − ρ(0)] [*, B, 2, N, N] complex128 (Löwdin): the xc kernel at ρ(0) applied to the deviation, in the
         pair coordinates of :mod:`rtml.datasets.xc_kernel` (Re part; Im part through exact exchange for hybrids)."""
-        if self.kxc is None:
-            raise ValueError("the linear-xc term needs the xc kernel (KohnShamBatch.xc_kernel)")
+        if not self.has_kernel:
+            raise ValueError("the linear-xc term needs the xc kernel (KohnShamBatch.xc_kernel or xc_points)")
         n, s = rho_o.shape[-1], self.kxc_spins
+        if self.kxc is None:
+            return self._factored_xc(rho_o)
         i0, i1, _, j0, j1 = pairs(n)
-        d = rho_o.to(torch.complex128) - self.rho_gs_o  # [*, B, 2, N, N]
-        if s == 1:
-            d = d.sum(-3, keepdim=True)  # total density [*, B, 1, N, N]
+        d = self._deviation(rho_o)  # [*, B, S, N, N]
         out = torch.zeros(d.shape, dtype=torch.float64, device=d.device)
         v = _apply(self.kxc, sym_coords(d.real).flatten(-2)).unflatten(-1, (s, len(i0)))  # [*, B, S, M]
         out[..., i0, i1] = v
@@ -95,6 +106,33 @@ class KohnShamOperators:
             im[..., j1, j0] = -va
             out = out + 1j * im
         return out if s == 2 else out.expand(*out.shape[:-3], 2, n, n)
+
+    def _deviation(self, rho_o: torch.Tensor) -> torch.Tensor:
+        """ρ − ρ(0) [*, B, S, N, N] complex128: spin-resolved (S = 2) or the total density (S = 1)."""
+        d = rho_o.to(torch.complex128) - self.rho_gs_o  # [*, B, 2, N, N]
+        return d.sum(-3, keepdim=True) if self.kxc_spins == 1 else d
+
+    def _factored_xc(self, rho_o: torch.Tensor) -> torch.Tensor:
+        """K[ρ − ρ(0)] through the factored kernel (:mod:`rtml.datasets.xc_isdf`): δn = diag(X δP Xᵀ), v = W δn,
+        δV = Xᵀ diag(v) X, plus −a·K[δP] (−½a on the total density) through the Coulomb factor for hybrids."""
+        n, s = rho_o.shape[-1], self.kxc_spins
+        d = self._deviation(rho_o)  # [*, B, S, N, N]
+        x = self.xc_points.unsqueeze(-3)  # [B or 1, 1, P, N]
+        dn = ((x @ d.real) * x).sum(-1)  # [*, B, S, P]
+        v = _apply(self.xc_weights, dn.flatten(-2)).unflatten(-1, (s, -1))  # [*, B, S, P]
+        out = ((x * v.unsqueeze(-1)).mT @ x).to(torch.complex128)  # [*, B, S, N, N]
+        if bool((self.xc_hybrid != 0).any()):
+            coef = (-0.5 if s == 1 else -1.0) * self.xc_hybrid  # [B or 1]
+            out = out + coef[:, None, None, None].to(torch.complex128) * self._exchange(d)
+        return out if s == 2 else out.expand(*out.shape[:-3], 2, n, n)
+
+    def _exchange(self, d: torch.Tensor, chunk: int = 128) -> torch.Tensor:
+        """K[d] = Σ_Q L_Q d L_Q [*, B, S, N, N] complex128 (Löwdin Coulomb factor l_o; Q in chunks)."""
+        out = torch.zeros_like(d)
+        for q in range(0, self.l_o.shape[1], chunk):
+            lq = self.l_o[:, q:q + chunk].unsqueeze(-4).to(torch.complex128)  # [B or 1, 1, q, N, N]
+            out = out + (lq @ d.unsqueeze(-3) @ lq).sum(-3)
+        return out
 
     def field_term(self, e: torch.Tensor) -> torch.Tensor:
         """E·r [*, B, 1, N, N] complex128 for fields e [*, B, 3] (a.u.)."""

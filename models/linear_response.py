@@ -119,7 +119,8 @@ def field_nodes(e0: torch.Tensor, mean: torch.Tensor, e1: torch.Tensor) -> torch
 def _digest(ops: KohnShamOperators, tag: str, h: float) -> str:
     """Key of one member's correction: its ground state, Kohn–Sham matrix pieces and kernel, the step and ``tag``."""
     d = hashlib.sha1(f"{tag}|{h:.12g}".encode())
-    for t in (ops.h_o, ops.rho_gs_o, ops.vxc0_o, ops.x, ops.l_o, ops.kxc, ops.kxc_anti):
+    for t in (ops.h_o, ops.rho_gs_o, ops.vxc0_o, ops.x, ops.l_o, ops.kxc, ops.kxc_anti, ops.xc_points, ops.xc_weights,
+              ops.xc_hybrid):
         if t is not None:
             d.update(t.detach().cpu().contiguous().numpy().tobytes())
     return d.hexdigest()
@@ -158,7 +159,7 @@ def member_matrices(ops: KohnShamOperators, step_fn, h: float, tag: str) -> dict
     hit = _cache.get(key)
     if hit is not None:
         return hit
-    if ops.kxc is None:
+    if not ops.has_kernel:
         raise ValueError("the exact linear response needs the xc kernel at ρ(0) (KohnShamBatch.xc_kernel)")
     n_bf = ops.h_o.shape[-1]
     c = HermitianCoords(n_bf, device=ops.h_o.device)

@@ -269,7 +269,7 @@ class Surrogate(nn.Module):
         v = self.potential(st, m if gate is None else m * gate[..., None, :, None, None, None])  # [*, k, B, 2, N, N]
         lin = None
         if self.cfg.linear_xc_source:
-            if st.ks.kxc is None:
+            if not st.ks.has_kernel:
                 raise ValueError("model.linear_xc_source=True needs the xc kernel at ρ(0) (KohnShamBatch.xc_kernel; "
                                  "pure functionals, global hybrids and HF)")
             psi = self.coef(latent)[..., 0].to(torch.float64)  # [*, B*A]

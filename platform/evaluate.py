@@ -154,7 +154,7 @@ def evaluate_trajectories(model, items: list, cfg: RolloutEvalConfig, device=Non
             predictors = {"model": model} if model is not None else {}
             if cfg.baselines:
                 predictors["frozen_xc"] = FrozenXC()
-                if mol.ks.xc_kernel is not None:
+                if mol.ks.has_xc_kernel:
                     predictors["linear_xc"] = LinearXC()
                     if stride > 1 and 2 * mol.nbf ** 2 <= MAX_COORDS:
                         predictors["linear_xc_lr"] = LinearXC(FrozenXCConfig(linear_response="exact"))
