@@ -50,6 +50,24 @@ def _benzene() -> tuple[tuple[str, ...], np.ndarray]:
     return ("C",) * 6 + ("H",) * 6, np.concatenate([ring(1.397), ring(1.397 + 1.084)])
 
 
+def _acene(rings: int, cc: float = 1.40, ch: float = 1.08) -> tuple[tuple[str, ...], np.ndarray]:
+    """Linear acene C(4r+2)H(2r+4) (naphthalene r = 2, tetracene r = 4): ideal hexagons of side ``cc`` Å fused
+    along x, C–H ``ch`` Å pointing away from the ring centre, planar (z = 0)."""
+    centres = np.stack([np.arange(rings) * np.sqrt(3) * cc, np.zeros(rings)], 1)  # [r, 2]
+    ang = np.deg2rad(30 + 60 * np.arange(6))
+    verts = (centres[:, None, :] + cc * np.stack([np.cos(ang), np.sin(ang)], 1)[None]).reshape(-1, 2)
+    carbons = np.unique(np.round(verts, 6), axis=0)  # shared edges counted once
+    hs = []
+    for c in carbons:
+        near = np.linalg.norm(centres - c, axis=1) < cc + 1e-3  # the rings this carbon belongs to
+        if near.sum() == 1:  # an outer CH carbon
+            u = c - centres[near][0]
+            hs.append(c + ch * u / np.linalg.norm(u))
+    xy = np.concatenate([carbons, np.asarray(hs)])
+    pos = np.concatenate([xy, np.zeros((len(xy), 1))], 1)
+    return ("C",) * len(carbons) + ("H",) * len(hs), pos
+
+
 def _catalog() -> dict[str, Molecule]:
     t = 0.6291  # CH4: C-H 1.0897 Å along the cube diagonals
     c6_sym, c6_pos = _benzene()
@@ -63,6 +81,8 @@ def _catalog() -> dict[str, Molecule]:
                                        [-0.8138, -0.4699, -0.2711]], 0, 1),
         "ch4": (("C", "H", "H", "H", "H"), [[0, 0, 0], [t, t, t], [-t, -t, t], [-t, t, -t], [t, -t, -t]], 0, 1),
         "c6h6": (c6_sym, c6_pos, 0, 1),
+        "naphthalene": (*_acene(2), 0, 1),  # C10H8, 106 functions in 6-31G
+        "tetracene": (*_acene(4), 0, 1),  # C18H12, 30 atoms, 186 functions in 6-31G
     }
     return {k: Molecule(name=k, symbols=s, positions=np.asarray(p, np.float64), charge=c, multiplicity=m).centred()
             for k, (s, p, c, m) in raw.items()}

@@ -127,6 +127,13 @@ def test_cli_propagate_writes_a_store_entry(tmp_path, capsys):
     assert main(["propagate", "--model", str(path), "--molecule", "h2", "--field", "kick:abc", "--steps", "5",
                  "--out", str(out)]) != 0
     assert "kick amplitude" in capsys.readouterr().err
+    # a model trained in another basis: one line naming the bases, no traceback
+    other = save_model(Surrogate(preset("debug")), tmp_path / "b.pt",
+                       meta={"data": {"functionals": ["LDA,VWN"], "bases": ["sto-3g"], "dt": [0.2]}})
+    assert main(["propagate", "--model", str(other), "--molecule", "h2", "--field", "kick:1e-2:z", "--steps", "5",
+                 "--out", str(out), "--no-tracking"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "trained in basis set(s) ['sto-3g']" in err and "--basis" in err
 
 
 def test_python_entry_point_takes_pyscf_and_ase_molecules(h2_ref):

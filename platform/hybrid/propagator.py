@@ -34,6 +34,7 @@ from rtml.datasets.molecules import Molecule
 from rtml.datasets.trajectory import Trajectory
 from rtml.models.inputs import MoleculeBatch, spin_resolved
 from rtml.platform.hybrid.config import HybridConfig
+from rtml.platform.modelio import ModelFileError
 
 
 @dataclass
@@ -53,32 +54,33 @@ class HybridResult:
 
 def check_models(models: list, engine: EngineConfig, source: str = "<models>"):
     """Reject ensembles the hybrid cannot run: bundles > 1, or a functional/basis/dt the models
-    were not trained on (from ``model.rtml_meta['data']``, written by ``rtml train``)."""
+    were not trained on (from ``model.rtml_meta['data']``, written by ``rtml train``). Raises
+    :class:`rtml.platform.modelio.ModelFileError` (a ValueError the CLI prints in one line)."""
     if not models:
-        raise ValueError(f"{source}: expected at least one model")
+        raise ModelFileError(f"{source}: expected at least one model")
     for m in models:
         if m.cfg.bundle != 1:
-            raise ValueError(f"{source}: field 'model.bundle': expected 1 (rtml propagate steps frame by frame), "
+            raise ModelFileError(f"{source}: field 'model.bundle': expected 1 (rtml propagate steps frame by frame), "
                              f"got {m.cfg.bundle}")
         if getattr(m.cfg, "stride", 1) != 1:  # its step is stride × dt: stepping it at dt would be silently wrong
-            raise ValueError(f"{source}: field 'model.stride': expected 1 (the hybrid propagator hands frames between "
+            raise ModelFileError(f"{source}: field 'model.stride': expected 1 (the hybrid propagator hands frames between "
                              f"the model and the engine at the engine's dt), got {m.cfg.stride}: evaluate strided "
                              "models with `rtml evaluate` / benchmarks/large_steps.py")
         if getattr(m, "field_nodes", False):
-            raise ValueError(f"{source}: field 'model.linear_response': expected 'magnus' (the hybrid propagator "
+            raise ModelFileError(f"{source}: field 'model.linear_response': expected 'magnus' (the hybrid propagator "
                              f"feeds the model step-midpoint fields), got {m.cfg.linear_response!r}: evaluate it "
                              "with `rtml evaluate` / benchmarks/large_steps.py")
         data = (getattr(m, "rtml_meta", None) or {}).get("data") or {}
         sys_ = engine.system
         if data.get("functionals") and sys_.xc.upper() not in {f.upper() for f in data["functionals"]}:
-            raise ValueError(f"{source}: the model was trained on functional(s) {data['functionals']}, not "
+            raise ModelFileError(f"{source}: the model was trained on functional(s) {data['functionals']}, not "
                              f"{sys_.xc!r}: its learned xc potential is another functional's (pass --xc "
                              f"{data['functionals'][0]!r} or train on {sys_.xc!r} data)")
         if data.get("bases") and sys_.basis.lower() not in {b.lower() for b in data["bases"]}:
-            raise ValueError(f"{source}: the model was trained in basis set(s) {data['bases']}, not "
+            raise ModelFileError(f"{source}: the model was trained in basis set(s) {data['bases']}, not "
                              f"{sys_.basis!r} (pass --basis {data['bases'][0]!r})")
         if data.get("dt") and not any(abs(engine.integrator.dt - d) < 1e-12 for d in data["dt"]):
-            raise ValueError(f"{source}: the model was trained at dt {data['dt']} a.u., not "
+            raise ModelFileError(f"{source}: the model was trained at dt {data['dt']} a.u., not "
                              f"{engine.integrator.dt} (pass --dt {data['dt'][0]})")
 
 
