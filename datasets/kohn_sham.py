@@ -54,6 +54,11 @@ class KohnShamTerms:
     rho0: np.ndarray  # [S, N, N] complex128: the reference density P(0) of vxc0
     xc_kernel: XCKernel | None = None  # K_xc at rho0, Löwdin basis, pair coordinates (rtml.datasets.xc_kernel)
 
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.overlap, self.hcore, self.r_ints, self.j_factor, self.vxc0, self.rho0)
+        return sum(a.nbytes for a in arrays) + (self.xc_kernel.nbytes if self.xc_kernel is not None else 0)
+
 
 def system_from_static(static: dict, source: str = "<memory>") -> ElectronicSystem:
     """A PySCF system for a trajectory's geometry/basis/functional (a store's ``static`` dict or a Trajectory's

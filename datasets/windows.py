@@ -27,9 +27,12 @@ import numpy as np
 import torch
 
 from rtml.datasets.errors import DataError
+from rtml.datasets.kohn_sham import KohnShamBatch, kohn_sham_terms, potential_spin_resolved
+from rtml.datasets.sized_cache import SizedLRU
 from rtml.datasets.store.zarr_store import TrajectoryStore
 from rtml.datasets.units import ANGSTROM_TO_BOHR
 
+TERMS_CACHE_MB = 1024  # per process: exact Kohn–Sham terms (H2O/6-31G ~0.1 MB, C6H6 ~100 MB with the dense kernel)
 FIRST_START = 2  # earliest window start (frame of ρ(t0)): its previous frame is frame 1, after a kick at dt/2
 
 
@@ -92,7 +95,8 @@ class WindowReader:
                                 "without it)", f"{len(missing)} without, e.g. {missing[0]}")
         self.n_steps = {e["id"]: e["n_steps"] for e in self.entries}
         self._store = None
-        self._static: dict[str, dict] = {}
+        self._static: dict[str, dict] = {}  # geometry, basis, field and time axes: small, kept
+        self._terms = SizedLRU(TERMS_CACHE_MB, lambda t: t.nbytes)  # exact Kohn–Sham terms: bounded
 
     @staticmethod
     def n_starts(n_steps: int, horizon: int, stride: int = 1) -> int:
@@ -133,7 +137,8 @@ class WindowReader:
             extra = {"xc_potential": got["xc_potential"][::s_]} if self.xc_potential else {}
             fine = st["field"][sl]  # [(h+1)·s + 1, 3]
             mids = 0.5 * (fine[1:] + fine[:-1])  # [(h+1)·s, 3]
-            out.append({"traj_id": traj_id, "start": start, "static": st, **extra,
+            terms = {"ks": self._terms_of(traj_id, st)} if self.kohn_sham else {}
+            out.append({"traj_id": traj_id, "start": start, "static": st, **extra, **terms,
                         "rho": got["density"][::s_],  # [h+2, S, nbf, nbf]
                         "field": fine[::s_],  # [h+2, 3]
                         "field_mid": mids.reshape(h + 1, s_, 3).mean(1),  # [h+1, 3]: E averaged over each step
@@ -147,12 +152,17 @@ class WindowReader:
             st = self._static[traj_id] = self._store.static(traj_id)
             st["field"] = self._store.read_array(traj_id, "field")  # [T, 3] float64
             st["time"] = self._store.read_array(traj_id, "time")  # [T] float64
-        if self.kohn_sham and "ks" not in st:
-            from rtml.datasets.kohn_sham import kohn_sham_terms
-
-            st["ks"] = kohn_sham_terms(st, self._store.read_array(traj_id, "density", slice(0, 1))[0],
-                                       source=f"{self.store_path}/trajectories/{traj_id}")
         return st
+
+    def _terms_of(self, traj_id: str, st: dict):
+        """The trajectory's exact Kohn–Sham terms (:mod:`rtml.datasets.kohn_sham`), rebuilt when the bounded cache
+        has let them go."""
+        terms = self._terms.get(traj_id)
+        if terms is None:
+            terms = kohn_sham_terms(st, self._store.read_array(traj_id, "density", slice(0, 1))[0],
+                                    source=f"{self.store_path}/trajectories/{traj_id}")
+            self._terms.put(traj_id, terms)
+        return terms
 
 
 @dataclass(kw_only=True)
@@ -260,10 +270,8 @@ def collate_windows(samples: list[dict]) -> WindowBatch:
         z[b, :a] = torch.from_numpy(st["atomic_numbers"].astype(np.int64))
         amask[b, :a] = True
     ks = vxc = None
-    if all("ks" in s["static"] for s in samples):
-        from rtml.datasets.kohn_sham import KohnShamBatch, potential_spin_resolved
-
-        ks = KohnShamBatch.from_terms([s["static"]["ks"] for s in samples], N)
+    if all("ks" in s for s in samples):
+        ks = KohnShamBatch.from_terms([s["ks"] for s in samples], N)
         if all("xc_potential" in s for s in samples):
             vxc = torch.zeros(B, T1, 2, N, N, dtype=torch.complex64)
             for b, s in enumerate(samples):

@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import OrderedDict
 
 import numpy as np
 import torch
 
+from rtml.datasets.sized_cache import SizedLRU
 from rtml.models.kohn_sham import KohnShamOperators, magnus_step
 
 MAX_COORDS = 4096  # n = 2N² (N ≤ 45): one O(n³) eigendecomposition and n-column Jacobians per geometry
@@ -126,28 +126,8 @@ def _digest(ops: KohnShamOperators, tag: str, h: float) -> str:
     return d.hexdigest()
 
 
-class _LRU:
-    """Per-geometry correction matrices, least recently used out first, bounded in MB (``CACHE_MB``)."""
-
-    def __init__(self, max_mb: float):
-        self.max_bytes, self.items, self.bytes = max_mb * 2 ** 20, OrderedDict(), 0
-
-    def get(self, key):
-        if key in self.items:
-            self.items.move_to_end(key)
-            return self.items[key]
-        return None
-
-    def put(self, key, mats: dict):
-        self.items[key] = mats
-        self.bytes += sum(m.element_size() * m.nelement() for m in mats.values())
-        while self.bytes > self.max_bytes and len(self.items) > 1:
-            _, old = self.items.popitem(last=False)
-            self.bytes -= sum(m.element_size() * m.nelement() for m in old.values())
-
-
 CACHE_MB = 512  # per process: ~1.9 MB per H2O/6-31G geometry and step (2·(2N²)² float64)
-_cache = _LRU(CACHE_MB)
+_cache = SizedLRU(CACHE_MB, lambda mats: sum(m.element_size() * m.nelement() for m in mats.values()))
 
 
 def member_matrices(ops: KohnShamOperators, step_fn, h: float, tag: str) -> dict[str, torch.Tensor]:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from rtml.datasets.sized_cache import SizedLRU
 from rtml.models import linear_response as lr_mod
 from rtml.models.baselines import FrozenXC, FrozenXCConfig, LinearXC
 from rtml.models.inputs import MoleculeBatch, spin_resolved
@@ -164,7 +165,7 @@ def test_refusals_and_the_bounded_cache(h2o, monkeypatch):
     with pytest.raises(ValueError, match="13 basis functions give a 338-dimensional"):
         LinearResponse(ops, linear_xc_step(1), "x").matrices(1.0)
     monkeypatch.setattr(lr_mod, "MAX_COORDS", 4096)
-    small = lr_mod._LRU(max_mb=3.0)  # one H2O/6-31G entry is ~1.9 MB: a second one evicts the first
+    small = SizedLRU(3.0, lr_mod._cache.size)  # one H2O/6-31G entry is ~1.9 MB: a second one evicts the first
     monkeypatch.setattr(lr_mod, "_cache", small)
     lr = LinearResponse(ops, linear_xc_step(1), "x")
     lr.matrices(0.4)

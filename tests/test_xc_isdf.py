@@ -123,3 +123,21 @@ def test_linear_xc_rollout_with_the_factored_kernel():
     print(f"factored vs dense dipole gap {gap:.2e}, dense vs engine {own:.2e} (of the swing)")
     assert gap < 1e-4, gap
     assert gap < 0.2 * own, (gap, own)
+
+
+def test_window_reader_bounds_its_kohn_sham_terms(small_store, monkeypatch):
+    """The reader's per-process cache of exact terms is an LRU bounded in MB: with room for one geometry it keeps
+    one, rebuilds an evicted one on demand, and the batches are the same as with an unbounded cache."""
+    from rtml.datasets import windows
+    from rtml.datasets.windows import WindowReader, collate_windows
+
+    ids = WindowReader(small_store, 4, "all").entries
+    plan = [(ids[0]["id"], 2, 4), (ids[-1]["id"], 2, 4)]
+    big = WindowReader(small_store, 4, "all", kohn_sham=True)
+    ref = collate_windows(big.sample_many(plan))
+    monkeypatch.setattr(windows, "TERMS_CACHE_MB", 1e-3)
+    tight = WindowReader(small_store, 4, "all", kohn_sham=True)
+    for _ in range(2):
+        got = collate_windows(tight.sample_many(plan))
+        assert len(tight._terms) == 1 and len(big._terms) == 2
+        assert torch.equal(got.ks.j_factor, ref.ks.j_factor) and torch.equal(got.ks.xc_kernel, ref.ks.xc_kernel)
