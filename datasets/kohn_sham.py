@@ -97,7 +97,17 @@ def coulomb(fac: np.ndarray, p_total: np.ndarray) -> np.ndarray:
 
 def xc_potential(sysm: ElectronicSystem, p: np.ndarray, vhf=None) -> np.ndarray:
     """V_xc[P] = V_eff[P] − J[P] per spin, [S, N, N] complex128, for a density [S, N, N] in the store's layout.
-    ``vhf``: the engine's V_eff of this P when already built (saves a Fock build)."""
+    ``vhf``: the engine's V_eff of this P when already built (saves a Fock build). Without it a pure functional's
+    V_xc is the grid integral alone (no J, so no ERIs: PySCF would hold all of them in memory, 1.2 GB at N = 186)."""
+    if vhf is None and not sysm.needs_complex:
+        mf, dm = sysm.mf, np.asarray(p).real
+        if mf.grids.coords is None:
+            mf.grids.build(with_non0tab=True)
+        if sysm.open_shell:
+            vxc = mf._numint.nr_uks(sysm.mol, mf.grids, sysm.cfg.xc, dm)[2]
+        else:
+            vxc = mf._numint.nr_rks(sysm.mol, mf.grids, sysm.cfg.xc, dm[0])[2]
+        return np.asarray(vxc).reshape(sysm.n_spin, sysm.nbf, sysm.nbf).astype(np.complex128)
     if vhf is None:
         vhf = sysm.veff(p)
     veff = np.asarray(vhf).reshape(sysm.n_spin, sysm.nbf, sysm.nbf)

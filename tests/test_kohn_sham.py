@@ -50,6 +50,9 @@ def test_j_factor_is_the_engines_coulomb_matrix(h2o_kick):
     assert terms.j_factor.shape[0] < sysm.nbf ** 2  # a real low-rank factor, not the identity
     # the engine's recorded Fock target at t = 0 is V_xc[P(0)]
     assert np.abs(h2o_kick.xc_potential[0] - terms.vxc0).max() < 1e-6
+    # a pure functional's V_xc straight from the grid (no J) is the engine's V_eff − J
+    assert np.abs(xc_potential(sysm, h2o_kick.density[7]) - xc_potential(sysm, h2o_kick.density[7],
+                                                                          sysm.veff(h2o_kick.density[7]))).max() < 1e-12
 
 
 def test_oracle_vxc_reproduces_the_engine(h2o_kick):

@@ -30,6 +30,7 @@ from rtml.datasets.engine.stepper import ReferenceStepper
 from rtml.datasets.engine.system import ElectronicSystem, make_system
 from rtml.datasets.errors import PropagationError
 from rtml.datasets.fields import FieldSpec
+from rtml.datasets.kohn_sham import kohn_sham_terms, static_of
 from rtml.datasets.molecules import Molecule
 from rtml.datasets.trajectory import Trajectory
 from rtml.models.inputs import MoleculeBatch, spin_resolved
@@ -137,7 +138,8 @@ def propagate_hybrid(models: list, molecule: Molecule, field_spec: FieldSpec, en
     p_gs_ao = sysm.ground_state(scf_guess)  # [S, N, N] complex128
     p_gs = sysm.to_orth(p_gs_ao)
     gs = ground_state_trajectory(sysm, p_gs_ao, e_rec[0], dt)
-    mol = MoleculeBatch.from_trajectories([gs], dtype=torch.float32, kohn_sham=True)
+    terms = kohn_sham_terms(static_of(gs), p_gs_ao, source=molecule.name, sysm=sysm)  # the engine's own system
+    mol = MoleculeBatch.from_trajectories([gs], dtype=torch.float32, ks_terms=[terms])
     rho0 = spin_resolved(torch.from_numpy(p_gs_ao))[None]  # [1, 2, N, N]
     members = [_Member(m, mol, rho0) for m in models]
     n_el = float(molecule.n_electrons)
