@@ -37,7 +37,7 @@ from rtml.datasets.eri_cholesky import eri_cholesky
 from rtml.datasets.errors import DataError
 from rtml.datasets.molecules import Molecule
 from rtml.datasets.trajectory import ELEMENTS
-from rtml.datasets.xc_kernel import XCKernel, pairs, xc_kernel
+from rtml.datasets.xc_kernel import XCKernel, pack, pairs, sym_coords, unpack, xc_kernel
 
 J_METHODS = ("cholesky", "df")
 
@@ -49,7 +49,7 @@ class KohnShamTerms:
     overlap: np.ndarray  # [N, N] float64
     hcore: np.ndarray  # [N, N] float64, Hartree
     r_ints: np.ndarray  # [3, N, N] float64, bohr (about the origin)
-    j_factor: np.ndarray  # [Q, N, N] float64, J[P] = Σ_Q L_Q tr(L_Q P_total)
+    j_factor: np.ndarray  # [Q, M] float64 packed (m ≤ n, M = N(N+1)/2): J[P] = Σ_Q L_Q tr(L_Q P_total)
     vxc0: np.ndarray  # [S, N, N] complex128, Hartree: V_xc at rho0
     rho0: np.ndarray  # [S, N, N] complex128: the reference density P(0) of vxc0
     xc_kernel: XCKernel | None = None  # K_xc at rho0, Löwdin basis, pair coordinates (rtml.datasets.xc_kernel)
@@ -80,19 +80,21 @@ def system_from_static(static: dict, source: str = "<memory>") -> ElectronicSyst
 
 
 def j_factor(sysm: ElectronicSystem, method: str = "cholesky", tol: float = CHOLESKY_TOL) -> np.ndarray:
-    """[Q, N, N] float64 with J[P]_mn = Σ_Q L_Qmn Σ_kl L_Qkl P_kl (see module docstring)."""
+    """[Q, M] float64, the symmetric L_Q packed (:func:`rtml.datasets.xc_kernel.pack`), with
+    J[P]_mn = Σ_Q L_Qmn Σ_kl L_Qkl P_kl (see module docstring)."""
     n = sysm.nbf
     if method == "cholesky":
         return eri_cholesky(sysm.mol, tol)
     if method == "df":
         cderi = df.incore.cholesky_eri(sysm.mol, auxbasis="weigend", aosym="s1")  # [Q, n²]
-        return np.ascontiguousarray(np.asarray(cderi).reshape(-1, n, n))
+        return np.ascontiguousarray(pack(np.asarray(cderi).reshape(-1, n, n)))
     raise DataError("<kohn_sham>", "j_method", f"one of {J_METHODS}", repr(method))
 
 
 def coulomb(fac: np.ndarray, p_total: np.ndarray) -> np.ndarray:
-    """J[P] [N, N] from a factor [Q, N, N] and a total density [N, N] (only Re P contributes)."""
-    return np.einsum("q,qmn->mn", np.einsum("qkl,lk->q", fac, p_total).real, fac)
+    """J[P] [N, N] from a packed factor [Q, M] and a total density [N, N] (only Re P contributes)."""
+    n = p_total.shape[-1]
+    return unpack(fac.T @ (fac @ sym_coords(np.asarray(p_total).real)), n)
 
 
 def xc_potential(sysm: ElectronicSystem, p: np.ndarray, vhf=None) -> np.ndarray:
@@ -149,7 +151,7 @@ class KohnShamBatch:
     r_ints: torch.Tensor  # [B, 3, N, N] float64, bohr
     # the two large operators are held once when every member is the same geometry (``from_terms`` with one terms
     # object repeated: many fields on one molecule), leading dim 1, broadcast over the batch
-    j_factor: torch.Tensor  # [B or 1, Q, N, N] float64 (zero-padded in Q)
+    j_factor: torch.Tensor  # [B or 1, Q, M] float64 packed in the padded basis's pairs (zero-padded in Q)
     vxc0: torch.Tensor  # [B, 2, N, N] complex128, V_xc at the reference density
     rho_gs: torch.Tensor  # [B, 2, N, N] complex128, the reference (ground-state) density, spin-resolved
     # K_xc at ρ(0) (rtml.datasets.xc_kernel; padded N, pair coordinates of the padded basis; S = 2 if any member is
@@ -178,7 +180,7 @@ class KohnShamBatch:
         Q = max(t.j_factor.shape[0] for t in terms)
         out = cls(overlap=torch.eye(N, dtype=torch.float64).repeat(B, 1, 1),
                   hcore=torch.zeros(B, N, N, dtype=torch.float64), r_ints=torch.zeros(B, 3, N, N, dtype=torch.float64),
-                  j_factor=torch.zeros(len(big), Q, N, N, dtype=torch.float64),
+                  j_factor=torch.zeros(len(big), Q, N * (N + 1) // 2, dtype=torch.float64),
                   vxc0=torch.zeros(B, 2, N, N, dtype=torch.complex128),
                   rho_gs=torch.zeros(B, 2, N, N, dtype=torch.complex128))
         for b, t in enumerate(terms):
@@ -190,8 +192,8 @@ class KohnShamBatch:
             rho = torch.from_numpy(np.asarray(t.rho0, np.complex128))
             out.rho_gs[b, :, :n, :n] = torch.cat([0.5 * rho, 0.5 * rho]) if rho.shape[0] == 1 else rho
         for b, t in enumerate(big):
-            n = t.hcore.shape[-1]
-            out.j_factor[b, :t.j_factor.shape[0], :n, :n] = torch.from_numpy(np.asarray(t.j_factor, np.float64))
+            out.j_factor[b, :t.j_factor.shape[0], _padded_pairs(t.hcore.shape[-1], N)] = torch.from_numpy(
+                np.asarray(t.j_factor, np.float64))
         if all(t.xc_kernel is not None for t in terms):
             kinds = {t.xc_kernel.factored for t in big}
             if len(kinds) > 1:
@@ -204,6 +206,12 @@ class KohnShamBatch:
                 if any(t.xc_kernel.anti is not None for t in big):
                     out.xc_kernel_anti = _pad_kernels([t.xc_kernel.anti for t in big], N, strict=True)
         return out
+
+
+def _padded_pairs(n: int, n_pad: int) -> torch.Tensor:
+    """Positions of an N-function basis's packed pairs among those of the padded basis (same leading functions)."""
+    i0, i1, _, _, _ = pairs(n)
+    return torch.from_numpy(i0 * n_pad - i0 * (i0 - 1) // 2 + (i1 - i0))
 
 
 def _pad_factored(kernels: list, n_pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

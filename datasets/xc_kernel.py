@@ -75,6 +75,24 @@ def pairs(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.nd
     return i0, i1, w, j0, j1
 
 
+def pack(a):
+    """[..., M] upper triangle (m ≤ n, row-major) of symmetric matrices a [..., N, N] (numpy or torch)."""
+    i0, i1, _, _, _ = pairs(a.shape[-1])
+    return a[..., i0, i1]
+
+
+def unpack(v, n: int):
+    """The symmetric matrices [..., N, N] of packed upper triangles v [..., M] (numpy or torch)."""
+    i0, i1, _, _, _ = pairs(n)
+    if isinstance(v, np.ndarray):
+        out = np.zeros((*v.shape[:-1], n, n), v.dtype)
+    else:
+        out = v.new_zeros((*v.shape[:-1], n, n))
+    out[..., i0, i1] = v
+    out[..., i1, i0] = v
+    return out
+
+
 def sym_coords(a):
     """d coordinates [..., M] of the symmetric part of real matrices a [..., N, N] (numpy or torch)."""
     i0, i1, w, _, _ = pairs(a.shape[-1])

@@ -24,7 +24,7 @@ from dataclasses import dataclass, fields
 import torch
 
 from rtml.datasets.kohn_sham import KohnShamBatch
-from rtml.datasets.xc_kernel import pairs, sym_coords
+from rtml.datasets.xc_kernel import pack, pairs, sym_coords, unpack
 from rtml.models.physics import hermitize
 
 
@@ -33,7 +33,7 @@ class KohnShamOperators:
     """Löwdin-basis operators of a batch (float64 / complex128), from :meth:`from_batch`."""
     h_o: torch.Tensor  # [B, N, N] complex128
     r_o: torch.Tensor  # [B, 3, N, N] complex128
-    l_o: torch.Tensor  # [B or 1, Q, N, N] float64, S^-½ L S^-½ (1: one geometry for the whole batch)
+    l_o: torch.Tensor  # [B or 1, Q, M] float64, S^-½ L S^-½ packed (m ≤ n; 1: one geometry for the whole batch)
     vxc0_o: torch.Tensor  # [B, 2, N, N] complex128
     rho_gs_o: torch.Tensor  # [B, 2, N, N] complex128
     x: torch.Tensor  # [B, N, N] float64, S^-½
@@ -67,7 +67,7 @@ class KohnShamOperators:
             fac = {} if ks.xc_points is None else {"xc_points": ks.xc_points, "xc_hybrid": ks.xc_hybrid,
                                                     "xc_weights": ks.xc_weights.flatten(3, 4).flatten(1, 2)}
             return cls(kxc=kxc, kxc_anti=kxc_anti, kxc_spins=spins, **fac, h_o=(x @ ks.hcore @ x).to(torch.complex128), r_o=(x[:, None] @ ks.r_ints @ x[:, None]).to(
-                torch.complex128), l_o=x[:len(ks.j_factor), None] @ ks.j_factor @ x[:len(ks.j_factor), None],
+                torch.complex128), l_o=_orth_factor(ks.j_factor, x[:len(ks.j_factor)]),
                 vxc0_o=xc[:, None] @ ks.vxc0 @ xc[:, None], rho_gs_o=xi[:, None] @ ks.rho_gs @ xi[:, None],
                 x=x, x_inv=x_inv)
 
@@ -77,12 +77,12 @@ class KohnShamOperators:
                                     for f in fields(self) for v in [getattr(self, f.name)]})
 
     def coulomb(self, rho_o: torch.Tensor) -> torch.Tensor:
-        """J[ρ] [*, B, 1, N, N] complex128 (Löwdin) of spin-resolved ρ_o [*, B, 2, N, N] (total density)."""
+        """J[ρ] [*, B, 1, N, N] complex128 (Löwdin) of spin-resolved ρ_o [*, B, 2, N, N] (total density), through
+        the packed factor: tr(L_Q ρ) = L_Q · d(ρ) with the pair coordinates d of :func:`sym_coords`."""
         n = rho_o.shape[-1]
-        lf = self.l_o.flatten(-2)  # [B or 1, Q, N²] (L symmetric: tr(L ρ) = vec(L)·vec(ρ))
-        p = rho_o.real.sum(-3).to(torch.float64).flatten(-2)  # [*, B, N²]
-        j = _apply(lf.mT, _apply(lf, p))  # [*, B, N²]
-        return j.unflatten(-1, (n, n)).to(torch.complex128).unsqueeze(-3)
+        d = sym_coords(rho_o.real.sum(-3).to(torch.float64))  # [*, B, M]
+        j = _apply(self.l_o.mT, _apply(self.l_o, d))  # [*, B, M]
+        return unpack(j, n).to(torch.complex128).unsqueeze(-3)
 
     def linear_xc(self, rho_o: torch.Tensor) -> torch.Tensor:
         """K[ρ − ρ(0)] [*, B, 2, N, N] complex128 (Löwdin): the xc kernel at ρ(0) applied to the deviation, in the
@@ -130,7 +130,7 @@ class KohnShamOperators:
         """K[d] = Σ_Q L_Q d L_Q [*, B, S, N, N] complex128 (Löwdin Coulomb factor l_o; Q in chunks)."""
         out = torch.zeros_like(d)
         for q in range(0, self.l_o.shape[1], chunk):
-            lq = self.l_o[:, q:q + chunk].unsqueeze(-4).to(torch.complex128)  # [B or 1, 1, q, N, N]
+            lq = unpack(self.l_o[:, q:q + chunk], d.shape[-1]).unsqueeze(-4).to(torch.complex128)  # [B|1, 1, q, N, N]
             out = out + (lq @ d.unsqueeze(-3) @ lq).sum(-3)
         return out
 
@@ -142,6 +142,15 @@ class KohnShamOperators:
         """AO potential [*, B, 2, N, N] -> Löwdin S^-½ V S^-½."""
         x = self.x.to(torch.complex128)[:, None]
         return x @ v_ao.to(torch.complex128) @ x
+
+
+def _orth_factor(fac: torch.Tensor, x: torch.Tensor, chunk: int = 256) -> torch.Tensor:
+    """Packed AO factor [B or 1, Q, M] -> packed S^-½ L_Q S^-½ [B or 1, Q, M], Q in chunks (never [Q, N, N])."""
+    n = x.shape[-1]
+    out = torch.empty_like(fac)
+    for q in range(0, fac.shape[1], chunk):
+        out[:, q:q + chunk] = pack(x[:, None] @ unpack(fac[:, q:q + chunk], n) @ x[:, None])
+    return out
 
 
 def _apply(op: torch.Tensor, v: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,7 @@ from rtml.datasets.kohn_sham import (
     xc_potential,
 )
 from rtml.datasets.molecules import CATALOG
-from rtml.datasets.xc_kernel import apply, xc_kernel
+from rtml.datasets.xc_kernel import apply, pack, xc_kernel
 from rtml.models.baselines import FrozenXC, LinearXC
 from rtml.models.inputs import MoleculeBatch, spin_resolved
 from rtml.models.kohn_sham import KohnShamOperators, magnus_step
@@ -213,7 +213,7 @@ def test_batched_kernel_equals_the_reference_application():
         deltas.append(np.stack([0.5 * d[0], 0.5 * d[0]]) if s == 1 else d)  # spin-resolved
         zero = np.zeros((s, n, n), np.complex128)
         terms.append(KohnShamTerms(overlap=np.eye(n), hcore=np.zeros((n, n)), r_ints=np.zeros((3, n, n)),
-                                   j_factor=_symmetric(rng.normal(size=(4, n, n))), vxc0=zero, rho0=zero, xc_kernel=k))
+                                   j_factor=pack(_symmetric(rng.normal(size=(4, n, n)))), vxc0=zero, rho0=zero, xc_kernel=k))
     ops = KohnShamOperators.from_batch(KohnShamBatch.from_terms(terms))
     N = ops.h_o.shape[-1]
     rho = torch.zeros(len(terms), 2, N, N, dtype=torch.complex128)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from model_inputs import guess_inputs, with_kohn_sham
 
-from rtml.datasets.xc_kernel import compress, expand
+from rtml.datasets.xc_kernel import compress, expand, pack, unpack
 from rtml.models.dtype import building
 from rtml.models.equivariance import equivariance_error, random_rotation, rotate_irreps
 from rtml.models.field_encoder import FIELD_PRESETS, FieldEncoder
@@ -59,7 +59,7 @@ def _rotate_ks(ks, W, R):
                                          for s in range(rotated.shape[1])] for b in range(len(rotated))]))
     kernel = kernel.permute(0, 1, 3, 2, 4).contiguous()  # [B, S, M, S, M]
     return KohnShamBatch(overlap=W @ ks.overlap @ W.mT, hcore=W @ ks.hcore @ W.mT,
-                         r_ints=torch.einsum("xy,byij->bxij", R, rot(ks.r_ints)), j_factor=rot(ks.j_factor),
+                         r_ints=torch.einsum("xy,byij->bxij", R, rot(ks.r_ints)), j_factor=pack(rot(unpack(ks.j_factor, n))),
                          vxc0=rot(ks.vxc0), rho_gs=rot(ks.rho_gs), xc_kernel=kernel)
 
 
