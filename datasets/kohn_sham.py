@@ -70,7 +70,7 @@ def system_from_static(static: dict, source: str = "<memory>") -> ElectronicSyst
                    multiplicity=int(static["multiplicity"]))
     sys_meta = (static.get("meta") or {}).get("system", {})
     cfg = SystemConfig(basis=static["basis"], xc=static["functional"], grid_level=int(sys_meta.get("grid_level", 3)),
-                       grid=sys_meta.get("grid", "pyscf"))
+                       grid=sys_meta.get("grid", "pyscf"), ao_cache_mb=0.0)  # set-up passes the grid twice: no AO cache
     sysm = ElectronicSystem(mol, cfg)
     n = len(static["basis_l"])
     if sysm.nbf != n or not np.array_equal(sysm.basis.l, np.asarray(static["basis_l"])):

@@ -26,12 +26,13 @@ the dense kernel: ``tests/test_xc_isdf.py`` and ``benchmarks/scaling.py``.
 from __future__ import annotations
 
 import numpy as np
+from pyscf.dft import numint
 from scipy.linalg import eigh, lapack, qr
 from scipy.spatial import cKDTree
 
 from rtml.datasets.errors import DataError
 
-POINTS_PER_FUNCTION = 10.0  # c: interpolation points per basis function (accuracy vs cost; module docstring)
+POINTS_PER_FUNCTION = 12.0  # c: interpolation points per basis function (accuracy vs cost; module docstring)
 CHUNK = 4096  # grid points per dense product
 SEED = 0  # the sketch's random matrices (the points are a deterministic function of the geometry)
 
@@ -90,7 +91,8 @@ def isdf_kernel(sysm, rho0: np.ndarray, per_function: float = POINTS_PER_FUNCTIO
     p = len(pts)
     acc = np.zeros((s, p, s, p))  # Σ_g T_aᵀ w f_ab T_b, before (C Cᵀ)⁻¹ on both sides
     start = 0
-    for ao, _mask, weight, _coords in ni.block_loop(mol, grids, n, 0 if nv == 1 else 1):
+    blk = numint.BLKSIZE * max(1, CHUNK // numint.BLKSIZE)  # bounded AO blocks: the whole grid is 446 MB at N = 186
+    for ao, _mask, weight, _coords in ni.block_loop(mol, grids, n, 0 if nv == 1 else 1, blksize=blk):
         ao = np.asarray(ao).reshape(nv, -1, n)  # [nv, g, N]
         stop = start + ao.shape[1]
         for c in range(0, ao.shape[1], CHUNK):

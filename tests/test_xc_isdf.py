@@ -44,12 +44,12 @@ def _rel(a, b):
 
 @pytest.mark.parametrize("xc,tol", [("lda,vwn", 1e-3), ("pbe", 3e-3), ("b3lyp", 3e-3)])
 def test_factored_kernel_matches_the_dense_one(xc, tol):
-    """H2O: K[δP] through 10·N interpolation points vs the dense pair-coordinate kernel (measured: LDA 2e-4, PBE
+    """H2O: K[δP] through ≤ 12·N interpolation points vs the dense pair-coordinate kernel (measured: LDA 2e-4, PBE
     and B3LYP below 3e-3); for B3LYP the exact exchange goes through the Cholesky factor, also on Im δP."""
     sysm, p0 = _system("h2o", xc)
     dense, fact = xc_kernel(sysm, p0, "dense"), xc_kernel(sysm, p0, "isdf")
     assert fact.factored and not dense.factored
-    assert fact.points.shape[0] <= 10 * sysm.nbf
+    assert fact.points.shape[0] <= 12 * sysm.nbf
     terms = kohn_sham_terms(_static(sysm), p0, sysm=sysm, with_kernel=False)
     l_orth = np.einsum("am,qab,bn->qmn", sysm.x, unpack(terms.j_factor, sysm.nbf), sysm.x)
     dp = _ov_perturbation(sysm, p0, imag=xc == "b3lyp")
