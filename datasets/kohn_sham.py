@@ -178,9 +178,12 @@ class KohnShamBatch:
         big = terms[:1] if all(t is terms[0] for t in terms) else terms  # one geometry: large operators once
         N = nbf_pad or max(t.hcore.shape[-1] for t in terms)
         Q = max(t.j_factor.shape[0] for t in terms)
+        fac0 = np.asarray(big[0].j_factor, np.float64)
+        shared = len(big) == 1 and fac0.shape == (Q, N * (N + 1) // 2)  # one unpadded geometry: no copy of L
         out = cls(overlap=torch.eye(N, dtype=torch.float64).repeat(B, 1, 1),
                   hcore=torch.zeros(B, N, N, dtype=torch.float64), r_ints=torch.zeros(B, 3, N, N, dtype=torch.float64),
-                  j_factor=torch.zeros(len(big), Q, N * (N + 1) // 2, dtype=torch.float64),
+                  j_factor=torch.from_numpy(fac0)[None] if shared else
+                  torch.zeros(len(big), Q, N * (N + 1) // 2, dtype=torch.float64),
                   vxc0=torch.zeros(B, 2, N, N, dtype=torch.complex128),
                   rho_gs=torch.zeros(B, 2, N, N, dtype=torch.complex128))
         for b, t in enumerate(terms):
@@ -191,7 +194,7 @@ class KohnShamBatch:
             out.vxc0[b, :, :n, :n] = potential_spin_resolved(t.vxc0)
             rho = torch.from_numpy(np.asarray(t.rho0, np.complex128))
             out.rho_gs[b, :, :n, :n] = torch.cat([0.5 * rho, 0.5 * rho]) if rho.shape[0] == 1 else rho
-        for b, t in enumerate(big):
+        for b, t in enumerate(big if not shared else []):
             out.j_factor[b, :t.j_factor.shape[0], _padded_pairs(t.hcore.shape[-1], N)] = torch.from_numpy(
                 np.asarray(t.j_factor, np.float64))
         if all(t.xc_kernel is not None for t in terms):
