@@ -72,7 +72,8 @@ def _static(sysm):
 
 def test_batched_operator_is_the_reference_apply():
     """KohnShamOperators.linear_xc on a padded batch (H2O, NH3, and open-shell H2+) equals ``apply`` member by
-    member to 1e-6 of its size (the two P·N² products run in float32); a batch mixing dense and factored kernels is refused by name."""
+    member to 1e-5 of its size (the two P·N² products run in float32: sums of P·N terms with cancellation, measured
+    1.2e-6 on one CPU; a wrong kernel or padding is off by > 1e-2); a batch mixing dense and factored kernels is refused by name."""
     members = [_system("h2o"), _system("nh3"), _system("h2p", basis="sto-3g")]
     terms = [kohn_sham_terms(_static(s), p, sysm=s, kernel_method="isdf") for s, p in members]
     ks = KohnShamBatch.from_terms(terms)
@@ -92,7 +93,7 @@ def test_batched_operator_is_the_reference_apply():
         n = s.nbf
         ref = apply(terms[b].xc_kernel, dps[b])
         ref2 = np.broadcast_to(ref, (2, n, n)) if s.n_spin == 1 else ref
-        assert np.abs(got[b, :, :n, :n].numpy() - ref2).max() < 1e-6 * np.abs(ref2).max()  # float32 products
+        assert np.abs(got[b, :, :n, :n].numpy() - ref2).max() < 1e-5 * np.abs(ref2).max()  # float32 products
         assert got[b, :, n:, :].abs().sum() == 0 and got[b, :, :, n:].abs().sum() == 0
     assert n_pad == max(s.nbf for s, _ in members)
     dense = kohn_sham_terms(_static(members[0][0]), members[0][1], sysm=members[0][0], kernel_method="dense")
