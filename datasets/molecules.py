@@ -68,6 +68,22 @@ def _acene(rings: int, cc: float = 1.40, ch: float = 1.08) -> tuple[tuple[str, .
     return ("C",) * len(carbons) + ("H",) * len(hs), pos
 
 
+def _xh_n(x: str, n: int, r: float, angle_deg: float) -> tuple[tuple[str, ...], np.ndarray]:
+    """X at the origin and n = 1, 2 or 3 hydrogens at distance ``r`` Å with H–X–H angle ``angle_deg``: HX along z;
+    bent XH2 in the yz plane; XH3 pyramidal about −z (planar at 120°)."""
+    if n == 1:
+        return (x, "H"), np.array([[0, 0, 0], [0, 0, r]])
+    half = np.deg2rad(angle_deg) / 2
+    if n == 2:
+        return (x, "H", "H"), np.array([[0, 0, 0], [0, r * np.sin(half), -r * np.cos(half)],
+                                        [0, -r * np.sin(half), -r * np.cos(half)]])
+    rho = 2 * r * np.sin(half) / np.sqrt(3)  # distance of each H from the C3 axis
+    h = np.sqrt(max(r ** 2 - rho ** 2, 0.0))
+    phi = np.deg2rad([90, 210, 330])
+    return (x, "H", "H", "H"), np.concatenate([np.zeros((1, 3)), np.stack([rho * np.cos(phi), rho * np.sin(phi),
+                                                                          -h * np.ones(3)], 1)])
+
+
 def _catalog() -> dict[str, Molecule]:
     t = 0.6291  # CH4: C-H 1.0897 Å along the cube diagonals
     c6_sym, c6_pos = _benzene()
@@ -83,6 +99,11 @@ def _catalog() -> dict[str, Molecule]:
         "c6h6": (c6_sym, c6_pos, 0, 1),
         "naphthalene": (*_acene(2), 0, 1),  # C10H8, 106 functions in 6-31G
         "tetracene": (*_acene(4), 0, 1),  # C18H12, 30 atoms, 186 functions in 6-31G
+        # elements no training set has (few-shot benchmark): experimental geometries (NIST CCCBDB)
+        "hcl": (*_xh_n("Cl", 1, 1.2746, 0.0), 0, 1),
+        "h2s": (*_xh_n("S", 2, 1.3356, 92.11), 0, 1),
+        "ph3": (*_xh_n("P", 3, 1.4200, 93.345), 0, 1),
+        "bh3": (*_xh_n("B", 3, 1.1900, 120.0), 0, 1),
     }
     return {k: Molecule(name=k, symbols=s, positions=np.asarray(p, np.float64), charge=c, multiplicity=m).centred()
             for k, (s, p, c, m) in raw.items()}

@@ -56,28 +56,41 @@ def peak_check(molecule: str = "h2", basis: str = "6-31g", xc: str = "LDA,VWN", 
                                   n_steps=round(t_total / dt) + 1), progress=progress)
     e_lr, f_lr = linear_response(mol, basis, xc)
     kappa, t_kick = kick_of(traj)
+    rows = match_lr_peaks(traj.time, traj.dipole, kappa / np.sqrt(3), t_kick, e_lr, f_lr, emax_ev, rel_strength)
     res_ev = 3.0 / t_total * HARTREE_EV
-    rows = []
-    for axis in range(3):
-        _, _, im_alpha = absorption_spectrum(traj.time, traj.dipole, kappa / np.sqrt(3), direction=np.eye(3)[axis],
-                                             window="gauss", n_omega=40000, emax_ev=emax_ev + 5, return_alpha=True,
-                                             t_kick=t_kick)
-        omega = np.linspace(0.0, (emax_ev + 5) / HARTREE_EV, 40000)
-        peaks = find_peaks(omega, im_alpha, 0.02) * HARTREE_EV
-        fa = f_lr[:, axis]
-        if fa.max() <= 0:
-            continue
-        bright = np.where((fa > rel_strength * fa.max()) & (e_lr < emax_ev))[0]
-        for i in bright:
-            close = [j for j in np.where(fa > 1e-3 * fa.max())[0] if j != i and abs(e_lr[j] - e_lr[i]) < res_ev]
-            err = float(np.min(np.abs(peaks - e_lr[i]))) if len(peaks) else float("inf")
-            rows.append({"axis": "xyz"[axis], "lr_ev": float(e_lr[i]), "strength": float(fa[i]),
-                         "rt_ev": float(peaks[np.argmin(np.abs(peaks - e_lr[i]))]) if len(peaks) else None,
-                         "error_ev": err, "resolved": not close})
     scored = [r["error_ev"] for r in rows if r["resolved"]]
     return {"molecule": molecule, "basis": basis, "xc": xc, "t_total": t_total, "dt": dt,
             "resolution_ev": res_ev, "peaks": rows, "max_error_ev": max(scored) if scored else None,
             "ms_per_step": traj.meta["ms_per_step"], "trajectory": traj}
+
+
+def match_lr_peaks(time: np.ndarray, dipole: np.ndarray, kappa: float, t_kick: float, e_lr: np.ndarray,
+                   f_lr: np.ndarray, emax_ev: float = 20.0, rel_strength: float = 0.05) -> list[dict]:
+    """Peaks of a kicked run's Im α_ii (time [T] a.u., dipole [T, 3] e·bohr, impulse ``kappa`` a.u. per axis)
+    matched to the linear-response states bright along each axis i (oscillator strength f_lr [n, 3] above
+    ``rel_strength`` × the strongest, energies e_lr [n] eV below ``emax_ev``). A state with another state of
+    strength > 1e-3 × the strongest closer than the resolution (3 / t_total Ha, the Gaussian window's width) is
+    reported ``resolved: False``."""
+    t_total = float(time[-1] - time[0])
+    res_ev = 3.0 / t_total * HARTREE_EV
+    omega = np.linspace(0.0, (emax_ev + 5) / HARTREE_EV, 40000)
+    rows = []
+    for axis in range(3):
+        fa = f_lr[:, axis]
+        if fa.max() <= 0:
+            continue
+        _, _, im_alpha = absorption_spectrum(time, dipole, kappa, direction=np.eye(3)[axis], window="gauss",
+                                             omega=omega, return_alpha=True, t_kick=t_kick)
+        peaks = find_peaks(omega, im_alpha, 0.02) * HARTREE_EV
+        bright = np.where((fa > rel_strength * fa.max()) & (e_lr < emax_ev))[0]
+        for i in bright:
+            close = [j for j in np.where(fa > 1e-3 * fa.max())[0] if j != i and abs(e_lr[j] - e_lr[i]) < res_ev]
+            near = int(np.argmin(np.abs(peaks - e_lr[i]))) if len(peaks) else None
+            rows.append({"axis": "xyz"[axis], "lr_ev": float(e_lr[i]), "strength": float(fa[i]),
+                         "rt_ev": float(peaks[near]) if near is not None else None,
+                         "error_ev": float(abs(peaks[near] - e_lr[i])) if near is not None else float("inf"),
+                         "resolved": not close})
+    return rows
 
 
 def conservation_check(molecule: str = "h2", basis: str = "6-31g", xc: str = "LDA,VWN", steps: int = 2000,

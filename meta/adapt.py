@@ -7,6 +7,11 @@ Three models start from the same weights and are compared on the same query traj
 * ``adapted`` — the MAML inner loop for the same ``steps`` on the same windows, with the inner learning rates the
   meta-learner stored in the model (``model.rtml_meta["meta_learner"]``), else ``inner_lr`` for every group.
 
+Baselines on the same query trajectories: frozen xc, linear xc, the trivial ρ(t) = ρ(t0), and ``ridge_xc`` — the
+per-molecule linear map ρ − ρ(0) → V_xc − V_xc(0) fitted by ridge regression on the support trajectories' recorded
+V_xc inside the exact propagator (:mod:`rtml.models.ridge_xc`; the simplest few-shot learner; skipped, with the
+reason in the result's ``ridge_xc_skipped``, where the support has no V_xc or the molecule is too large for it).
+
 Query metrics: autoregressive rollouts (scaled L2, dipole nRMSE, spectrum nRMSE/overlap, see
 :mod:`rtml.platform.evaluate`) and the task loss on query windows (``query_loss``).
 """
@@ -14,7 +19,8 @@ Query metrics: autoregressive rollouts (scaled L2, dipole nRMSE, spectrum nRMSE/
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import numpy as np
@@ -24,6 +30,7 @@ from rtml.meta.config import LearnerConfig, task_loss_config
 from rtml.meta.learner import MetaLearner
 from rtml.meta.objective import task_loss_fn
 from rtml.meta.tasks import Task, WindowSource
+from rtml.models.ridge_xc import RidgeXC, fit_ridge_xc
 from rtml.platform.evaluate import RolloutEvalConfig, aggregate, evaluate_trajectory
 
 METHODS = ("zero_shot", "finetune", "adapted")
@@ -78,8 +85,8 @@ def maml_adapt(learner: MetaLearner, batches: list, steps: int):
 
 def compare(model, store: str, task: Task, settings: AdaptSettings, progress=None) -> dict:
     """Adapt on ``task.support`` of ``store`` and evaluate the three models on ``task.query``.
-    -> {"models": {method: module}, "results": {method: [per-trajectory rollout results]},
-        "metrics": {"<method>/<metric>": mean}, "steps": n, "inner_lrs": {...}}"""
+    -> {"models": {method: module}, "results": {method or "ridge_xc": [per-trajectory rollout results]},
+        "metrics": {"<method>/<metric>": mean}, "steps": n, "inner_lrs": {...}, "ridge_xc_skipped": why or None}"""
     from rtml.datasets.store.zarr_store import TrajectoryStore
 
     model = model.eval()
@@ -90,13 +97,16 @@ def compare(model, store: str, task: Task, settings: AdaptSettings, progress=Non
     src = WindowSource(store, horizon)
     support = src.batches(task.support, settings.windows, steps, [settings.seed, 0])
     query = src.batches(task.query, settings.windows, 2, [settings.seed, 1])
-    models = {"zero_shot": model, "finetune": finetune(model, learner.loss_fn, support, steps, settings.finetune_lr),
-              "adapted": maml_adapt(learner, support, steps)}
+    t0 = time.perf_counter()
+    tuned = finetune(model, learner.loss_fn, support, steps, settings.finetune_lr)
+    t1 = time.perf_counter()
+    models = {"zero_shot": model, "finetune": tuned, "adapted": maml_adapt(learner, support, steps)}
+    wall = {"finetune/adapt_s": t1 - t0, "adapted/adapt_s": time.perf_counter() - t1}  # the gradient steps alone
     ecfg = RolloutEvalConfig(max_trajectories=settings.max_query, max_steps=settings.max_steps,
                              context=settings.context)
     st = TrajectoryStore(store)
     trajs = [st.read(i) for i in task.query[:settings.max_query]]
-    results, metrics = {}, {}
+    results, metrics = {}, dict(wall)
     for name, m in models.items():
         with torch.no_grad():
             metrics[f"{name}/query_loss"] = float(np.mean([float(learner.loss_fn(m, b)) for b in query]))
@@ -108,16 +118,37 @@ def compare(model, store: str, task: Task, settings: AdaptSettings, progress=Non
             progress(name)
     agg = aggregate(results["zero_shot"])
     metrics.update({k: v for k, v in agg.items() if k.startswith(("trivial/", "frozen_xc/", "linear_xc/"))})
+    ridge, skipped = _ridge_baseline(st, task, trajs, ecfg), None
+    if isinstance(ridge, str):
+        skipped = ridge
+    else:
+        results["ridge_xc"], fit_s = ridge
+        metrics["ridge_xc/fit_s"] = fit_s
+        metrics.update({f"ridge_xc/{k.split('/', 1)[1]}": v for k, v in aggregate(results["ridge_xc"]).items()
+                        if k.startswith("model/")})
     return {"models": models, "results": results, "metrics": metrics, "steps": steps,
-            "inner_lrs": learner.inner_lrs()}
+            "inner_lrs": learner.inner_lrs(), "ridge_xc_skipped": skipped}
+
+
+def _ridge_baseline(store, task: Task, query: list, ecfg: RolloutEvalConfig):
+    """(per-query-trajectory results of the ridge xc map fitted on every support frame, fit seconds), or why it
+    cannot run (a string)."""
+    t0 = time.perf_counter()
+    try:
+        w, _ = fit_ridge_xc([store.read(i) for i in task.support], list(task.support))
+    except ValueError as err:
+        return str(err)
+    fit_s = time.perf_counter() - t0
+    cfg = replace(ecfg, baselines=False)
+    return [evaluate_trajectory(RidgeXC(w), t, cfg, source=i) | {"id": i} for t, i in zip(query, task.query)], fit_s
 
 
 def format_comparison(metrics: dict) -> str:
     from rtml.platform.evaluate import METRICS
 
-    cols = (*METHODS, "frozen_xc", "linear_xc", "trivial")
-    rows = [f"{'metric':<20}" + "".join(f"{c:>14}" for c in ("zero-shot", "fine-tune", "adapted", "frozen xc",
-                                                               "linear xc", "ρ(t)=ρ(t0)"))]
+    cols = (*METHODS, "ridge_xc", "frozen_xc", "linear_xc", "trivial")
+    rows = [f"{'metric':<20}" + "".join(f"{c:>14}" for c in ("zero-shot", "fine-tune", "adapted", "ridge xc",
+                                                               "frozen xc", "linear xc", "ρ(t)=ρ(t0)"))]
     for m in ("query_loss", *METRICS):
         vals = [metrics.get(f"{c}/{m}") for c in cols]
         if any(v is not None for v in vals):

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-LABELS = {"zero_shot": "zero-shot", "finetune": "fine-tune (Adam)", "adapted": "adapted (MAML)"}
+LABELS = {"zero_shot": "zero-shot", "finetune": "fine-tune (Adam)", "adapted": "adapted (MAML)",
+          "ridge_xc": "ridge xc map (support V_xc)"}
 
 
 def plot_comparison(results: dict, out_dir: str | Path, max_panels: int = 3) -> list[Path]:
@@ -29,6 +30,8 @@ def plot_comparison(results: dict, out_dir: str | Path, max_panels: int = 3) -> 
                 ax.plot(r0["time"], r0["mu"][who][:, i], style, lw=1.0,
                         label=f"{label}: nRMSE {r0[who]['dipole_nrmse']:.3g}")
         for c, (name, label) in enumerate(LABELS.items()):
+            if name not in results:
+                continue
             r = results[name][j]
             ax.plot(r["time"], r["mu"]["model"][:, i], f"C{c}--", lw=1.1,
                     label=f"{label}: nRMSE {r['model']['dipole_nrmse']:.3g}")
@@ -44,12 +47,14 @@ def plot_comparison(results: dict, out_dir: str | Path, max_panels: int = 3) -> 
     ids = [r["id"] for r in results["zero_shot"]]
     x = np.arange(len(ids))
     fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(ids)), 3))
-    for c, (name, label) in enumerate(LABELS.items()):
-        ax.bar(x + (c - 1.5) * 0.22, [r["model"]["dipole_nrmse"] for r in results[name]], 0.22, label=label,
-               color=f"C{c}")
+    bars = [(label, f"C{c}", [r["model"]["dipole_nrmse"] for r in results[name]])
+            for c, (name, label) in enumerate(LABELS.items()) if name in results]
     lin = [r.get("linear_xc", {}).get("dipole_nrmse", np.nan) for r in results["zero_shot"]]
     if not np.all(np.isnan(lin)):  # the physics baseline the learned term has to beat
-        ax.bar(x + 1.5 * 0.22, lin, 0.22, label="linear xc (no learning)", color="C4")
+        bars.append(("linear xc (no learning)", "C4", lin))
+    width = 0.8 / len(bars)
+    for c, (label, color, vals) in enumerate(bars):
+        ax.bar(x + (c - (len(bars) - 1) / 2) * width, vals, width, label=label, color=color)
     ax.set_yscale("log")
     ax.set_xticks(x, ids, rotation=30, ha="right", fontsize=7)
     ax.set_ylabel("dipole nRMSE (query)")

@@ -81,6 +81,9 @@ def test_adapt_end_to_end_with_baselines_and_mlflow(meta_run, small_store, tmp_p
     assert run.data.tags["rtml.parent_run_id"] == resumed["run_id"] and run.data.tags["rtml.kind"] == "adapt"
     assert run.data.params["k"] == "2" and "adapted/dipole_nrmse" in run.data.metrics
     assert "finetune/dipole_nrmse" in run.data.metrics and "zero_shot/spectrum_overlap" in run.data.metrics
+    # the per-molecule ridge xc map, fitted on the support's recorded V_xc, is a column and a logged metric
+    assert s["ridge_xc_skipped"] is None and s["metrics"]["ridge_xc/dipole_nrmse"] > 0
+    assert "ridge_xc/dipole_nrmse" in run.data.metrics and "ridge xc" in text and "best on this query set" in text
     adapted = load_model(out / "adapted.pt")
     base = load_model(tmp / "meta" / "model.pt")
     assert any(not torch.equal(a, b) for a, b in zip(adapted.state_dict().values(), base.state_dict().values()))

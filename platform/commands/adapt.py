@@ -33,6 +33,7 @@ class AdaptConfig:
     out: str = "runs/adapt"  # folder for the adapted model, plots and summary.json
     tracking_uri: str | None = None  # MLflow tracking URI (None: $MLFLOW_TRACKING_URI, else ./mlflow.db)
     experiment: str = "rtml"  # MLflow experiment
+    nest_under: str | None = None  # MLflow run id this run is nested under (a benchmark's parent run)
     settings: AdaptSettings = field(default_factory=AdaptSettings)
 
 
@@ -93,7 +94,7 @@ def _log(cfg: AdaptConfig, uri: str, model, store: str, task, res: dict, seconds
     parent = (getattr(model, "rtml_meta", None) or {}).get("mlflow_run_id", "")
     run_id = tracking.start_run(uri, cfg.experiment, f"adapt-{task.molecule}-k{cfg.shots}-s{cfg.settings.seed}",
                                 cfg, tags={"rtml.kind": "adapt", "rtml.parent_run_id": parent,
-                                           "rtml.molecule": task.molecule})
+                                           "rtml.molecule": task.molecule}, parent_run_id=cfg.nest_under)
     tracking.log_params(uri, run_id, {"k": cfg.shots, "inner_steps": res["steps"], "support_ids": task.support,
                                       "query_ids": task.query, "store": store,
                                       **{f"inner_lr.{g}": v for g, v in res["inner_lrs"].items()}})
@@ -103,9 +104,14 @@ def _log(cfg: AdaptConfig, uri: str, model, store: str, task, res: dict, seconds
                             "support": task.support, **{k: v for k, v in (model.rtml_meta or {}).items()
                                                         if k == "meta_learner"}})
     plots = plot_comparison(res["results"], out / "plots")
+    per_query = [{"id": r0["id"], "tier": r0.get("tier"),
+                  **{w: r0[w]["dipole_nrmse"] for w in ("frozen_xc", "linear_xc", "trivial") if w in r0},
+                  **{name: rs[j]["model"]["dipole_nrmse"] for name, rs in res["results"].items()}}
+                 for j, r0 in enumerate(res["results"]["zero_shot"])]  # dipole nRMSE per query and method
     summary = {"run_id": run_id, "tracking_uri": uri, "parent_run_id": parent, "molecule": task.molecule,
                "support": task.support, "query": task.query, "store": store, "steps": res["steps"],
-               "metrics": res["metrics"], "adapted_model": str(path), "plots": [str(p) for p in plots],
+               "metrics": res["metrics"], "ridge_xc_skipped": res.get("ridge_xc_skipped"), "per_query": per_query,
+               "adapted_model": str(path), "plots": [str(p) for p in plots],
                "seconds": seconds, "config": to_dict(cfg)}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     mlflow.set_tracking_uri(uri)
@@ -127,5 +133,11 @@ def report(summary: dict) -> int:
     z, f, a = (m.get(f"{x}/dipole_nrmse") for x in METHODS)
     if z and f and a:
         print(f"dipole nRMSE adapted/zero-shot {a / z:.3f}, adapted/fine-tune {a / f:.3f}")
+    if summary.get("ridge_xc_skipped"):
+        print(f"ridge xc map not run: {summary['ridge_xc_skipped']}")
+    scores = {k.split("/")[0]: v for k, v in m.items() if k.endswith("/dipole_nrmse") and not k.startswith("trivial/")}
+    if scores:
+        best = min(scores, key=scores.get)
+        print(f"best on this query set (dipole nRMSE): {best} {scores[best]:.4g}")
     print(f"adapted model: {summary['adapted_model']}  plots: {', '.join(summary['plots'])}")
     return 0
