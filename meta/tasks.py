@@ -31,17 +31,19 @@ def by_molecule(store: TrajectoryStore) -> dict[str, list[str]]:
 
 
 def split_task(molecule: str, ids: list[str], shots: int, query: int | None, rng: np.random.Generator,
-               source: str = "<store>") -> Task:
-    """Random support (``shots`` ids) / query (``query`` others; None = all the rest) split of one molecule. With
-    ``query`` given the query set is the *last* ``query`` ids of the permutation, so it does not depend on
-    ``shots``: a curve over k (same rng seed) is measured on the same queries, with nested supports."""
+               source: str = "<store>", fixed_query: bool = False) -> Task:
+    """Random support (``shots`` ids) / query (``query`` others; None = all the rest) split of one molecule: the
+    first ``shots`` ids of a permutation, then the next ``query``. ``fixed_query`` (adaptation benchmarks): the
+    query set is the *last* ``query`` ids instead, so it does not depend on ``shots`` — a curve over k (same rng
+    seed) is measured on the same queries, with nested supports."""
     need = shots + (query or 1)
     if len(ids) < need:
         raise DataError(source, f"trajectories of '{molecule}'",
                         f"at least {need} (k={shots} support + {query or 1} query)", str(len(ids)))
     perm = [ids[i] for i in rng.permutation(len(ids))]
     return Task(molecule=molecule, support=sorted(perm[:shots]),
-                query=sorted(perm[shots:] if query is None else perm[len(perm) - query:]))
+                query=sorted(perm[shots:] if query is None else perm[len(perm) - query:] if fixed_query else
+                             perm[shots:shots + query]))
 
 
 class TaskSampler:

@@ -61,7 +61,7 @@ def _task(cfg: AdaptConfig, out: Path):
         store, ids = collect(cfg.support, out / "support.zarr", name)
     check_basis(store, ids, cfg.basis)
     rng = np.random.default_rng([cfg.settings.seed, 7])
-    return store, split_task(name, ids, cfg.shots, cfg.query, rng, store)
+    return store, split_task(name, ids, cfg.shots, cfg.query, rng, store, fixed_query=True)
 
 
 def run(cfg: AdaptConfig) -> dict:
