@@ -9,7 +9,8 @@ Three models start from the same weights and are compared on the same query traj
 
 Baselines on the same query trajectories: frozen xc, linear xc, the trivial ρ(t) = ρ(t0), and ``ridge_xc`` — the
 per-molecule linear map ρ − ρ(0) → V_xc − V_xc(0) fitted by ridge regression on the support trajectories' recorded
-V_xc inside the exact propagator (:mod:`rtml.models.ridge_xc`; the simplest few-shot learner; skipped, with the
+V_xc inside the exact propagator, from scratch and as a correction to the exact kernel (``ridge_xc_anchored``)
+(:mod:`rtml.models.ridge_xc`; the simplest few-shot learner; skipped, with the
 reason in the result's ``ridge_xc_skipped``, where the support has no V_xc or the molecule is too large for it).
 
 Query metrics: autoregressive rollouts (scaled L2, dipole nRMSE, spectrum nRMSE/overlap, see
@@ -34,6 +35,7 @@ from rtml.models.ridge_xc import RidgeXC, fit_ridge_xc
 from rtml.platform.evaluate import RolloutEvalConfig, aggregate, evaluate_trajectory
 
 METHODS = ("zero_shot", "finetune", "adapted")
+RIDGES = {"ridge_xc": False, "ridge_xc_anchored": True}  # the ridge xc map from scratch / as a correction to K₀
 
 
 @dataclass(kw_only=True)
@@ -118,37 +120,39 @@ def compare(model, store: str, task: Task, settings: AdaptSettings, progress=Non
             progress(name)
     agg = aggregate(results["zero_shot"])
     metrics.update({k: v for k, v in agg.items() if k.startswith(("trivial/", "frozen_xc/", "linear_xc/"))})
-    ridge, skipped = _ridge_baseline(st, task, trajs, ecfg), None
-    if isinstance(ridge, str):
-        skipped = ridge
-    else:
-        results["ridge_xc"], fit_s = ridge
-        metrics["ridge_xc/fit_s"] = fit_s
-        metrics.update({f"ridge_xc/{k.split('/', 1)[1]}": v for k, v in aggregate(results["ridge_xc"]).items()
+    skipped = None
+    for name, anchor in RIDGES.items():
+        ridge = _ridge_baseline(st, task, trajs, ecfg, anchor)
+        if isinstance(ridge, str):
+            skipped = ridge
+            continue
+        results[name], metrics[f"{name}/fit_s"] = ridge
+        metrics.update({f"{name}/{k.split('/', 1)[1]}": v for k, v in aggregate(results[name]).items()
                         if k.startswith("model/")})
     return {"models": models, "results": results, "metrics": metrics, "steps": steps,
             "inner_lrs": learner.inner_lrs(), "ridge_xc_skipped": skipped}
 
 
-def _ridge_baseline(store, task: Task, query: list, ecfg: RolloutEvalConfig):
+def _ridge_baseline(store, task: Task, query: list, ecfg: RolloutEvalConfig, anchor: bool):
     """(per-query-trajectory results of the ridge xc map fitted on every support frame, fit seconds), or why it
     cannot run (a string)."""
     t0 = time.perf_counter()
     try:
-        w, _ = fit_ridge_xc([store.read(i) for i in task.support], list(task.support))
+        w, _ = fit_ridge_xc([store.read(i) for i in task.support], list(task.support), anchor=anchor)
     except ValueError as err:
         return str(err)
     fit_s = time.perf_counter() - t0
     cfg = replace(ecfg, baselines=False)
-    return [evaluate_trajectory(RidgeXC(w), t, cfg, source=i) | {"id": i} for t, i in zip(query, task.query)], fit_s
+    model = RidgeXC(w, anchor=anchor)
+    return [evaluate_trajectory(model, t, cfg, source=i) | {"id": i} for t, i in zip(query, task.query)], fit_s
 
 
 def format_comparison(metrics: dict) -> str:
     from rtml.platform.evaluate import METRICS
 
-    cols = (*METHODS, "ridge_xc", "frozen_xc", "linear_xc", "trivial")
+    cols = (*METHODS, *RIDGES, "frozen_xc", "linear_xc", "trivial")
     rows = [f"{'metric':<20}" + "".join(f"{c:>14}" for c in ("zero-shot", "fine-tune", "adapted", "ridge xc",
-                                                               "frozen xc", "linear xc", "ρ(t)=ρ(t0)"))]
+                                                               "ridge+K₀", "frozen xc", "linear xc", "ρ(t)=ρ(t0)"))]
     for m in ("query_loss", *METRICS):
         vals = [metrics.get(f"{c}/{m}") for c in cols]
         if any(v is not None for v in vals):

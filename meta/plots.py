@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 LABELS = {"zero_shot": "zero-shot", "finetune": "fine-tune (Adam)", "adapted": "adapted (MAML)",
-          "ridge_xc": "ridge xc map (support V_xc)"}
+          "ridge_xc": "ridge xc map (support V_xc)", "ridge_xc_anchored": "ridge correction to K₀"}
 
 
 def plot_comparison(results: dict, out_dir: str | Path, max_panels: int = 3) -> list[Path]:
