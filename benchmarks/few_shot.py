@@ -68,6 +68,7 @@ def collect(a, parent: str, uri: str) -> list[dict]:
                     row["group"] = _group(row)
                     rows.append(row)
                 print(json.dumps(rows[-1]), flush=True)
+                (Path(a.out) / "few_shot.json").write_text(json.dumps(rows, indent=1))  # nothing lost if stopped
     return rows
 
 
@@ -146,9 +147,16 @@ def main() -> None:
     p.add_argument("--rollout-steps", type=int, default=200)
     p.add_argument("--out", default="runs/few_shot")
     p.add_argument("--tracking-uri", default=None)
+    p.add_argument("--table-only", action="store_true", help="re-make the table and plot from <out>/few_shot.json")
     a = p.parse_args()
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    if a.table_only:
+        text, stats = table(json.loads((out / "few_shot.json").read_text()))
+        print(text)
+        (out / "few_shot.md").write_text(text + "\n")
+        plot(stats, out / "few_shot.png")
+        return
     uri = tracking.resolve_uri(a.tracking_uri)
     parent = tracking.start_run(uri, "rtml", f"few-shot-{'-'.join(a.molecules)}", tags={"rtml.kind": "few_shot"})
     tracking.log_params(uri, parent, {k: str(v) for k, v in vars(a).items()})
