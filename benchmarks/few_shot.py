@@ -112,9 +112,10 @@ def plot(stats: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = sorted({(m, g) for m, g, _ in stats})
-    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2), squeeze=False)
-    for ax, (mol, group) in zip(axes[0], panels):
+    mols = sorted({m for m, _, _ in stats})
+    groups = [g for g in GROUPS if any(g == gg for _, gg, _ in stats)]
+    fig, axes = plt.subplots(len(mols), len(groups), figsize=(4.2 * len(groups), 3 * len(mols)), squeeze=False)
+    for ax, (mol, group) in zip(axes.flat, [(m, g) for m in mols for g in groups]):
         ks = sorted(k for m, g, k in stats if (m, g) == (mol, group))
         for c, col in enumerate(METHODS):
             pts = [(k, *stats[(mol, group, k)][col]) for k in ks if col in stats[(mol, group, k)]]
@@ -127,7 +128,8 @@ def plot(stats: dict, path: Path) -> None:
         ax.set_xticks(ks, [str(k) for k in ks])
         ax.set_xlabel("k support trajectories")
         ax.set_title(f"{mol}: {group}", fontsize=9)
-    axes[0, 0].set_ylabel("query dipole nRMSE (mean ± std over seeds)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("query dipole nRMSE\n(mean ± std over seeds)")
     axes[0, -1].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
