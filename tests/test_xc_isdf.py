@@ -24,16 +24,17 @@ def _system(name, xc="lda,vwn", basis="6-31g"):
 
 
 def _ov_perturbation(sysm, p0, seed=1, imag=False):
-    """A real (or complex Hermitian) occupied–virtual δP [S, N, N] in the Löwdin basis, |δP| ~ 1e-2."""
+    """A real (or complex Hermitian) occupied–virtual δP [S, N, N] in the Löwdin basis, |δP| ~ 1e-2: P_occ A P_vir
+    + h.c. with A random — built from the projectors, so it does not depend on how LAPACK picks eigenvectors inside
+    the (degenerate) occupied eigenspace."""
     rng = np.random.default_rng(seed)
     out = []
     for s in range(sysm.n_spin):
-        po = sysm.to_orth(p0[s]).real
-        w, v = np.linalg.eigh(po)
-        occ, vir = v[:, w > 0.5], v[:, w < 0.5]
-        a = rng.standard_normal((occ.shape[1], vir.shape[1])) + (1j * rng.standard_normal(
-            (occ.shape[1], vir.shape[1])) if imag else 0)
-        d = occ @ a @ vir.T
+        w, v = np.linalg.eigh(sysm.to_orth(p0[s]).real)
+        occ = v[:, w > 0.5] @ v[:, w > 0.5].T  # [N, N] projector
+        n = len(w)
+        a = rng.standard_normal((n, n)) + (1j * rng.standard_normal((n, n)) if imag else 0)
+        d = occ @ a @ (np.eye(n) - occ)
         out.append(1e-2 * (d + d.conj().T))
     return np.stack(out)
 
@@ -42,26 +43,46 @@ def _rel(a, b):
     return np.linalg.norm(a - b) / np.linalg.norm(b)
 
 
-@pytest.mark.parametrize("xc,tol", [("lda,vwn", 3e-3), ("pbe", 3e-3), ("b3lyp", 3e-3)])
-def test_factored_kernel_matches_the_dense_one(xc, tol):
-    """H2O: K[δP] through ≤ 12·N interpolation points (88: the pair functions' numerical rank) vs the dense
-    pair-coordinate kernel, relative error below 3e-3 (measured 1.7e-3 LDA, 7e-4 PBE, 5e-5 B3LYP); for B3LYP the exact exchange goes through the Cholesky factor, also on Im δP."""
-    sysm, p0 = _system("h2o", xc)
+def _kernel_errors(name, xc, basis="6-31g", seeds=5):
+    """Relative error of the factored kernel's K[δP] against the dense one over ``seeds`` occupied–virtual δP."""
+    sysm, p0 = _system(name, xc, basis)
     dense, fact = xc_kernel(sysm, p0, "dense"), xc_kernel(sysm, p0, "isdf")
     assert fact.factored and not dense.factored
     assert fact.points.shape[0] <= 12 * sysm.nbf
     terms = kohn_sham_terms(_static(sysm), p0, sysm=sysm, with_kernel=False)
     l_orth = np.einsum("am,qab,bn->qmn", sysm.x, unpack(terms.j_factor, sysm.nbf), sysm.x)
-    dp = _ov_perturbation(sysm, p0, imag=xc == "b3lyp")
-    got, ref = apply(fact, dp, l_orth), apply(dense, dp)
-    err = _rel(got.real, ref.real)
-    print(f"{xc}: factored vs dense kernel, relative error {err:.2e}")
-    assert err < tol, err
+    errs = []
+    for seed in range(seeds):
+        dp = _ov_perturbation(sysm, p0, seed=seed, imag=xc == "b3lyp")
+        got, ref = apply(fact, dp, l_orth), apply(dense, dp)
+        errs.append(_rel(got.real, ref.real))
+        if xc == "b3lyp":
+            assert _rel(got.imag, ref.imag) < 1e-6  # Im δV is exact exchange only: Cholesky residual ≤ 1e-8
+    print(f"{name}/{xc}: factored vs dense kernel, relative error max {max(errs):.2e} over {seeds} δP")
+    return fact, dp, np.array(errs)
+
+
+@pytest.mark.parametrize("xc", ["lda,vwn", "pbe", "b3lyp"])
+def test_factored_kernel_matches_the_dense_one_on_h2o(xc):
+    """H2O (N = 13): every code path — LDA, GGA gradient terms, exact exchange through the Cholesky factor (also on
+    Im δP) — against the dense pair-coordinate kernel, relative error < 1.5e-2 on each of 5 random δP. H2O is the
+    degenerate regime: 12·N = 156 points exceed the pair functions' numerical rank (88 of 91), so the last pivots
+    are picked among near-ties and which ones BLAS rounding picks changes with the thread count (measured 1e-4 to
+    8e-3 over runs and δP). The production regime (P ≪ N(N+1)/2) is the C6H6 test below."""
+    fact, dp, errs = _kernel_errors("h2o", xc)
+    assert errs.max() < 1.5e-2, errs
     if xc == "b3lyp":
         assert fact.hybrid == pytest.approx(0.2)
-        assert _rel(got.imag, ref.imag) < 1e-6  # Im δV is exact exchange only: Cholesky residual ≤ 1e-8
         with pytest.raises(ValueError, match="Coulomb factor"):
             apply(fact, dp)
+
+
+def test_factored_kernel_matches_the_dense_one_on_benzene():
+    """C6H6/LDA (N = 66): 792 points for 2,211 pair functions — the regime ISDF runs in (``kernel_method='auto'``
+    picks it above 70 functions) — relative error < 6e-3 on each of 5 random δP (measured max 4.3e-3, median 3.7e-3, the
+    same with 1 or 2 threads; ``benchmarks/xc_kernel_accuracy.py`` turns that into a 400-step dipole error of 7e-4)."""
+    _, _, errs = _kernel_errors("c6h6", "lda,vwn")
+    assert errs.max() < 6e-3, errs
 
 
 def _static(sysm):
