@@ -23,9 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rtml.cli.adapt import AdaptConfig, run
 from rtml.meta.adapt import AdaptSettings
 from rtml.platform import tracking
-from rtml.platform.commands.adapt import AdaptConfig, run
 
 # column -> (adapt run of which model, its per-query key)
 METHODS = {"adapted": ("meta", "adapted"), "finetune": ("meta", "finetune"), "zero_shot": ("meta", "zero_shot"),

@@ -28,11 +28,13 @@ from typing import Literal
 import numpy as np
 from tqdm.auto import tqdm
 
+from rtml.datasets.engine.gpu_system import EngineDeviceError, cuda_status
 from rtml.datasets.engine.propagator import IntegratorConfig
 from rtml.datasets.engine.run import EngineConfig, propagate
 from rtml.datasets.engine.system import SystemConfig
 from rtml.datasets.errors import DataError, PropagationError, SCFConvergenceError
 from rtml.datasets.fields import FIELD_FAMILIES, RESONANT_FAMILIES, sample_field
+from rtml.datasets.formats.hdf5 import write_hdf5
 from rtml.datasets.molecules import GeometrySampling, get_molecule, sample_geometry
 from rtml.datasets.resonance import first_bright
 from rtml.datasets.store.zarr_store import StoreBusyError, TrajectoryStore
@@ -171,7 +173,6 @@ def _start_ray(cfg: GenerateConfig) -> None:
 
 def _check_cuda(cfg: GenerateConfig) -> None:
     """Serial: this process needs gpu4pyscf and a GPU; Ray: the cluster needs GPUs (each task asks for one)."""
-    from rtml.datasets.engine.gpu_system import EngineDeviceError, cuda_status
 
     if cfg.executor == "serial":
         ok, why = cuda_status()
@@ -192,8 +193,6 @@ def spill_dir(out: str) -> Path:
 
 
 def _generate(cfg: GenerateConfig, store: TrajectoryStore, tasks: list[Task]) -> dict:
-    from rtml.datasets.formats.hdf5 import write_hdf5
-
     done = set(store.ids())
     todo = [t for t in tasks if t.traj_id not in done]
     failures: dict[str, str] = {}

@@ -27,12 +27,13 @@ from typing import Literal
 import numpy as np
 import torch
 
+from rtml.datasets.store.zarr_store import TrajectoryStore
 from rtml.meta.config import LearnerConfig, task_loss_config
 from rtml.meta.learner import MetaLearner
 from rtml.meta.objective import task_loss_fn
 from rtml.meta.tasks import Task, WindowSource
 from rtml.models.ridge_xc import RidgeXC, fit_ridge_xc
-from rtml.platform.evaluate import RolloutEvalConfig, aggregate, evaluate_trajectory
+from rtml.platform.evaluate import METRICS, RolloutEvalConfig, aggregate, evaluate_trajectory
 
 METHODS = ("zero_shot", "finetune", "adapted")
 RIDGES = {"ridge_xc": False, "ridge_xc_anchored": True}  # the ridge xc map from scratch / as a correction to K₀
@@ -89,7 +90,6 @@ def compare(model, store: str, task: Task, settings: AdaptSettings, progress=Non
     """Adapt on ``task.support`` of ``store`` and evaluate the three models on ``task.query``.
     -> {"models": {method: module}, "results": {method or "ridge_xc": [per-trajectory rollout results]},
         "metrics": {"<method>/<metric>": mean}, "steps": n, "inner_lrs": {...}, "ridge_xc_skipped": why or None}"""
-    from rtml.datasets.store.zarr_store import TrajectoryStore
 
     model = model.eval()
     if getattr(model.cfg, "stride", 1) != 1:  # support windows are read at the data's own step
@@ -148,8 +148,6 @@ def _ridge_baseline(store, task: Task, query: list, ecfg: RolloutEvalConfig, anc
 
 
 def format_comparison(metrics: dict) -> str:
-    from rtml.platform.evaluate import METRICS
-
     cols = (*METHODS, *RIDGES, "frozen_xc", "linear_xc", "trivial")
     rows = [f"{'metric':<20}" + "".join(f"{c:>14}" for c in ("zero-shot", "fine-tune", "adapted", "ridge xc",
                                                                "ridge+K₀", "frozen xc", "linear xc", "ρ(t)=ρ(t0)"))]

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from rtml.meta.config import MetaTrainConfig, check
 from rtml.meta.tasks import TaskSampler
+from rtml.meta.worker import meta_train_fn
 from rtml.platform import tracking
+from rtml.platform.modelio import load_model
 from rtml.platform.train.driver import launch
 
 
@@ -26,14 +28,11 @@ def check_inputs(cfg: MetaTrainConfig, uri: str) -> dict:
     TaskSampler(t.store, t.shots, t.query, t.horizon, t.molecules, t.exclude)
     if not cfg.model.init:
         return {}
-    from rtml.platform.modelio import load_model
 
     return getattr(load_model(cfg.model.init, "cpu", uri), "rtml_meta", {}) or {}
 
 
 def run(cfg: MetaTrainConfig) -> dict:
-    from rtml.meta.worker import meta_train_fn
-
     t0 = time.perf_counter()
     check(cfg)
     absolute_paths(cfg)

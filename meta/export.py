@@ -8,6 +8,7 @@ from pathlib import Path
 from rtml.meta.config import MetaTrainConfig
 from rtml.meta.learner import MetaLearner
 from rtml.platform.configio import save_yaml
+from rtml.platform.mlflow_model import log_model
 from rtml.platform.modelio import save_model
 
 
@@ -15,8 +16,6 @@ def export_meta_model(learner: MetaLearner, cfg: MetaTrainConfig, out: Path, uri
     """Writes ``out/model.pt`` (meta: MLflow run id, the run id of the model it started from, ``meta_learner`` =
     :meth:`MetaLearner.state`), ``summary.json``, ``config.yaml``; logs them and the MLflow model (:mod:`rtml.platform.mlflow_model`: model.pt + pyfunc, nothing pickled)."""
     import mlflow
-
-    from rtml.platform.mlflow_model import log_model
 
     out.mkdir(parents=True, exist_ok=True)
     init_meta = getattr(learner.model, "rtml_meta", {}) or {}

@@ -9,6 +9,8 @@ import math
 from pathlib import Path
 
 from rtml.datasets.errors import DataError
+from rtml.datasets.formats.hdf5 import read_hdf5
+from rtml.datasets.generate import GenerateConfig, generate
 from rtml.datasets.molecules import get_molecule
 from rtml.datasets.store.zarr_store import TrajectoryStore
 
@@ -29,8 +31,6 @@ def collect(sources: list[str], out: str | Path, molecule: str) -> tuple[str, li
     if len(sources) == 1 and _is_zarr(sources[0]):
         path = sources[0]
     else:
-        from rtml.datasets.formats.hdf5 import read_hdf5
-
         path = str(out)
         with TrajectoryStore(path, mode="a") as store:
             for s in sources:
@@ -75,7 +75,6 @@ def check_basis(store_path: str, ids: list[str], basis: str) -> None:
 def generate_support(molecule: str, n: int, out: str | Path, basis: str, steps: int, seed: int) -> tuple[str, list]:
     """``n`` trajectories of ``molecule`` (kicks and pulses on sampled geometries) with the PySCF engine on
     local Ray; resumable like ``rtml generate``."""
-    from rtml.datasets.generate import GenerateConfig, generate
 
     cfg = GenerateConfig(out=str(out), molecules=[molecule], fields=["kick", "pulse"],
                          n_geometries=math.ceil(n / 2), steps=steps, basis=basis, seed=seed)

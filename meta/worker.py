@@ -16,19 +16,19 @@ import torch
 import torch.distributed as dist
 
 from rtml.meta.config import MetaTrainConfig
+from rtml.meta.export import export_meta_model
 from rtml.meta.learner import MetaLearner
 from rtml.meta.objective import task_loss_fn
 from rtml.meta.tasks import TaskSampler, WindowSource
+from rtml.models.surrogate import Surrogate
 from rtml.platform.configio import from_dict
+from rtml.platform.modelio import load_model
 from rtml.platform.train import collectives, runtime
 
 STATE = "meta_state.pt"
 
 
 def initial_model(cfg: MetaTrainConfig, device, uri: str | None = None):
-    from rtml.models.surrogate import Surrogate
-    from rtml.platform.modelio import load_model
-
     if cfg.model.init:
         model = load_model(cfg.model.init, device, uri or cfg.tracking.uri).train()
         if getattr(model.cfg, "stride", 1) != 1:  # meta-learning tasks read windows at the data's own step
@@ -128,6 +128,5 @@ def meta_train_fn(config: dict) -> None:
             last_rate = {"tasks_per_s": metrics["meta/tasks_per_s"]}
         if done % cfg.loop.checkpoint_every == 0 or done == cfg.loop.max_steps:
             runtime.report(run, {"step": done, "status": "running", "meta_loss": meta, **last_rate}, ckpt, done)
-    from rtml.meta.export import export_meta_model
 
     runtime.export_from_rank0(run, lambda scratch: export_meta_model(learner, cfg, scratch, run.uri, run.run_id))

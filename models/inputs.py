@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 import torch
 
-from rtml.datasets.kohn_sham import KohnShamBatch
+from rtml.datasets.kohn_sham import KohnShamBatch, kohn_sham_terms, static_of
 from rtml.datasets.units import ANGSTROM_TO_BOHR
 
 
@@ -78,8 +78,6 @@ class MoleculeBatch:
             out.basis_m[b, :n] = torch.from_numpy(np.asarray(t.basis.m, np.int64))
         if kohn_sham or ks_terms is not None:
             if ks_terms is None:
-                from rtml.datasets.kohn_sham import kohn_sham_terms, static_of
-
                 once = {id(t): t for t in trajs}  # a trajectory repeated in the batch is computed once
                 once = {k: kohn_sham_terms(static_of(t), t.density[0]) for k, t in once.items()}
                 ks_terms = [once[id(t)] for t in trajs]

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from e3nn import o3
 
+from rtml.datasets.basis import shells_from_lm
+
 
 @functools.cache
 def _pyscf_to_e3nn_np(l: int) -> np.ndarray:
@@ -111,7 +113,6 @@ def ao_rotation(R: torch.Tensor, shell_l: list[int] | np.ndarray) -> torch.Tenso
 
 def shell_l_of(basis_l: np.ndarray, basis_m: np.ndarray, basis_atom: np.ndarray) -> np.ndarray:
     """Angular momentum of each shell (PySCF order) from per-AO metadata."""
-    from rtml.datasets.basis import shells_from_lm
 
     shell = shells_from_lm(np.asarray(basis_atom), np.asarray(basis_l), np.asarray(basis_m))
     first = np.r_[0, np.flatnonzero(np.diff(shell)) + 1]

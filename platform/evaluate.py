@@ -35,6 +35,7 @@ import torch
 from rtml.datasets import observables as obs
 from rtml.datasets.fields import FieldSpec, field_tier
 from rtml.datasets.integrals import dipole_integrals
+from rtml.datasets.store.zarr_store import TrajectoryStore
 from rtml.models.baselines import FrozenXC, FrozenXCConfig, LinearXC
 from rtml.models.inputs import MoleculeBatch, spin_resolved
 from rtml.models.linear_response import MAX_COORDS
@@ -242,7 +243,6 @@ def as_json(agg: dict) -> dict:
 
 def evaluate_store(model, store_path: str, ids: list[str] | None, cfg: RolloutEvalConfig,
                    device=None, progress: bool = True) -> list[dict]:
-    from rtml.datasets.store.zarr_store import TrajectoryStore
 
     store = TrajectoryStore(store_path)
     ids = (ids or store.ids())[:cfg.max_trajectories]

@@ -12,8 +12,11 @@ from pathlib import Path
 
 import torch
 
+from rtml.datasets.units import ANGSTROM_TO_BOHR
 from rtml.models.surrogate import Surrogate, SurrogateConfig
 from rtml.platform.configio import ConfigError, from_dict, to_dict
+from rtml.platform.mlflow_model import local_model_file
+from rtml.platform.tracking import resolve_uri
 
 FORMAT, VERSION = "rtml-surrogate", 1
 
@@ -38,7 +41,6 @@ def upgrade_config(config: dict, source: str = "<model file>") -> dict:
     """A model file's config in today's field names: files written before the cutoffs carried their unit in the name
     had ``geometry.cutoff`` in Å and ``codec.cutoff`` in bohr; files written while there were several heads carry
     ``head`` (only ``kohn_sham`` models still load: the ``unitary`` and ``density`` heads were retired)."""
-    from rtml.datasets.units import ANGSTROM_TO_BOHR
 
     config = {k: dict(v) if isinstance(v, dict) else v for k, v in config.items()}
     head = config.get("head", "kohn_sham")
@@ -88,9 +90,6 @@ def load_model(spec: str | Path, device: str | torch.device = "cpu", tracking_ur
 def _load_mlflow(uri: str, device, tracking_uri: str | None) -> Surrogate:
     """The ``model.pt`` of an MLflow model (:mod:`rtml.platform.mlflow_model`), read like any model file."""
     import mlflow.exceptions
-
-    from rtml.platform.mlflow_model import local_model_file
-    from rtml.platform.tracking import resolve_uri
 
     try:
         path = local_model_file(uri, resolve_uri(tracking_uri))

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from rtml.datasets.fields import TIERS
+from rtml.models.inputs import MoleculeBatch, spin_resolved
+from rtml.models.rollout import rollout
 
 REGIME_METRICS = ("dipole_nrmse", "population_nrmse")
 NAMES = {"model": "rtml", "linear_xc": "linear xc", "linear_xc_lr": "linear xc, exact LR", "frozen_xc": "frozen xc",
@@ -132,8 +134,6 @@ def step_costs(predictors: dict, traj, steps: int = 100, batch: int = 8, context
     out of the per-step cost, as the reference engine's SCF is; the exact linear response's matrices
     (:mod:`rtml.models.linear_response`) are built on first use and cached per process, so the best of ``repeats``
     leaves their one-time cost out too (time :meth:`LinearResponse.matrices` for it)."""
-    from rtml.models.inputs import MoleculeBatch, spin_resolved
-    from rtml.models.rollout import rollout
 
     out = {"dt": float(traj.dt), "reference_engine": float(traj.meta.get("ms_per_step", float("nan")))}
     out["reference_engine/ms_per_au"] = out["reference_engine"] / out["dt"]

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from rtml.platform import tracking
 from rtml.platform.configio import ConfigError
+from rtml.platform.train.config import load_train_config
+from rtml.platform.train.driver import absolute_paths, fit, open_run
 from rtml.tune_spaces.sweep_space import SweepSpace
 
 
@@ -35,9 +37,6 @@ def trial_fn(config: dict) -> None:
     """One Tune trial = one Ray Train run, reporting to Tune through TuneReportCallback."""
     import ray.tune
     from ray.tune.integration.ray_train import TuneReportCallback
-
-    from rtml.platform.train.config import load_train_config
-    from rtml.platform.train.driver import absolute_paths, fit, open_run
 
     trial_id = ray.tune.get_context().get_trial_id()
     params = [f"{k}={json.dumps(v)}" for k, v in config["params"].items()]

@@ -6,15 +6,15 @@ import dataclasses
 
 import pytest
 
+from rtml.cli.adapt import AdaptConfig
+from rtml.cli.convert import ConvertConfig
+from rtml.cli.evaluate import EvaluateConfig
+from rtml.cli.flags import build, describe, field_help, field_table
+from rtml.cli.main import build_parser
+from rtml.cli.quickstart import QuickstartConfig
+from rtml.cli.validate_reference import ValidateConfig
 from rtml.datasets.generate import GenerateConfig
 from rtml.meta.config import MetaTrainConfig
-from rtml.platform.cli import build_parser
-from rtml.platform.commands.adapt import AdaptConfig
-from rtml.platform.commands.convert import ConvertConfig
-from rtml.platform.commands.evaluate import EvaluateConfig
-from rtml.platform.commands.flags import build, describe, field_help, field_table
-from rtml.platform.commands.quickstart import QuickstartConfig
-from rtml.platform.commands.validate_reference import ValidateConfig
 from rtml.platform.configio import flatten, to_dict
 from rtml.platform.hybrid.config import HybridConfig
 from rtml.platform.train.config import TrainConfig
@@ -91,7 +91,7 @@ def test_bad_values_name_the_field(argv, needle, capsys):
 ])
 def test_silent_no_ops_are_refused(argv, needle, capsys):
     """Values that would run and do nothing (or be clamped silently) are errors naming the flag's field."""
-    from rtml.platform.cli import main
+    from rtml.cli.main import main
 
     assert main(argv) == 2
     assert needle in capsys.readouterr().err

@@ -35,7 +35,7 @@ def test_a_failing_evaluation_keeps_the_logged_model(tmp_path, small_store, held
     assert MlflowClient(uri).get_run(run_id).data.tags[export.EVAL_TAG] == "failed"
     got = driver.finish(tmp_path / "driver", uri, run_id, {"step": 20}, 0.0)
     assert os.path.isfile(got["model"]) and got["evaluation_error"].startswith("MemoryError")
-    from rtml.platform.commands.train import report
+    from rtml.cli.train import report
 
     assert report(got) == 1 and "evaluation failed (the model is saved and logged)" in capsys.readouterr().out
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from rtml.cli.main import main
 from rtml.datasets.engine.gpu_system import EngineDeviceError, cuda_status
 from rtml.datasets.engine.run import EngineConfig, propagate
 from rtml.datasets.engine.system import SystemConfig
 from rtml.datasets.fields import kick
 from rtml.datasets.molecules import CATALOG
-from rtml.platform.cli import main
 
 CUDA, WHY = cuda_status()
 

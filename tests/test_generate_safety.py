@@ -53,7 +53,7 @@ def test_ids_are_validated(tmp_path, h2_traj):
 def test_trajectories_the_store_refuses_are_kept_on_disk(tmp_path, monkeypatch):
     """The writer lease is lost after the first append: later trajectories go to <out>.unwritten/ as HDF5, and
     `rtml convert` puts them into the store afterwards."""
-    from rtml.platform.cli import main
+    from rtml.cli.main import main
 
     real, calls = TrajectoryStore.append, []
 

@@ -96,9 +96,9 @@ def test_bad_inputs():
 
 
 def test_cli_propagate_writes_a_store_entry(tmp_path, capsys):
+    from rtml.cli.main import main
     from rtml.datasets.store.zarr_store import TrajectoryStore
     from rtml.platform import tracking
-    from rtml.platform.cli import main
     from rtml.platform.modelio import save_model
 
     path = save_model(Surrogate(preset("debug", xc_anchor="linear")), tmp_path / "m.pt")

@@ -12,9 +12,9 @@ import torch
 from mlflow.tracking import MlflowClient
 from platform_helpers import runs_named
 
+from rtml.cli.main import main
 from rtml.meta.config import load_meta_config
 from rtml.meta.driver import run as meta_train
-from rtml.platform.cli import main
 from rtml.platform.modelio import load_model
 
 pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("local_ray")]

@@ -198,8 +198,8 @@ def test_default_train_config_is_valid():
 def test_evaluate_command_logs_a_run(small_store, tmp_path):
     from mlflow.tracking import MlflowClient
 
+    from rtml.cli.main import main
     from rtml.models.surrogate import Surrogate, preset
-    from rtml.platform.cli import main
 
     save_model(Surrogate(preset("debug")), tmp_path / "m" / "model.pt")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"

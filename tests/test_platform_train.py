@@ -121,7 +121,7 @@ def test_killed_worker_recovers_from_last_checkpoint(tmp_path, small_store, held
     Ray Train V2's controller collects reported checkpoints when it polls the workers (every 2 s), so the kill
     comes 2.5 s after a checkpoint step, still inside the next interval."""
     every, uri = 40, f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cmd = [sys.executable, "-m", "rtml.platform.cli", "train", "debug", f"data.store={small_store}",
+    cmd = [sys.executable, "-m", "rtml.cli.main", "train", "debug", f"data.store={small_store}",
            f"data.val_store={heldout_store}", "data.horizons=[16]", "data.batch_size=4", "data.val_windows=2",
            "eval.max_trajectories=1", "eval.max_steps=8", "name=ft", f"out={tmp_path / 'ft'}",
            f"storage={tmp_path / 'ray'}", f"tracking.uri={uri}", f"loop.max_steps={3 * every}",

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
+from rtml.cli.main import main
 from rtml.datasets.errors import DataError
 from rtml.datasets.generate import GenerateConfig, generate
 from rtml.datasets.store.zarr_store import TrajectoryStore
 from rtml.datasets.windows import FIRST_START, WindowReader, collate_windows, split_of
 from rtml.models.radius_graph import radius_graph
-from rtml.platform.cli import main
 
 
 @pytest.fixture(scope="module")

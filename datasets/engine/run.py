@@ -10,6 +10,7 @@ import pyscf
 from pyscf import lib
 from tqdm.auto import tqdm
 
+from rtml.datasets.engine.device import make_system
 from rtml.datasets.engine.propagator import (
     INTEGRATORS,
     DriftMonitor,
@@ -18,7 +19,7 @@ from rtml.datasets.engine.propagator import (
     unitary_apply,
 )
 from rtml.datasets.engine.stepper import ReferenceStepper
-from rtml.datasets.engine.system import SystemConfig, make_system
+from rtml.datasets.engine.system import SystemConfig
 from rtml.datasets.errors import DataError
 from rtml.datasets.fields import FieldSpec
 from rtml.datasets.kohn_sham import xc_potential

@@ -60,17 +60,6 @@ def set_grid(grids, mol, name: str) -> None:
     grids.becke_scheme = gen_grid.stratmann
 
 
-def make_system(molecule: Molecule, cfg: SystemConfig) -> ElectronicSystem:
-    """The engine's system for ``cfg.device``: this module's (CPU, PySCF) or gpu4pyscf's (CUDA)."""
-    if cfg.device == "cuda":
-        from rtml.datasets.engine.gpu_system import GpuElectronicSystem
-
-        return GpuElectronicSystem(molecule, cfg)
-    if cfg.device != "cpu":
-        raise ValueError(f"SystemConfig.device: expected 'cpu' or 'cuda', got {cfg.device!r}")
-    return ElectronicSystem(molecule, cfg)
-
-
 class ElectronicSystem:
     """Ground state, Fock builds and observables of one molecule at one geometry."""
 

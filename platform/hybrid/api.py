@@ -24,15 +24,16 @@ from rtml.datasets.engine.propagator import IntegratorConfig
 from rtml.datasets.engine.run import EngineConfig
 from rtml.datasets.engine.system import SystemConfig
 from rtml.datasets.fields import FieldSpec
+from rtml.platform import tracking
 from rtml.platform.hybrid.config import HybridConfig
 from rtml.platform.hybrid.field_spec import parse_field
 from rtml.platform.hybrid.inputs import _is_mean_field, molecule_from, system_overrides
 from rtml.platform.hybrid.propagator import HybridResult, propagate_hybrid
+from rtml.platform.modelio import load_model
 
 
 def load_models(models) -> list:
     """Loaded surrogates from paths / run directories / MLflow URIs / :class:`Surrogate` objects (mixed allowed)."""
-    from rtml.platform.modelio import load_model
 
     out = []
     for spec in models if isinstance(models, (list, tuple)) else [models]:
@@ -121,8 +122,6 @@ def log_hybrid_run(res: HybridResult, uri: str, experiment: str, run_name: str, 
     """One MLflow run per propagation: settings, triggers (as a JSON artifact), reference fraction, wall split."""
     import json
     import tempfile
-
-    from rtml.platform import tracking
 
     run_id = tracking.start_run(uri, experiment, run_name, tags={"rtml.kind": "propagate"})
     tracking.log_params(uri, run_id, params)

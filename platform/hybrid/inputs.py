@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from rtml.datasets.errors import DataError
+from rtml.datasets.fields import FieldSpec
 from rtml.datasets.molecules import Molecule, get_molecule
 
 
@@ -98,8 +99,6 @@ def case_from_trajectory(traj) -> dict:
     """What a stored trajectory fixes for a re-run: molecule (its geometry), field, basis, functional, dt and the
     number of frames — the keyword arguments of :func:`rtml.platform.hybrid.api.propagate` besides the models."""
     from pyscf.data.elements import ELEMENTS
-
-    from rtml.datasets.fields import FieldSpec
 
     spec = traj.meta.get("field_spec")
     if not spec:

@@ -25,9 +25,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from rtml.datasets.engine.device import make_system
 from rtml.datasets.engine.run import EngineConfig
 from rtml.datasets.engine.stepper import ReferenceStepper
-from rtml.datasets.engine.system import ElectronicSystem, make_system
+from rtml.datasets.engine.system import ElectronicSystem
 from rtml.datasets.errors import PropagationError
 from rtml.datasets.fields import FieldSpec
 from rtml.datasets.kohn_sham import kohn_sham_terms, static_of

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from rtml.datasets.molecules import Molecule
+from rtml.datasets.store.zarr_store import TrajectoryStore
 from rtml.models.irreps import ao_rotation
 
 
@@ -57,7 +58,6 @@ def rotated_guess(target: Molecule, known: list[KnownDensity]) -> tuple[np.ndarr
 
 def known_densities(store_path: str, molecule: str | None = None) -> list[KnownDensity]:
     """Frame-0 ground-state densities of every trajectory (of ``molecule``, if given) in a Zarr store."""
-    from rtml.datasets.store.zarr_store import TrajectoryStore
 
     st = TrajectoryStore(store_path)
     out = []

@@ -8,16 +8,15 @@ the per-trajectory rollout metrics of :func:`rtml.platform.evaluate.evaluate_sto
 import mlflow.models
 import mlflow.pyfunc
 
+from rtml.platform.evaluate import RolloutEvalConfig, evaluate_store
+from rtml.platform.modelio import load_model
+
 
 class RtmlSurrogate(mlflow.pyfunc.PythonModel):
     def load_context(self, context):
-        from rtml.platform.modelio import load_model
-
         self.model = load_model(context.artifacts["model.pt"])
 
     def predict(self, context, model_input, params=None):
-        from rtml.platform.evaluate import RolloutEvalConfig, evaluate_store
-
         spec = dict(model_input)
         cfg = RolloutEvalConfig(max_trajectories=int(spec.get("max_trajectories", 4)),
                                 max_steps=spec.get("max_steps"))

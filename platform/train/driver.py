@@ -19,6 +19,9 @@ from rtml.platform import tracking
 from rtml.platform.configio import ConfigError, flatten, save_yaml, to_dict
 from rtml.platform.train import results
 from rtml.platform.train.config import TrainConfig
+from rtml.platform.train.export import held_out_ids
+from rtml.platform.train.progress import ProgressCallback
+from rtml.platform.train.worker import train_fn as surrogate_train_fn
 
 
 class TrainingError(RuntimeError):
@@ -34,12 +37,9 @@ def check_inputs(cfg: TrainConfig) -> None:
         store = TrajectoryStore(path)
         if not len(store):
             raise DataError(path, "index", "at least one trajectory", "an empty store")
-    if not cfg.data.val_store:
-        from rtml.platform.train.export import held_out_ids
-
-        if not held_out_ids(cfg)[1]:
-            raise DataError(cfg.data.store, "split 'val'", "at least one validation trajectory (the hash split "
-                            f"{list(cfg.data.split_fractions)} left none): set data.val_store", "0 trajectories")
+    if not cfg.data.val_store and not held_out_ids(cfg)[1]:
+        raise DataError(cfg.data.store, "split 'val'", "at least one validation trajectory (the hash split "
+                        f"{list(cfg.data.split_fractions)} left none): set data.val_store", "0 trajectories")
 
 
 def init_ray(cfg: TrainConfig) -> None:
@@ -70,7 +70,7 @@ def build_trainer(cfg: TrainConfig, uri: str, run_id: str, callbacks=None, train
     from ray.train.torch import TorchConfig, TorchTrainer
 
     if train_fn is None:
-        from rtml.platform.train.worker import train_fn
+        train_fn = surrogate_train_fn
 
     out = Path(cfg.out).resolve()
     storage = cfg.storage if "://" in cfg.storage else str(Path(cfg.storage).resolve())
@@ -150,8 +150,6 @@ def fit(cfg: TrainConfig, uri: str, run_id: str, callbacks=None, train_fn=None) 
     c = tracking.client(uri)
     results.mark_running(uri, run_id)
     try:
-        from rtml.platform.train.progress import ProgressCallback
-
         progress = [ProgressCallback(cfg.name, cfg.loop.max_steps)]
         result = build_trainer(cfg, uri, run_id, [*progress, *(callbacks or [])], train_fn).fit()
     except TrainingFailedError as exc:

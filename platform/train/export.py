@@ -6,9 +6,12 @@ import json
 import time
 from pathlib import Path
 
+from rtml.datasets.store.zarr_store import TrajectoryStore
+from rtml.datasets.windows import split_of
 from rtml.platform import tracking
 from rtml.platform.configio import save_yaml
 from rtml.platform.evaluate import aggregate, evaluate_store, per_trajectory, plot_results
+from rtml.platform.mlflow_model import log_model
 from rtml.platform.modelio import load_model, save_model
 from rtml.platform.regimes import summarize_regimes
 from rtml.platform.train.config import TrainConfig
@@ -20,8 +23,6 @@ def held_out_ids(cfg: TrainConfig) -> tuple[str, list[str] | None]:
     """(store, ids) of the held-out trajectories: ``data.val_store``, else the 'val' split of ``data.store``."""
     if cfg.data.val_store:
         return cfg.data.val_store, None
-    from rtml.datasets.store.zarr_store import TrajectoryStore
-    from rtml.datasets.windows import split_of
 
     ids = [i for i in TrajectoryStore(cfg.data.store).ids()
            if split_of(i, cfg.data.split_seed, tuple(cfg.data.split_fractions)) == "val"]
@@ -30,7 +31,6 @@ def held_out_ids(cfg: TrainConfig) -> tuple[str, list[str] | None]:
 
 def training_data_summary(store: str) -> dict:
     """What the model was trained on (functionals, basis sets, time steps), checked by ``rtml propagate``."""
-    from rtml.datasets.store.zarr_store import TrajectoryStore
 
     idx = TrajectoryStore(store).index
     return {"store": str(store), "functionals": sorted({e["functional"] for e in idx}),
@@ -45,8 +45,6 @@ def export_model(module, cfg: TrainConfig, out: Path, uri: str, run_id: str, sel
     evaluation step's weights these are (model selection by held-out rollouts) and their score; ``last_state``:
     the last step's weights when another step was selected (``model_last.pt``, for comparisons)."""
     import mlflow
-
-    from rtml.platform.mlflow_model import log_model
 
     out.mkdir(parents=True, exist_ok=True)
     path = save_model(module, out / "model.pt", meta={"mlflow_run_id": run_id, "recipe": cfg.recipe,

@@ -14,6 +14,7 @@ import math
 import numpy as np
 import torch
 
+from rtml.datasets.store.zarr_store import TrajectoryStore
 from rtml.platform.evaluate import RolloutEvalConfig, evaluate_trajectories, tier_of
 from rtml.platform.train.config import TrainConfig
 
@@ -21,7 +22,6 @@ from rtml.platform.train.config import TrainConfig
 def selection_items(store: str, ids: list[str] | None, n: int) -> list:
     """Up to ``n`` (trajectory, id) pairs of ``store`` (``ids``: a subset), round-robin over (tier, molecule)
     buckets, strong tier first, weak last (where linear xc is nearly exact and the anchor keeps the model close)."""
-    from rtml.datasets.store.zarr_store import TrajectoryStore
 
     st = TrajectoryStore(store)
     trajs = [(st.read(i), i) for i in (ids if ids is not None else st.ids())]

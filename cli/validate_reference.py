@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from rtml.cli.flags import add_flags, build
+from rtml.datasets.observables import HARTREE_EV, trajectory_spectrum
 from rtml.datasets.validation import conservation_check, nwchem_check, peak_check
-from rtml.platform.commands.flags import add_flags, build
 
 
 @dataclass(kw_only=True)
@@ -36,8 +37,6 @@ def _plot_spectrum(res: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from rtml.datasets.observables import HARTREE_EV, trajectory_spectrum
 
     w, s = trajectory_spectrum(res["trajectory"], window="gauss", emax_ev=25.0, n_omega=8000)
     fig, ax = plt.subplots(figsize=(7, 3.5))

@@ -6,11 +6,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from rtml.cli.flags import add_flags, build
 from rtml.datasets.errors import DataError
 from rtml.datasets.formats.hdf5 import read_hdf5
 from rtml.datasets.formats.nwchem_trajectory import nwchem_trajectory
 from rtml.datasets.store.zarr_store import TrajectoryStore
-from rtml.platform.commands.flags import add_flags, build
 
 
 @dataclass(kw_only=True)

@@ -15,8 +15,16 @@ from pathlib import Path
 
 import numpy as np
 
-from rtml.meta.adapt import METHODS, AdaptSettings
-from rtml.platform.commands.flags import add_flags, build
+from rtml.cli.flags import add_flags, build
+from rtml.datasets.errors import DataError
+from rtml.meta.adapt import METHODS, AdaptSettings, compare, format_comparison
+from rtml.meta.plots import plot_comparison
+from rtml.meta.support import check_basis, collect, generate_support, molecule_name
+from rtml.meta.tasks import split_task
+from rtml.platform import tracking
+from rtml.platform.configio import to_dict
+from rtml.platform.mlflow_model import log_model
+from rtml.platform.modelio import load_model, save_model
 
 
 @dataclass(kw_only=True)
@@ -45,10 +53,6 @@ def add_parser(sub) -> None:
 
 
 def _task(cfg: AdaptConfig, out: Path):
-    from rtml.datasets.errors import DataError
-    from rtml.meta.support import check_basis, collect, generate_support, molecule_name
-    from rtml.meta.tasks import split_task
-
     name = molecule_name(cfg.molecule)
     if cfg.shots < 1:
         raise DataError("<command line>", "--shots", "an integer >= 1", str(cfg.shots))
@@ -65,10 +69,6 @@ def _task(cfg: AdaptConfig, out: Path):
 
 
 def run(cfg: AdaptConfig) -> dict:
-    from rtml.meta.adapt import compare
-    from rtml.platform import tracking
-    from rtml.platform.modelio import load_model
-
     t0 = time.perf_counter()
     uri = tracking.resolve_uri(cfg.tracking_uri)
     tracking.check_reachable(uri)
@@ -83,12 +83,6 @@ def run(cfg: AdaptConfig) -> dict:
 
 def _log(cfg: AdaptConfig, uri: str, model, store: str, task, res: dict, seconds: float) -> dict:
     import mlflow
-
-    from rtml.meta.plots import plot_comparison
-    from rtml.platform import tracking
-    from rtml.platform.configio import to_dict
-    from rtml.platform.mlflow_model import log_model
-    from rtml.platform.modelio import save_model
 
     out = Path(cfg.out)
     parent = (getattr(model, "rtml_meta", None) or {}).get("mlflow_run_id", "")
@@ -124,8 +118,6 @@ def _log(cfg: AdaptConfig, uri: str, model, store: str, task, res: dict, seconds
 
 
 def report(summary: dict) -> int:
-    from rtml.meta.adapt import format_comparison
-
     m = summary["metrics"]
     print(f"\n{summary['molecule']}: k={len(summary['support'])} support, {len(summary['query'])} query, "
           f"{summary['steps']} gradient steps (MLflow run {summary['run_id']}, parent {summary['parent_run_id']})")

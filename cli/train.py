@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import time
 
-from rtml.platform.commands.flags import ListFields
+from rtml.cli.flags import ListFields
 from rtml.platform.configio import to_dict
+from rtml.platform.evaluate import format_table
+from rtml.platform.regimes import format_regimes
 from rtml.platform.train.config import TrainConfig, load_train_config
+from rtml.platform.train.driver import run as drive
 
 
 def add_parser(sub) -> None:
@@ -68,15 +71,10 @@ def resolve_and_run(args, resolve_fn, run_fn, report_fn) -> int:
 
 
 def run(cfg: TrainConfig) -> dict:
-    from rtml.platform.train.driver import run as drive
-
     return drive(cfg)
 
 
 def report(summary: dict) -> int:
-    from rtml.platform.evaluate import format_table
-    from rtml.platform.regimes import format_regimes
-
     print(f"MLflow run {summary['run_id']} ({summary['tracking_uri']})")
     final = summary.get("final", {})
     print(f"final step {final.get('step')}: val_loss {final.get('val_loss', float('nan')):.4g}, one-step MSE / "

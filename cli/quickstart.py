@@ -23,8 +23,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rtml.cli import adapt, meta_train
+from rtml.cli.flags import add_flags, build
+from rtml.cli.train import report, resolve
 from rtml.datasets.generate import GenerateConfig, generate
-from rtml.platform.commands.flags import add_flags, build
+from rtml.meta.adapt import AdaptSettings
+from rtml.platform.evaluate import RolloutEvalConfig, aggregate, as_json, evaluate_store, format_table
+from rtml.platform.train.driver import run as train
 
 
 @dataclass(kw_only=True)
@@ -54,9 +59,6 @@ def add_parser(sub) -> None:
 
 
 def run(cfg: QuickstartConfig) -> int:
-    from rtml.platform.commands.train import report, resolve
-    from rtml.platform.train.driver import run as train
-
     t0 = time.perf_counter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -111,7 +113,6 @@ def large_steps(store: str, stride: int = 8) -> dict:
     """The held-out set at steps of ``stride``·dt with the physics baselines (linear xc with and without the exact
     linear response, frozen xc): cost per simulated a.u. next to accuracy on the reference's frames. The quickstart's
     model steps dt (a model of stride 8 needs the ``stride8`` recipe's corpus)."""
-    from rtml.platform.evaluate import RolloutEvalConfig, aggregate, as_json, evaluate_store, format_table
 
     print(f"  the same held-out set at steps of {stride}·dt (physics only; rtml evaluate/benchmarks/large_steps.py "
           "for a model of that stride):")
@@ -124,8 +125,6 @@ def large_steps(store: str, stride: int = 8) -> dict:
 
 def few_shot(cfg: QuickstartConfig, out: Path, train_store: str, trained: dict) -> dict:
     """Meta-train from the trained model over the training molecules, then adapt to ``heldout_molecule``."""
-    from rtml.meta.adapt import AdaptSettings
-    from rtml.platform.commands import adapt, meta_train
 
     n_per_mol = 2 * cfg.n_geometries  # kick + mixed pulse per geometry
     shots = max(1, min(5, n_per_mol - 1))

@@ -12,8 +12,21 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rtml.platform.commands.flags import add_flags, build
-from rtml.platform.evaluate import RolloutEvalConfig, as_json
+from rtml.cli.flags import add_flags, build
+from rtml.datasets.store.zarr_store import TrajectoryStore
+from rtml.platform import tracking
+from rtml.platform.configio import ConfigError
+from rtml.platform.evaluate import (
+    RolloutEvalConfig,
+    aggregate,
+    as_json,
+    evaluate_store,
+    format_table,
+    per_trajectory,
+    plot_results,
+)
+from rtml.platform.modelio import load_model
+from rtml.platform.regimes import format_regimes, summarize_regimes
 
 
 @dataclass(kw_only=True)
@@ -42,8 +55,6 @@ def add_parser(sub) -> None:
 
 def _main(a) -> int:
     if a.baseline_only == (a.model is not None):
-        from rtml.platform.configio import ConfigError
-
         raise ConfigError("<command line>", "MODEL", "MODEL STORE, or --baseline-only STORE (one of the two)",
                           a.model)
     run(build(EvaluateConfig, a))
@@ -52,12 +63,6 @@ def _main(a) -> int:
 
 def run(cfg: EvaluateConfig) -> dict:
     import mlflow
-
-    from rtml.datasets.store.zarr_store import TrajectoryStore
-    from rtml.platform import tracking
-    from rtml.platform.evaluate import aggregate, evaluate_store, format_table, per_trajectory, plot_results
-    from rtml.platform.modelio import load_model
-    from rtml.platform.regimes import format_regimes, summarize_regimes
 
     TrajectoryStore(cfg.store)  # clear error for a missing/invalid store before loading anything else
     uri = tracking.resolve_uri(cfg.tracking_uri)

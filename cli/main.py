@@ -1,6 +1,6 @@
 """The ``rtml`` command line: ``main()`` parses, each command's ``run(cfg)`` works.
 
-Subcommands live in :mod:`rtml.platform.commands`, one module each, exposing ``add_parser(subparsers)`` (which sets
+Subcommands live in :mod:`rtml.cli`, one module each, exposing ``add_parser(subparsers)`` (which sets
 ``func`` to a function taking the parsed namespace) and a ``run(cfg)`` that tests call directly.
 """
 
@@ -9,8 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rtml.datasets.errors import DataError, PropagationError
-from rtml.platform.commands import (
+from rtml.cli import (
     adapt,
     convert,
     evaluate,
@@ -23,6 +22,7 @@ from rtml.platform.commands import (
     tune,
     validate_reference,
 )
+from rtml.datasets.errors import DataError, PropagationError
 from rtml.platform.configio import ConfigError
 from rtml.platform.modelio import ModelFileError
 from rtml.platform.tracking import TrackingError

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 
+from rtml.cli.flags import add_flags, build
 from rtml.datasets.generate import GenerateConfig, generate
 from rtml.datasets.molecules import CATALOG
-from rtml.platform.commands.flags import add_flags, build
 
 
 def add_parser(sub) -> None:

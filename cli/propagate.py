@@ -10,10 +10,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rtml.cli.flags import add_flags, build
 from rtml.datasets.engine.propagator import IntegratorConfig
 from rtml.datasets.engine.system import SystemConfig
-from rtml.platform.commands.flags import add_flags, build
+from rtml.datasets.errors import DataError
+from rtml.datasets.molecules import get_molecule
+from rtml.datasets.store.zarr_store import TrajectoryStore
+from rtml.platform import tracking
+from rtml.platform.hybrid.api import log_hybrid_run, plot_hybrid, propagate
 from rtml.platform.hybrid.config import HybridConfig
+from rtml.platform.hybrid.field_spec import parse_field
+from rtml.platform.hybrid.inputs import case_from_trajectory, molecule_from
 
 
 def add_parser(sub) -> None:
@@ -38,15 +45,8 @@ def add_parser(sub) -> None:
 
 
 def run_args(a) -> int:
-    from rtml.datasets.errors import DataError
-    from rtml.datasets.molecules import get_molecule
-    from rtml.platform.hybrid.field_spec import parse_field
-
     case = {"basis": SystemConfig.basis, "xc": SystemConfig.xc, "dt": IntegratorConfig.dt}
     if a.source:
-        from rtml.datasets.store.zarr_store import TrajectoryStore
-        from rtml.platform.hybrid.inputs import case_from_trajectory
-
         store, _, tid = a.source.rpartition(":")
         if not store or not tid:
             raise DataError("<command line>", "--from", "STORE:ID (a Zarr store and a trajectory id in it)",
@@ -69,10 +69,6 @@ def run(model_specs: list[str], molecule, field, n_steps: int, cfg: HybridConfig
         plots: str | None = None, tracking_uri: str | None = None, experiment: str = "rtml-propagate") -> int:
     """``molecule``: anything :func:`rtml.platform.hybrid.inputs.molecule_from` takes; ``tracking_uri``: None = no
     MLflow run; '' = the default store; else that URI."""
-    from rtml.datasets.store.zarr_store import TrajectoryStore
-    from rtml.platform import tracking
-    from rtml.platform.hybrid.api import log_hybrid_run, plot_hybrid, propagate
-    from rtml.platform.hybrid.inputs import molecule_from
 
     mol = molecule_from(molecule)  # unknown names raise DataError before any model is loaded
     uri = None

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import json
 
-from rtml.platform.commands.flags import add_flags, build
+from rtml.cli.flags import add_flags, build
 from rtml.platform.tune import TuneConfig
+from rtml.platform.tune import run as sweep
 
 
 def add_parser(sub) -> None:
@@ -23,6 +24,4 @@ def main(args) -> int:
 
 
 def run(cfg: TuneConfig) -> dict:
-    from rtml.platform.tune import run as sweep
-
     return sweep(cfg)

@@ -8,8 +8,9 @@ invocation is a new run ``rtml-meta-<recipe>-<time>``; an existing name resumes.
 
 from __future__ import annotations
 
+from rtml.cli.train import add_config_parser, name_run, resolve_and_run
 from rtml.meta.config import MetaTrainConfig, load_meta_config
-from rtml.platform.commands.train import add_config_parser, name_run, resolve_and_run
+from rtml.meta.driver import run as drive
 
 
 def add_parser(sub) -> None:
@@ -28,8 +29,6 @@ def main(args) -> int:
 
 
 def run(cfg: MetaTrainConfig) -> dict:
-    from rtml.meta.driver import run as drive
-
     return drive(cfg)
 
 
