@@ -5,7 +5,7 @@ For each molecule (LDA,VWN/6-31G reference, dt = 0.2 a.u.): the reference engine
 self-consistent midpoint), then frozen-xc and linear-xc (:mod:`rtml.models.baselines`) and the Kohn–Sham-head
 surrogate presets, each at batch 1 and batched; reported as ms per trajectory per a.u. of simulated time and as the
 ratio to the reference engine. A model step spans one engine step (``bundle`` 1). Accuracy at these costs:
-``rtml evaluate`` (README). CPU by default; ``--device cuda`` for a GPU.
+``rtml evaluate`` (docs/benchmarks.md). CPU by default; ``--device cuda`` for a GPU.
 
     python benchmarks/bench_model.py [--molecules h2o lih] [--batches 1 16] [--presets debug small] [--json out.json]
 """

@@ -1,4 +1,4 @@
-"""Side-by-side held-out table of several trained runs and the physics baselines, as Markdown (the README's tables).
+"""Side-by-side held-out table of several trained runs and the physics baselines, as Markdown (docs/heldout_and_regimes.md's tables).
 
 Reads each run directory's ``summary.json`` (written by ``rtml train`` at the end: per-trajectory rollout metrics of
 the model and of the frozen-xc, linear-xc and trivial baselines on the same held-out trajectories) and prints the

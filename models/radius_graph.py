@@ -1,5 +1,5 @@
 """Radius graphs with plain torch, for the geometry encoder (PyG's ``radius_graph`` needs the compiled torch-cluster
-or pyg-lib extensions; see the README on torch-geometric)."""
+or pyg-lib extensions; see docs/training_platform.md on torch-geometric)."""
 
 from __future__ import annotations
 

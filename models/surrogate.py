@@ -14,7 +14,7 @@ Pipeline of one model step (bundle of k sub-steps), all in the Löwdin basis, al
    ``xc_anchor='linear'``: the linear-xc propagator, V_xc[ρ(0)] + K_xc[ρ − ρ(0)]). The encoder's Δρ channel is
    ρ(t) − ρ(0) (the deviation from the ground state that V_xc responds to). Hermiticity, trace and idempotency are
    exact (unitary steps). The earlier ``unitary`` (learned effective Hamiltonian) and ``density`` (learned
-   increments) heads were retired: their rollouts diverged (held-out dipole nRMSE ~1400 vs 0.24, README).
+   increments) heads were retired: their rollouts diverged (held-out dipole nRMSE ~1400 vs 0.24, docs/model.md).
 Closed-shell inputs stay closed-shell exactly (the α−β output channels are masked).
 """
 

@@ -180,7 +180,7 @@ RECIPES: dict[str, dict] = {
     "small": {"data": {"horizons": [16, 64, 256], "steps_per_stage": 150, "batch_size": 2},
               "model": {"preset": "small"}, "optim": {"lr": 1e-3, "warmup_steps": 30},
               "loop": {"max_steps": 330, "log_every": 10, "checkpoint_every": 110, "eval_every": 110}},
-    # The regime corpus (README: 5 molecules x 27 geometries x kick + mixed-tier pulse, 300 frames); held-out
+    # The regime corpus (docs/heldout_and_regimes.md: 5 molecules x 27 geometries x kick + mixed-tier pulse, 300 frames); held-out
     # selection store with every tier; select on the ratio to linear xc every 50 steps. One worker with 2 windows
     # a step and unrolls of 16 -> 64 -> 128 steps: two runs (a learning curve, an ablation) share a 2-core machine
     # in ~25 min (256-step unrolls with 4 windows cost ~40 s a step there).
