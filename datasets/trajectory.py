@@ -9,7 +9,6 @@ and beta densities (trace(P_a S) + trace(P_b S) = N). The phase convention is P_
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from dataclasses import dataclass, field
 
@@ -113,10 +112,6 @@ class Trajectory:
     def electron_count(self) -> np.ndarray:
         """[T] float64: sum over spins of Re tr(P_s S)."""
         return np.einsum("tsij,ji->t", self.density, self.overlap).real
-
-    def checksum(self) -> str:
-        """sha256 of the density bytes (complex128, C order): identifies the trajectory's content."""
-        return hashlib.sha256(np.ascontiguousarray(self.density, np.complex128).tobytes()).hexdigest()
 
     def meta_json(self) -> str:
         return json.dumps(self.meta, sort_keys=True, default=_jsonable)

@@ -42,11 +42,6 @@ def first_start(stride: int = 1) -> int:
     return max(FIRST_START, stride + 1)
 
 
-def frames_for(horizon: int) -> int:
-    """Frames read for a window of ``horizon`` transitions: the previous frame, ρ(t0) and ``horizon`` targets."""
-    return horizon + 2
-
-
 def split_of(traj_id: str, seed: int, fractions=(0.8, 0.1, 0.1)) -> str:
     u = int(hashlib.sha256(f"{seed}:{traj_id}".encode()).hexdigest()[:12], 16) / 16**12
     return "train" if u < fractions[0] else "val" if u < fractions[0] + fractions[1] else "test"
@@ -103,9 +98,6 @@ class WindowReader:
         """How many window starts a trajectory has (``n_steps`` = its frame count in the store index):
         first_start(stride) … n_steps − 1 − horizon·stride."""
         return n_steps - horizon * stride - first_start(stride)
-
-    def trajectory_ids(self) -> list[str]:
-        return [e["id"] for e in self.entries]
 
     def sample(self, traj_id: str, start: int, horizon: int | None = None) -> dict:
         """The window of ``horizon`` transitions (default: the reader's) whose initial state is frame ``start``

@@ -55,7 +55,7 @@ class FrozenXC(nn.Module):
         if mol.ks is None:
             raise ValueError(f"the {type(self).__name__} baseline needs the exact Kohn–Sham terms (MoleculeBatch.ks)")
         ks = KohnShamOperators.from_batch(mol.ks)
-        st = SimpleNamespace(ks=ks, s_half=ks.x_inv, s_inv_half=ks.x, lr=None)
+        st = SimpleNamespace(ks=ks, s_half=ks.x_inv, lr=None)
         if self.cfg.linear_response == "exact":
             if not isinstance(self, LinearXC):
                 raise ValueError("linear_response='exact' is the linear response of linear xc: use LinearXC")

@@ -77,11 +77,6 @@ def block_irreps(l1: int, l2: int) -> o3.Irreps:
     return o3.Irreps("+".join(f"1x{L}{p}" for L in range(abs(l1 - l2), l1 + l2 + 1)))
 
 
-def shell_transform(shell_l: list[int] | np.ndarray, dtype=torch.float64) -> torch.Tensor:
-    """T [nbf, nbf] = blockdiag(Q_l) over the shells (PySCF order): ``M_e3nn = T @ M_pyscf @ T.T``."""
-    return torch.block_diag(*[pyscf_to_e3nn(int(l), dtype) for l in shell_l])
-
-
 def wigner_d(l: int, R: torch.Tensor) -> torch.Tensor:
     """Real Wigner-D [2l+1, 2l+1] of a proper rotation R in e3nn's basis, accurate to rounding.
 

@@ -7,7 +7,7 @@ are the design guide's: reconstruction 1, derivative 10, Hermiticity 1, trace 5,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 
@@ -61,31 +61,6 @@ def dipole(rho, dipole_ints) -> torch.Tensor:
     return -torch.einsum("btsij,bxji->btx", rho, dipole_ints.to(rho.dtype)).real
 
 
-def scaled_dipole(pred, target, dipole_ints, target_mean: bool = True) -> torch.Tensor:
-    """‖μ_pred - μ_ref‖ / ‖μ_ref - <μ_ref>_t‖ per trajectory (the induced dipole is the signal), batch mean."""
-    mp, mt = dipole(pred, dipole_ints), dipole(target, dipole_ints)
-    ref = mt - mt.mean(dim=1, keepdim=True) if target_mean else mt
-    num = (mp - mt).square().flatten(1).sum(-1)
-    return (num / ref.square().flatten(1).sum(-1).clamp_min(1e-30)).sqrt().mean()
-
-
-def wavefunction_alignment_loss(pred, target, s_half, w_frontier: float = 1.0, w_other: float = 0.1,
-                                n_virtual_frontier: int = 1) -> torch.Tensor:
-    """WALoss analogue for densities: express ρ_pred in the reference natural orbitals (eigenvectors of the
-    Löwdin-basis reference ρ_o, computed without gradient) and match the diagonal to the reference occupations.
-    Occupied orbitals and the first ``n_virtual_frontier`` virtuals weigh ``w_frontier``, the rest ``w_other``.
-    No back-propagation through the eigendecomposition."""
-    s = s_half.to(pred.dtype)[:, None, None]
-    p_o, t_o = s @ pred @ s, s @ target @ s
-    with torch.no_grad():
-        occ, c = torch.linalg.eigh(t_o)  # ascending occupations, [B, T, 2, N]
-        n_occ = (occ > 0.5).sum(-1, keepdim=True)  # [B, T, 2, 1]
-        rank_from_top = torch.arange(occ.shape[-1] - 1, -1, -1, device=occ.device)  # 0 = most occupied
-        weight = torch.where(rank_from_top < n_occ + n_virtual_frontier, w_frontier, w_other)
-    diag = torch.diagonal(c.mH @ p_o @ c, dim1=-2, dim2=-1).real
-    return (weight * (diag - occ).square()).mean()
-
-
 def relative_potential_loss(v_pred, v_target, v_ref, mask) -> torch.Tensor:
     """Fock supervision: Σ w|V_θ − V_xc|² / Σ w|V_ref − V_xc|² per molecule, batch mean (1 = no better than
     ``v_ref``, e.g. the frozen V_xc[ρ(0)]). Shapes [B, T, 2, N, N] complex (Löwdin); ``mask`` [B, N] basis mask.
@@ -137,21 +112,22 @@ def relative_rollout_losses(states, target, start, dipole_ints) -> dict:
 @dataclass(kw_only=True)
 class LossConfig:
     """Weights of the training objective (``rtml.platform.train.objective``). Teacher-forced terms:
-    reconstruction … wavefunction_alignment (design-guide weights). Kohn–Sham head only (other heads have no V_θ):
+    reconstruction … scaled_l2 (design-guide weights). Kohn–Sham head only (other heads have no V_θ):
     ``xc_potential`` (Fock supervision, :func:`relative_potential_loss`) and ``hamiltonian_alignment``
     (:func:`hamiltonian_alignment_loss`), both relative to frozen xc — or, for ``xc_potential`` with
     ``xc_reference='linear'``, relative to linear xc (1 = no better than the exact kernel at ρ(0): the loss then
     measures only what the learned O(Δρ²) terms add). Unrolled (any head): ``rollout_density``,
     ``rollout_dipole`` (:func:`relative_rollout_losses`) over the window rolled out autoregressively, with
     truncated back-propagation every ``rollout_detach_every`` steps (0: never)."""
+    # fields removed in issue 29 (they could only raise: the objective never had their inputs); old config files
+    # that carry them at 0 still load
+    RETIRED: ClassVar[dict] = {"scaled_dipole": 0.0, "wavefunction_alignment": 0.0}
     reconstruction: float = 1.0
     derivative: float = 10.0
     hermiticity: float = 1.0
     trace: float = 5.0
     idempotency: float = 0.5
     scaled_l2: float = 0.0
-    scaled_dipole: float = 0.0  # needs dipole integrals
-    wavefunction_alignment: float = 0.0
     variance_weighting: bool = True
     xc_potential: float = 1.0
     xc_reference: Literal["frozen", "linear"] = "frozen"  # what xc_potential is relative to (1 = no better than it)
@@ -161,7 +137,7 @@ class LossConfig:
     rollout_detach_every: int = 64
 
 
-def total_loss(pred, target, rho0, overlap, n_sigma, dt, cfg: LossConfig, s_half=None, dipole_ints=None):
+def total_loss(pred, target, rho0, overlap, n_sigma, dt, cfg: LossConfig):
     """Weighted sum of the configured terms -> (total, {name: detached value})."""
     terms = {}
     w = element_variance_weights(target) if cfg.variance_weighting else None
@@ -177,13 +153,5 @@ def total_loss(pred, target, rho0, overlap, n_sigma, dt, cfg: LossConfig, s_half
         terms["idempotency"] = idempotency_penalty(pred, overlap)
     if cfg.scaled_l2:
         terms["scaled_l2"] = scaled_l2(pred, target)
-    if cfg.scaled_dipole:
-        if dipole_ints is None:
-            raise ValueError("loss.scaled_dipole > 0 needs dipole integrals (dipole_ints [B, 3, N, N])")
-        terms["scaled_dipole"] = scaled_dipole(pred, target, dipole_ints)
-    if cfg.wavefunction_alignment:
-        if s_half is None:
-            raise ValueError("loss.wavefunction_alignment > 0 needs S^1/2 (s_half [B, N, N])")
-        terms["wavefunction_alignment"] = wavefunction_alignment_loss(pred, target, s_half)
     total = sum(getattr(cfg, k) * v for k, v in terms.items())
     return total, {k: float(v.detach()) for k, v in terms.items()}

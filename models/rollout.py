@@ -3,7 +3,7 @@
 Keeps the Mamba recurrent state, batches trajectories of different molecules (padded :class:`MoleculeBatch`), and
 streams: only the current and previous density live in memory unless frames are stored (``store_every``; 0 stores
 none), so memory does not grow with ``n_steps``. ``context`` frames (reference densities ending at the initial
-state) warm up the recurrent state with teacher forcing first. Push-forward training windows: :func:`pushforward`.
+state) warm up the recurrent state with teacher forcing first.
 """
 
 from __future__ import annotations
@@ -86,20 +86,3 @@ def _rollout(model, mol, initial_state, field, n_steps, dt, store_every, context
     final = model.from_orth(st, cur)
     states = torch.stack(stored, dim=1) if stored else final.new_zeros(final.shape[0], 0, *final.shape[1:])
     return RolloutResult(states=states, steps=steps, final=final)
-
-
-def pushforward(model, mol: MoleculeBatch, rho: torch.Tensor, field: torch.Tensor, dt: float, n_unroll: int):
-    """Push-forward training (Brandstetter et al. 2022): roll the model ``n_unroll`` calls from rho[:, 0] without
-    gradient, then predict the rest of the window teacher-forced from that (slightly wrong) state, with gradient.
-    rho [B, T+1, 2, N, N]; returns (predictions [B, T - n_unroll·k, 2, N, N], their targets)."""
-    k = model.cfg.bundle
-    m = n_unroll * k
-    if m >= rho.shape[1] - 1:
-        raise ValueError(f"n_unroll={n_unroll} x bundle={k} leaves no frames of a {rho.shape[1] - 1}-step window")
-    with torch.no_grad():
-        res = rollout(model, mol, rho[:, 0], field[:, :m + 1], m, dt, store_every=k)
-    start = res.states[:, -1]
-    prev = res.states[:, -2] if res.states.shape[1] > 1 else rho[:, 0]
-    window = torch.cat([start[:, None].to(rho.dtype), rho[:, m + 1:]], dim=1)
-    pred = model(mol, window, field[:, m:], dt, rho_prev=prev.to(rho.dtype))
-    return pred, rho[:, m + 1:]

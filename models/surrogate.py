@@ -108,7 +108,6 @@ class Static:
     mol: MoleculeBatch
     layout: BasisLayout
     s_half: torch.Tensor  # [B, N, N]
-    s_inv_half: torch.Tensor  # [B, N, N]
     geo: dict  # {(L,p): [B*A, mul, 2L+1]}
     geo_flat: torch.Tensor  # [B*A, irreps_geo.dim]
     cond: torch.Tensor  # [B*A, d_cond] FiLM conditioning
@@ -162,7 +161,7 @@ class Surrogate(nn.Module):
         mol = mol.to(device=self.coef.weight.device, dtype=dtype)
         layout = build_layout(mol, dtype).to(device=mol.overlap.device)
         B, A = layout.B, layout.A
-        s_half, s_inv = lowdin(mol.overlap)
+        s_half, _ = lowdin(mol.overlap)
         pos = mol.positions.reshape(B * A, 3)
         batch = torch.arange(B, device=pos.device).repeat_interleave(A)
         amask = mol.atom_mask.reshape(-1)
@@ -185,7 +184,7 @@ class Surrogate(nn.Module):
         lr = None
         if self.cfg.linear_response == "exact":
             lr = LinearResponse(ks, linear_xc_step(self.cfg.ks_iterations), linear_xc_tag(self.cfg.ks_iterations))
-        return Static(ks=ks, lr=lr, mol=mol, layout=layout, s_half=s_half, s_inv_half=s_inv, geo=geo, geo_flat=geo_flat, cond=cond,
+        return Static(ks=ks, lr=lr, mol=mol, layout=layout, s_half=s_half, geo=geo, geo_flat=geo_flat, cond=cond,
                       pair_emb=pair_emb, static_w=self.decoder.static_weights(layout, pair_emb),
                       static_src=self.decoder.static_sources(layout, geo, pos), n_sigma=spin_traces(rho0_o),
                       spin_mask=spin_mask, atom_ao=atom_ao)

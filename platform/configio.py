@@ -111,6 +111,12 @@ def from_dict(cls, data: dict, source: str = "<config>", prefix: str = ""):
     """Build dataclass ``cls`` from ``data``; missing keys keep their defaults, unknown keys are errors."""
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls) if f.init}
+    retired = getattr(cls, "RETIRED", {})
+    for k in [k for k in data if k in retired]:
+        if data[k] != retired[k]:
+            raise ConfigError(source, prefix + str(k), f"{retired[k]!r} or no entry (the field was retired: it had no "
+                              "effect but an error)", repr(data[k]))
+        data = {key: v for key, v in data.items() if key != k}
     for k in data:
         if k not in names:
             raise ConfigError(source, prefix + str(k), f"one of {sorted(names)} (unknown field)")

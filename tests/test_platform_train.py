@@ -42,7 +42,7 @@ def test_train_zero2_logs_everything_and_exports_a_plain_model(tmp_path, small_s
     # the workers' files reached the driver through MLflow (rank 0's node-local scratch is removed): cluster-safe
     assert summary["model"] == os.path.join(os.path.realpath(cfg.out), "model.pt")
     assert summary["plots"] and all(os.path.isfile(p) and "/plots/" in p for p in summary["plots"])
-    assert summary["rollout"]["model/dipole_nrmse"] >= 0
+    assert 0 < summary["rollout"]["model/dipole_nrmse"] < 10  # finite, and not a copy of the reference
     # model selection by held-out rollouts: the score curve is in MLflow, the export names its step
     assert {"select/score", "select/best_score", "select/best_step"} <= set(m)
     sel = summary["selected"]
