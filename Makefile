@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip -q --disable-pip-version-check
 STAMP := $(VENV)/.rtml-installed
 
-.PHONY: setup quickstart test test-slow validate bench
+.PHONY: setup quickstart test test-integration test-slow validate bench
 
 $(STAMP): pyproject.toml .ci/constraints.txt
 	python3 -m venv $(VENV)
@@ -17,10 +17,13 @@ setup: $(STAMP)
 quickstart: $(STAMP)  ## the main job, end to end on embedded defaults
 	$(VENV)/bin/rtml quickstart
 
-test: $(STAMP)  ## the default test suite (CPU, ~15-20 min on 2 cores)
+test: $(STAMP)  ## the unit tests: CPU, no Ray, under 3 minutes on 2 cores — the loop to run while working
 	PATH=$(abspath $(VENV))/bin:$$PATH pytest
 
-test-slow: $(STAMP)
+test-integration: $(STAMP)  ## Ray Train/Tune, DeepSpeed, MLflow runs, long physics checks (~15 min)
+	PATH=$(abspath $(VENV))/bin:$$PATH pytest -m integration
+
+test-slow: $(STAMP)  ## ray job submit to a real head and a three-node cluster (~12 min)
 	PATH=$(abspath $(VENV))/bin:$$PATH pytest -m slow
 
 validate: $(STAMP)  ## long physics validation of the reference engine

@@ -8,6 +8,8 @@ derive their defaults from it); the Python entry point is :func:`rtml.platform.h
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 
 from rtml.cli.flags import add_flags, build
@@ -23,45 +25,55 @@ from rtml.platform.hybrid.field_spec import parse_field
 from rtml.platform.hybrid.inputs import case_from_trajectory, molecule_from
 
 
+@dataclass(kw_only=True)
+class PropagateConfig:
+    """What ``rtml propagate`` runs: the case comes from the flags or from a stored trajectory (``source``), the
+    thresholds from :class:`HybridConfig`."""
+    model: list[str]  # model.pt files, run directories or MLflow URIs (several: an ensemble)
+    out: str  # Zarr store to append the trajectory to
+    molecule: str | None = None  # catalog name or .xyz path
+    field: str | None = None  # kick:AMPLITUDE[:x|y|z] or a JSON FieldSpec
+    steps: int | None = None  # recorded frames including t = 0
+    source: str | None = None  # STORE:ID — take geometry, field, basis, xc, dt and steps from a stored trajectory (flags override)
+    basis: str | None = None  # basis set (None: the stored trajectory's, else the engine's default)
+    xc: str | None = None  # functional (None: the stored trajectory's, else the engine's default)
+    dt: float | None = None  # time step in a.u. (None: the stored trajectory's, else the engine's default)
+    id: str | None = None  # trajectory id in the store (None: <molecule>-hybrid)
+    plots: str | None = None  # folder for dipole.png/spectrum.png (None: <out>.plots/<id>)
+    tracking: bool = True  # log an MLflow run
+    tracking_uri: str | None = None  # MLflow tracking URI (None: $MLFLOW_TRACKING_URI, else ./mlflow.db)
+    experiment: str = "rtml-propagate"  # MLflow experiment
+    hybrid: HybridConfig = dataclass_field(default_factory=HybridConfig)
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("propagate", help="hybrid RT-TDDFT: surrogate ensemble + reference re-anchoring")
-    p.add_argument("--model", nargs="+", required=True, help="model.pt files, run directories or MLflow URIs")
-    p.add_argument("--molecule", default=None, help="catalog name or .xyz path")
-    p.add_argument("--field", default=None, help="kick:AMPLITUDE[:x|y|z] or a JSON FieldSpec")
-    p.add_argument("--steps", type=int, default=None, help="recorded frames including t = 0")
-    p.add_argument("--from", dest="source", default=None, metavar="STORE:ID",
-                   help="take geometry, field, basis, xc, dt and steps from a stored trajectory (flags override)")
-    p.add_argument("--basis", default=None, help=f"default {SystemConfig.basis}")
-    p.add_argument("--xc", default=None, help=f"default {SystemConfig.xc}")
-    p.add_argument("--dt", type=float, default=None, help=f"a.u., default {IntegratorConfig.dt}")
-    p.add_argument("--out", required=True, help="Zarr store to append the trajectory to")
-    p.add_argument("--id", default=None, help="trajectory id in the store (default: <molecule>-hybrid)")
-    p.add_argument("--plots", default=None, help="folder for dipole.png/spectrum.png (default: <out>.plots/<id>)")
-    p.add_argument("--tracking-uri", default=None, help="MLflow (default $MLFLOW_TRACKING_URI or ./mlflow.db)")
-    p.add_argument("--experiment", default="rtml-propagate")
-    p.add_argument("--no-tracking", action="store_true", help="do not log an MLflow run")
-    add_flags(p, HybridConfig)
+    add_flags(p, PropagateConfig, rename={"source": "--from"}, words=("model",))
     p.set_defaults(func=run_args)
 
 
 def run_args(a) -> int:
+    return run_config(build(PropagateConfig, a))
+
+
+def run_config(cfg: PropagateConfig) -> int:
+    """Resolve the case (``source`` first, then the flags; the engine's defaults for what neither gives) and run."""
     case = {"basis": SystemConfig.basis, "xc": SystemConfig.xc, "dt": IntegratorConfig.dt}
-    if a.source:
-        store, _, tid = a.source.rpartition(":")
+    if cfg.source:
+        store, _, tid = cfg.source.rpartition(":")
         if not store or not tid:
             raise DataError("<command line>", "--from", "STORE:ID (a Zarr store and a trajectory id in it)",
-                            repr(a.source))
+                            repr(cfg.source))
         case.update(case_from_trajectory(TrajectoryStore(store).read(tid)))
-    given = {"molecule": a.molecule and get_molecule(a.molecule), "field": a.field and parse_field(a.field),
-             "n_steps": a.steps, "basis": a.basis, "xc": a.xc, "dt": a.dt}
+    given = {"molecule": cfg.molecule and get_molecule(cfg.molecule), "field": cfg.field and parse_field(cfg.field),
+             "n_steps": cfg.steps, "basis": cfg.basis, "xc": cfg.xc, "dt": cfg.dt}
     case.update({k: v for k, v in given.items() if v is not None})
     for key, flag in (("molecule", "--molecule"), ("field", "--field"), ("n_steps", "--steps")):
         if key not in case:
             raise DataError("<command line>", flag, "a value (or --from STORE:ID)", "none")
-    hcfg = build(HybridConfig, a)
-    return run(a.model, case["molecule"], case["field"], case["n_steps"], hcfg, a.out, traj_id=a.id,
-               basis=case["basis"], xc=case["xc"], dt=case["dt"], plots=a.plots,
-               tracking_uri=None if a.no_tracking else (a.tracking_uri or ""), experiment=a.experiment)
+    return run(cfg.model, case["molecule"], case["field"], case["n_steps"], cfg.hybrid, cfg.out, traj_id=cfg.id,
+               basis=case["basis"], xc=case["xc"], dt=case["dt"], plots=cfg.plots,
+               tracking_uri=(cfg.tracking_uri or "") if cfg.tracking else None, experiment=cfg.experiment)
 
 
 def run(model_specs: list[str], molecule, field, n_steps: int, cfg: HybridConfig, out: str, *,

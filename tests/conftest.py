@@ -68,3 +68,17 @@ def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, log_to_driver=False)
     yield
     ray.shutdown()
+
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_do_not_start_ray(request, monkeypatch):
+    """A test not marked ``integration`` or ``slow`` that starts Ray fails and says so: the unit suite stays fast."""
+    if request.node.get_closest_marker("integration") or request.node.get_closest_marker("slow"):
+        return
+    import ray
+
+    def refuse(*args, **kwargs):
+        raise RuntimeError(f"{request.node.nodeid} started Ray: mark it @pytest.mark.integration")
+
+    monkeypatch.setattr(ray, "init", refuse)

@@ -11,6 +11,7 @@ from rtml.cli.convert import ConvertConfig
 from rtml.cli.evaluate import EvaluateConfig
 from rtml.cli.flags import build, describe, field_help, field_table
 from rtml.cli.main import build_parser
+from rtml.cli.propagate import PropagateConfig
 from rtml.cli.quickstart import QuickstartConfig
 from rtml.cli.validate_reference import ValidateConfig
 from rtml.datasets.generate import GenerateConfig
@@ -29,6 +30,8 @@ COMMANDS = [
     ("tune", [], TuneConfig, {}),
     ("evaluate", ["m.pt", "s.zarr"], EvaluateConfig, {"model": "m.pt", "store": "s.zarr"}),
     ("adapt", ["--model", "m.pt", "--molecule", "nh3"], AdaptConfig, {"model": "m.pt", "molecule": "nh3"}),
+    ("propagate", ["--model", "a.pt", "b.pt", "--out", "o.zarr"], PropagateConfig,
+     {"model": ["a.pt", "b.pt"], "out": "o.zarr"}),
 ]
 
 
@@ -46,10 +49,12 @@ def test_every_flag_has_help_from_its_field(command, words, cls, required):
 
 def test_propagate_thresholds_come_from_hybrid_config():
     args = build_parser().parse_args(["propagate", "--model", "m.pt", "--out", "o.zarr"])
-    assert build(HybridConfig, args) == HybridConfig()
+    assert build(PropagateConfig, args).hybrid == HybridConfig()
     args = build_parser().parse_args(["propagate", "--model", "m.pt", "--out", "o.zarr", "--max-model-steps", "none",
-                                      "--max-spread", "0.5"])
-    assert build(HybridConfig, args) == HybridConfig(max_model_steps=None, max_spread=0.5)
+                                      "--max-spread", "0.5", "--from", "s.zarr:t1", "--no-tracking"])
+    cfg = build(PropagateConfig, args)
+    assert cfg.hybrid == HybridConfig(max_model_steps=None, max_spread=0.5)
+    assert cfg.source == "s.zarr:t1" and cfg.tracking is False
     assert not [i.path for i in describe(HybridConfig) if not i.help]
 
 

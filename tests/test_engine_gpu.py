@@ -47,6 +47,7 @@ def test_gpu_engine_refuses_hybrids():
                                                                       n_steps=3))
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(CUDA, reason="CUDA is present: the refusal path does not apply")
 @pytest.mark.usefixtures("local_ray")
 def test_generate_on_a_ray_cluster_without_gpus_is_refused_before_the_store(tmp_path, capsys):

@@ -88,6 +88,7 @@ def _kill_first_task_worker(stop: threading.Event, killed: list) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.integration
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("retries", [1, 0])
 def test_a_dead_ray_worker_is_retried_or_reported_and_the_rest_written(tmp_path, retries):

@@ -55,6 +55,7 @@ def test_j_factor_is_the_engines_coulomb_matrix(h2o_kick):
                                                                           sysm.veff(h2o_kick.density[7]))).max() < 1e-12
 
 
+@pytest.mark.integration
 def test_oracle_vxc_reproduces_the_engine(h2o_kick):
     """V_θ := the engine's own V_xc[P] at every step + the engine's self-consistent midpoint -> the reference
     trajectory to <= 1e-6 in ρ and dipole; the head's cheap midpoint (one corrector pass) stays close too."""
@@ -275,6 +276,7 @@ def _nontrivial(model, std=0.05):
     return model
 
 
+@pytest.mark.integration
 def test_kohn_sham_head_conserves_over_10000_steps(h2_traj, h2p_traj):
     """Closed-shell H2 (6-31G) and open-shell H2+ (UKS, STO-3G) in one batch, a trained-like (non-zero) V_θ."""
     torch.manual_seed(0)  # the encoders' weights too, not only the decoder's: independent of the tests run before

@@ -17,7 +17,7 @@ from rtml.meta.config import load_meta_config
 from rtml.meta.driver import run as meta_train
 from rtml.platform.modelio import load_model
 
-pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("local_ray")]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600), pytest.mark.usefixtures("local_ray")]
 
 
 def _cfg(tmp, store, steps):

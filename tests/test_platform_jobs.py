@@ -11,6 +11,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 from platform_helpers import runs_named
 
+pytestmark = pytest.mark.integration  # a real Ray head, job submission, a Tune sweep
+
 BIN = Path(sys.executable).parent
 
 

@@ -17,7 +17,7 @@ from platform_helpers import runs_named, tiny_config
 from rtml.datasets.errors import DataError
 from rtml.platform.train.driver import NonFiniteLossError, run
 
-pytestmark = [pytest.mark.timeout(600), pytest.mark.usefixtures("local_ray")]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600), pytest.mark.usefixtures("local_ray")]
 
 
 def test_train_zero2_logs_everything_and_exports_a_plain_model(tmp_path, small_store, heldout_store):

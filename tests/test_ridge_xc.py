@@ -48,6 +48,7 @@ def test_recovers_a_known_map_through_the_lowdin_basis():
         fit_ridge_xc([no_vxc])
 
 
+@pytest.mark.integration
 def test_fitted_on_two_kicks_it_propagates_an_unseen_one_like_the_exact_kernel():
     """H2O (LDA/6-31G): support kicks along x and along (0, 1, 1); query along (1, 1, 1), 200 steps. Weak kicks are
     linear response, where the exact kernel at ρ(0) is the right linear map: the fitted map must get within 3× of
@@ -66,6 +67,7 @@ def test_fitted_on_two_kicks_it_propagates_an_unseen_one_like_the_exact_kernel()
         evaluate_trajectory(RidgeXC(w), other, RolloutEvalConfig(max_steps=1, baselines=False))
 
 
+@pytest.mark.integration
 def test_anchored_map_is_a_correction_to_the_exact_kernel():
     """Fitted as a residual to the exact kernel on a weak kick, the correction stays small next to K₀, and the
     anchored propagator on another kick is as good as linear xc (ridge shrinks toward K₀, not toward

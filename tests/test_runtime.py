@@ -38,6 +38,7 @@ def _ranks(rank: int, port: int, out: dict) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.integration  # two processes over torch.distributed (gloo)
 def test_metrics_and_nan_policy_reduce_over_ranks():
     out = spawn_ranks(_ranks, 2)
     for rank in (0, 1):

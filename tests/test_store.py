@@ -118,6 +118,7 @@ def test_radius_graph_matches_brute_force():
     assert set(map(tuple, ei.t().tolist())) == want
 
 
+@pytest.mark.integration
 def test_generate_with_ray_is_resumable_and_cli_inspects(tmp_path, capsys):
     out = str(tmp_path / "gen.zarr")
     cfg = GenerateConfig(out=out, molecules=["h2", "hehp"], fields=["kick", "pulse"], n_geometries=2, steps=12,

@@ -77,6 +77,7 @@ def test_factored_kernel_matches_the_dense_one_on_h2o(xc):
             apply(fact, dp)
 
 
+@pytest.mark.integration
 def test_factored_kernel_matches_the_dense_one_on_benzene():
     """C6H6/LDA (N = 66): 792 points for 2,211 pair functions — the regime ISDF runs in (``kernel_method='auto'``
     picks it above 70 functions) — relative error < 6e-3 on each of 5 random δP (measured max 4.3e-3, median 3.7e-3, the
