@@ -29,7 +29,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from rtml.datasets.engine.gpu_system import EngineDeviceError, cuda_status
-from rtml.datasets.engine.propagator import IntegratorConfig
+from rtml.datasets.engine.propagator import Integrator, IntegratorConfig
 from rtml.datasets.engine.run import EngineConfig, propagate
 from rtml.datasets.engine.system import SystemConfig
 from rtml.datasets.errors import DataError, PropagationError, SCFConvergenceError
@@ -54,7 +54,7 @@ class GenerateConfig:
     dt: float = 0.2  # time step, a.u.
     basis: str = "6-31g"  # Gaussian basis set (PySCF name)
     xc: str = "LDA,VWN"  # PySCF functional string, or HF
-    integrator: Literal["magnus2", "mmut"] = "magnus2"  # reference propagator
+    integrator: Integrator = "magnus2"  # reference propagator
     seed: int = 0  # every geometry and field is drawn from (seed, molecule, geometry, family, k)
     precision: Literal["float32", "float64"] = "float32"  # density storage
     sampling: GeometrySampling = field(default_factory=GeometrySampling)

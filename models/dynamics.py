@@ -10,6 +10,7 @@ latent analogue of the commutator -i[H(E), ρ]: a norm-preserving rotation of th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -24,7 +25,7 @@ class DynamicsConfig:
     d_state: int = 16
     d_conv: int = 4
     expand: int = 2
-    backend: str = "auto"  # auto | torch | cuda (see rtml.models.mamba)
+    backend: Literal["auto", "torch", "cuda"] = "auto"  # auto | torch | cuda (see rtml.models.mamba)
     chunk: int = 64  # time chunk of the parallel scan
     physics_lambda: float = 1.0
     n_generators: int = 4  # field invariants driving the skew generator

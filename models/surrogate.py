@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import typing
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Literal
@@ -51,7 +52,8 @@ from rtml.models.layout import BasisLayout, build_layout
 from rtml.models.linear_response import LinearResponse, field_nodes, linear_xc_step, linear_xc_tag
 from rtml.models.physics import lowdin, sandwich, spin_traces
 
-XC_ANCHORS = ("frozen", "linear")
+XcAnchor = Literal["frozen", "linear"]
+XC_ANCHORS = typing.get_args(XcAnchor)
 
 
 @dataclass(kw_only=True)
@@ -65,7 +67,7 @@ class SurrogateConfig:
     v_scale: float = 0.01  # Hartree per unit decoder output (V_θ = V_xc[ρ(0)] + v_scale·M)
     ks_iterations: int = 1  # corrector passes of the Kohn–Sham head's midpoint (rtml.models.kohn_sham)
     linear_xc_source: bool = True  # add c_θ ∘ K_xc[ρ − ρ(0)] (exact xc kernel at ρ(0))
-    xc_anchor: str = "linear"  # what the untrained model is: linear xc (c_θ = 1, learned terms O(Δρ²)) | frozen xc
+    xc_anchor: XcAnchor = "linear"  # what the untrained model is: linear xc (c_θ = 1, learned terms O(Δρ²)) | frozen xc
     # 'exact': each Magnus step of the head corrected so that its linear response is the exact linear-response
     # propagator at any step (rtml.models.linear_response; the xc kernel, the linear anchor, 2N² <= 4096)
     linear_response: Literal["magnus", "exact"] = "magnus"

@@ -42,6 +42,7 @@ def _read_all(path, q):
     q.put(sum(float(np.abs(st.read(t).density).sum()) for t in st.ids()))
 
 
+@pytest.mark.integration  # reader processes
 def test_concurrent_readers(store):
     ctx = mp.get_context("spawn")
     q = ctx.Queue()

@@ -128,6 +128,7 @@ def _append_many(path, offset, traj_file, q):
     q.put(offset)
 
 
+@pytest.mark.integration  # writers in several processes / an S3 server (moto)
 def test_local_writers_in_two_processes_take_turns(tmp_path, h2_traj):
     from rtml.datasets.formats.hdf5 import write_hdf5
 
@@ -221,6 +222,7 @@ def s3():
     srv.stop()
 
 
+@pytest.mark.integration  # writers in several processes / an S3 server (moto)
 def test_s3_store_round_trip_windows_and_lease(s3, h2_traj, h2o_traj):
     url = f"{s3}/train.zarr"
     with TrajectoryStore(url, mode="w", precision="float64") as st:
@@ -263,6 +265,7 @@ def _race(url: str, n: int, ttl_s: float | None = None) -> tuple[list, list]:
     return won, refused
 
 
+@pytest.mark.integration  # writers in several processes / an S3 server (moto)
 @pytest.mark.parametrize("backend", ["s3", "memory"])
 def test_racing_writers_exactly_one_wins(backend, request):
     """Conditional writes (S3 If-None-Match / If-Match): of 8 writers racing for a free store, or for a dead
@@ -287,6 +290,7 @@ def test_racing_writers_exactly_one_wins(backend, request):
         assert won2[0].obj.read()[0] is None
 
 
+@pytest.mark.integration  # writers in several processes / an S3 server (moto)
 def test_lease_is_renewed_by_its_timer_and_released(s3, h2_traj):
     """A writer idle for 3× the TTL keeps its store (the timer renews it); close() lets the next writer in."""
     import time
@@ -306,6 +310,7 @@ def test_lease_is_renewed_by_its_timer_and_released(s3, h2_traj):
         assert again.ids() == ["h2"]
 
 
+@pytest.mark.integration  # writers in several processes / an S3 server (moto)
 def test_mode_w_does_not_wipe_a_store_another_writer_holds(s3, tmp_path, h2_traj):
     for url in (f"{s3}/wipe.zarr", "memory://rtml-wipe/w.zarr"):
         with TrajectoryStore(url, mode="w") as st:

@@ -13,13 +13,16 @@ Matrix exponentials by eigendecomposition of the Hermitian generator.
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
 from rtml.datasets.errors import PropagationError
 
-INTEGRATORS = ("magnus2", "mmut")
+Integrator = Literal["magnus2", "mmut"]
+INTEGRATORS = typing.get_args(Integrator)
 
 
 @dataclass(kw_only=True)
@@ -27,7 +30,7 @@ class IntegratorConfig:
     """``dt`` in a.u. of time (0.2 a.u. = 4.84 as). Drift limits: ``max_trace_drift`` in electrons,
     ``max_idempotency`` as max|P'^2 - n P'| (n = occupation), ``max_energy_drift`` in Hartree (energy balance)."""
 
-    integrator: str = "magnus2"
+    integrator: Integrator = "magnus2"
     dt: float = 0.2
     sc_rtol: float = 1e-6
     sc_atol: float = 1e-12

@@ -9,6 +9,7 @@ resolved config is saved as ``config.yaml`` in the run directory and logged to M
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,7 +18,8 @@ from rtml.models.surrogate import SurrogateConfig, preset
 from rtml.platform.configio import ConfigError, load_config, merge, to_dict
 from rtml.platform.evaluate import RolloutEvalConfig
 
-MODEL_PRESETS = ("debug", "small", "base")
+Preset = Literal["debug", "small", "base"]
+MODEL_PRESETS = typing.get_args(Preset)
 
 
 @dataclass(kw_only=True)
@@ -43,7 +45,7 @@ class ModelSection(SurrogateConfig):
     """The whole architecture (every field of :class:`rtml.models.surrogate.SurrogateConfig`): the named ``preset``
     (debug | small | base) expanded, then any field set in the recipe, the YAML file or an override wins, e.g.
     ``model.dynamics.recurrent=false`` (the Mamba-off ablation) or ``model.geometry.cutoff_bohr=8``."""
-    preset: str = "debug"
+    preset: Preset = "debug"
 
     def surrogate(self) -> SurrogateConfig:
         """The model's own config (without the preset label)."""
@@ -76,8 +78,8 @@ class OptimConfig:
 @dataclass(kw_only=True)
 class DeepSpeedSection:
     """``zero_stage`` 0/1/2; ``precision`` 'fp32' or 'bf16' (torch autocast on GPU; the physics stays complex64)."""
-    zero_stage: int = 1
-    precision: str = "fp32"
+    zero_stage: Literal[0, 1, 2] = 1
+    precision: Literal["fp32", "bf16"] = "fp32"
 
 
 @dataclass(kw_only=True)
