@@ -37,6 +37,17 @@ CHUNK = 4096  # grid points per dense product
 SEED = 0  # the sketch's random matrices (the points are a deterministic function of the geometry)
 
 
+def semilocal_grid(sysm) -> str:
+    """The functional's type ('LDA' or 'GGA'; anything else is refused by name), with the engine's grid built."""
+    xctype = sysm.mf._numint._xc_type(sysm.cfg.xc)
+    if xctype not in ("LDA", "GGA"):
+        raise DataError("<xc kernel>", "xc", "an LDA or GGA functional (meta-GGA kernels are not implemented)",
+                        sysm.cfg.xc)
+    if sysm.mf.grids.coords is None:
+        sysm.mf.grids.build(with_non0tab=True)
+    return xctype
+
+
 def select_points(sysm, per_function: float = POINTS_PER_FUNCTION, measure: np.ndarray | None = None) -> np.ndarray:
     """Indices into ``sysm.mf.grids.coords`` of the interpolation points (module docstring), sorted: per atom, the
     first 2·c·n_atom QR pivots of a sketch of the pair functions on its grid points; then globally the first c·N
@@ -76,11 +87,7 @@ def isdf_kernel(sysm, rho0: np.ndarray, per_function: float = POINTS_PER_FUNCTIO
     docstring (Löwdin basis, float64)."""
     s, n = sysm.n_spin, sysm.nbf
     ni, grids, mol, xc = sysm.mf._numint, sysm.mf.grids, sysm.mol, sysm.cfg.xc
-    xctype = ni._xc_type(xc)
-    if xctype not in ("LDA", "GGA"):
-        raise DataError("<xc kernel>", "xc", "an LDA or GGA functional (meta-GGA kernels are not implemented)", xc)
-    if grids.coords is None:
-        grids.build(with_non0tab=True)
+    xctype = semilocal_grid(sysm)
     nv = 1 if xctype == "LDA" else 4
     dm = np.asarray(rho0).real
     fxc = ni.cache_xc_kernel1(mol, grids, xc, dm[0] if s == 1 else (dm[0], dm[1]), spin=s - 1)[2]

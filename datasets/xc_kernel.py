@@ -31,7 +31,7 @@ from functools import lru_cache
 import numpy as np
 
 from rtml.datasets.errors import DataError
-from rtml.datasets.xc_isdf import isdf_kernel
+from rtml.datasets.xc_isdf import isdf_kernel, semilocal_grid
 
 CHUNK = 4096  # grid points per dense product (memory: (1 or 4) × CHUNK × M float64)
 
@@ -197,11 +197,7 @@ def xc_kernel(sysm, rho0: np.ndarray, method: str = "auto") -> XCKernel:
 def _semilocal(sysm, p0: np.ndarray) -> np.ndarray:
     """Σ_ab G_aᵀ diag(w f_ab) G_b over the engine's grid, [S, M, S, M] (module docstring)."""
     ni, grids, mol, xc = sysm.mf._numint, sysm.mf.grids, sysm.mol, sysm.cfg.xc
-    xctype = ni._xc_type(xc)
-    if xctype not in ("LDA", "GGA"):
-        raise DataError("<xc kernel>", "xc", "an LDA or GGA functional (meta-GGA kernels are not implemented)", xc)
-    if grids.coords is None:
-        grids.build(with_non0tab=True)
+    xctype = semilocal_grid(sysm)
     n, s = sysm.nbf, sysm.n_spin
     nv = 1 if xctype == "LDA" else 4  # ρ, (∂x, ∂y, ∂z)ρ
     dm = p0[0] if s == 1 else (p0[0], p0[1])

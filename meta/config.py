@@ -7,12 +7,13 @@ optimiser). ``model.init`` starts from a trained model (``rtml train`` output or
 
 from __future__ import annotations
 
+import typing
 from dataclasses import dataclass, field
+from typing import Literal
 
 from rtml.models.losses import LossConfig
-from rtml.platform.configio import ConfigError, load_config
+from rtml.platform.configio import ConfigError, load_config, require_positive
 from rtml.platform.train.config import (
-    MODEL_PRESETS,
     LoopConfig,
     ModelSection,
     ScalingSection,
@@ -36,10 +37,11 @@ class TaskConfig:
     horizon: int = 8  # transitions per window
     windows: int = 2
     tasks_per_step: int = 1  # per worker
-    objective: str = "rollout"  # rollout | teacher (task loss, see rtml.meta.objective)
+    objective: Literal["rollout", "teacher"] = "rollout"  # rollout | teacher (task loss, see rtml.meta.objective)
 
 
-UPDATES = ("sgd", "normalized", "adam")
+Update = Literal["sgd", "normalized", "adam"]
+UPDATES = typing.get_args(Update)
 
 
 @dataclass(kw_only=True)
@@ -51,7 +53,7 @@ class LearnerConfig:
     'sgd', 'normalized' (per-group unit-norm gradient) or 'adam' (differentiable Adam steps)."""
     inner_steps: int = 2
     inner_lr: float = 1e-3
-    update: str = "adam"  # sgd | normalized | adam (inner update rule, see rtml.meta.learner)
+    update: Update = "adam"  # sgd | normalized | adam (inner update rule, see rtml.meta.learner)
     first_order: bool = True  # FOMAML (the default with update="adam", see rtml.meta.learner)
     meta_sgd: bool = True
     adapt: list[str] = field(default_factory=list)
@@ -97,26 +99,15 @@ class MetaTrainConfig:
 
 def check(cfg: MetaTrainConfig, source: str = "<config>") -> None:
     t, ln = cfg.tasks, cfg.learner
-    for name in ("shots", "query", "horizon", "windows", "tasks_per_step"):
-        if getattr(t, name) < 1:
-            raise ConfigError(source, f"tasks.{name}", "an integer >= 1", getattr(t, name))
-    if t.objective not in ("rollout", "teacher"):
-        raise ConfigError(source, "tasks.objective", "'rollout' or 'teacher'", t.objective)
+    require_positive(source, t, "tasks", ("shots", "query", "horizon", "windows", "tasks_per_step"))
     if t.horizon % cfg.model.bundle:
         raise ConfigError(source, "tasks.horizon", f"a multiple of model.bundle={cfg.model.bundle}", t.horizon)
     if ln.inner_steps < 1:
         raise ConfigError(source, "learner.inner_steps", "an integer >= 1", ln.inner_steps)
-    if ln.update not in UPDATES:
-        raise ConfigError(source, "learner.update", f"one of {UPDATES}", ln.update)
     if ln.inner_lr <= 0:
         raise ConfigError(source, "learner.inner_lr", "a positive float", ln.inner_lr)
-    if cfg.model.preset not in MODEL_PRESETS:
-        raise ConfigError(source, "model.preset", f"one of {MODEL_PRESETS}", cfg.model.preset)
-    for name in ("max_steps", "log_every", "checkpoint_every"):
-        if getattr(cfg.loop, name) < 1:
-            raise ConfigError(source, f"loop.{name}", "an integer >= 1", getattr(cfg.loop, name))
-    if cfg.scaling.num_workers < 1:
-        raise ConfigError(source, "scaling.num_workers", "an integer >= 1", cfg.scaling.num_workers)
+    require_positive(source, cfg.loop, "loop", ("max_steps", "log_every", "checkpoint_every"))
+    require_positive(source, cfg.scaling, "scaling", ("num_workers",))
 
 
 RECIPES: dict[str, dict] = {

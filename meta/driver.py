@@ -4,22 +4,18 @@ run. Same name + storage resumes from the last checkpoint into the same MLflow r
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 from rtml.meta.config import MetaTrainConfig, check
 from rtml.meta.tasks import TaskSampler
 from rtml.meta.worker import meta_train_fn
-from rtml.platform import tracking
 from rtml.platform.modelio import load_model
-from rtml.platform.train.driver import launch
+from rtml.platform.train.driver import absolute_local, launch, reachable_tracking_uri
 
 
 def absolute_paths(cfg: MetaTrainConfig) -> None:
     """Workers do not run in the driver's directory: make local paths absolute."""
-    def fix(p):
-        return p if not p or "://" in p or p.startswith(("runs:/", "models:/")) else str(Path(p).resolve())
-    cfg.tasks.store, cfg.model.init, cfg.out, cfg.storage = (fix(cfg.tasks.store), fix(cfg.model.init),
-                                                            fix(cfg.out), fix(cfg.storage))
+    cfg.tasks.store, cfg.model.init = absolute_local(cfg.tasks.store), absolute_local(cfg.model.init)
+    cfg.out, cfg.storage = absolute_local(cfg.out), absolute_local(cfg.storage)
 
 
 def check_inputs(cfg: MetaTrainConfig, uri: str) -> dict:
@@ -36,8 +32,7 @@ def run(cfg: MetaTrainConfig) -> dict:
     t0 = time.perf_counter()
     check(cfg)
     absolute_paths(cfg)
-    uri = tracking.resolve_uri(cfg.tracking.uri)
-    tracking.check_reachable(uri)
+    uri = reachable_tracking_uri(cfg)
     parent = check_inputs(cfg, uri)
     tags = {"rtml.kind": "meta-train"}
     if parent.get("mlflow_run_id"):

@@ -129,6 +129,13 @@ def from_dict(cls, data: dict, source: str = "<config>", prefix: str = ""):
         raise ConfigError(source, prefix.rstrip(".") or cls.__name__, "a valid value", str(exc)) from None
 
 
+def require_positive(source: str, section, prefix: str, names: tuple[str, ...]) -> None:
+    """Raise :class:`ConfigError` naming ``prefix.name`` for the first of ``names`` on ``section`` below 1."""
+    for name in names:
+        if getattr(section, name) < 1:
+            raise ConfigError(source, f"{prefix}.{name}", "an integer >= 1", getattr(section, name))
+
+
 def apply_overrides(data: dict, overrides: list[str], source: str = "<command line>") -> dict:
     """Merge ``a.b.c=value`` strings into nested ``data`` (values are YAML: ``1e-3``, ``[8, 16]``, ``null``)."""
     for item in overrides:

@@ -15,7 +15,7 @@ from typing import Literal
 
 from rtml.models.losses import LossConfig
 from rtml.models.surrogate import SurrogateConfig, preset
-from rtml.platform.configio import ConfigError, load_config, merge, to_dict
+from rtml.platform.configio import ConfigError, load_config, merge, require_positive, to_dict
 from rtml.platform.evaluate import RolloutEvalConfig
 
 Preset = Literal["debug", "small", "base"]
@@ -151,30 +151,20 @@ class TrainConfig:
 
 
 def check(cfg: TrainConfig, source: str = "<config>") -> None:
-    if cfg.model.preset not in MODEL_PRESETS:
-        raise ConfigError(source, "model.preset", f"one of {MODEL_PRESETS}", cfg.model.preset)
     if cfg.deepspeed.zero_stage not in (0, 1, 2):
         raise ConfigError(source, "deepspeed.zero_stage",
                           "0, 1 or 2 (stage 3 partitions parameters, and the surrogate reads parameters outside "
                           "module forward calls, e.g. static decoder weights)", cfg.deepspeed.zero_stage)
-    if cfg.deepspeed.precision not in ("fp32", "bf16"):
-        raise ConfigError(source, "deepspeed.precision", "'fp32' or 'bf16'", cfg.deepspeed.precision)
     if cfg.deepspeed.precision == "bf16" and not cfg.scaling.use_gpu:
         raise ConfigError(source, "deepspeed.precision", "'fp32' on CPU workers (bf16 autocast is for GPUs)", "bf16")
     bad = [h for h in cfg.data.horizons if h < 1 or h % cfg.model.bundle]
     if not cfg.data.horizons or bad:
         raise ConfigError(source, "data.horizons", f"positive multiples of model.bundle={cfg.model.bundle}",
                           list(cfg.data.horizons))
-    for name in ("max_steps", "log_every", "checkpoint_every", "eval_every"):
-        if getattr(cfg.loop, name) < 1:
-            raise ConfigError(source, f"loop.{name}", "an integer >= 1", getattr(cfg.loop, name))
-    if cfg.scaling.num_workers < 1:
-        raise ConfigError(source, "scaling.num_workers", "an integer >= 1", cfg.scaling.num_workers)
-    for name in ("max_trajectories", "max_steps"):
-        if getattr(cfg.select, name) < 1:
-            raise ConfigError(source, f"select.{name}", "an integer >= 1", getattr(cfg.select, name))
-    if cfg.data.batch_size < 1:
-        raise ConfigError(source, "data.batch_size", "an integer >= 1", cfg.data.batch_size)
+    require_positive(source, cfg.loop, "loop", ("max_steps", "log_every", "checkpoint_every", "eval_every"))
+    require_positive(source, cfg.scaling, "scaling", ("num_workers",))
+    require_positive(source, cfg.select, "select", ("max_trajectories", "max_steps"))
+    require_positive(source, cfg.data, "data", ("batch_size",))
 
 
 RECIPES: dict[str, dict] = {

@@ -171,21 +171,30 @@ def fit(cfg: TrainConfig, uri: str, run_id: str, callbacks=None, train_fn=None) 
     return metrics
 
 
+def absolute_local(p: str | None) -> str | None:
+    """A local path made absolute (workers do not run in the driver's directory); URLs, MLflow URIs
+    (``runs:/``, ``models:/``), None and '' unchanged."""
+    return p if not p or "://" in p or p.startswith(("runs:/", "models:/")) else str(Path(p).resolve())
+
+
 def absolute_paths(cfg: TrainConfig) -> None:
     """Workers do not run in the driver's directory: make local paths absolute."""
-    def fix(p):
-        return p if p is None or "://" in p else str(Path(p).resolve())
-    cfg.data.store, cfg.data.val_store = fix(cfg.data.store), fix(cfg.data.val_store)
-    cfg.out, cfg.storage = fix(cfg.out), fix(cfg.storage)
+    cfg.data.store, cfg.data.val_store = absolute_local(cfg.data.store), absolute_local(cfg.data.val_store)
+    cfg.out, cfg.storage = absolute_local(cfg.out), absolute_local(cfg.storage)
+
+
+def reachable_tracking_uri(cfg) -> str:
+    """The run's MLflow tracking URI (``cfg.tracking.uri``, else the default), checked before Ray starts."""
+    uri = tracking.resolve_uri(cfg.tracking.uri)
+    tracking.check_reachable(uri)
+    return uri
 
 
 def run(cfg: TrainConfig) -> dict:
     t0 = time.perf_counter()
     absolute_paths(cfg)
     check_inputs(cfg)
-    uri = tracking.resolve_uri(cfg.tracking.uri)
-    tracking.check_reachable(uri)
-    return launch(cfg, uri, t0)
+    return launch(cfg, reachable_tracking_uri(cfg), t0)
 
 
 def launch(cfg, uri: str, t0: float, train_fn=None, tags: dict | None = None) -> dict:
