@@ -47,9 +47,10 @@ from rtml.models.dynamics import DYNAMICS_PRESETS, Dynamics, DynamicsConfig
 from rtml.models.field_encoder import FIELD_PRESETS, FieldEncoder, FieldEncoderConfig
 from rtml.models.geometry_encoder import GEOMETRY_PRESETS, GeometryEncoder, GeometryEncoderConfig
 from rtml.models.inputs import MoleculeBatch
-from rtml.models.kohn_sham import KohnShamOperators, magnus_step
+from rtml.models.kohn_sham import KohnShamOperators
+from rtml.models.kohn_sham_head import head_potential, head_steps
 from rtml.models.layout import BasisLayout, build_layout
-from rtml.models.linear_response import LinearResponse, field_nodes, linear_xc_step, linear_xc_tag
+from rtml.models.linear_response import LinearResponse, linear_xc_step, linear_xc_tag
 from rtml.models.physics import lowdin, sandwich, spin_traces
 
 XcAnchor = Literal["frozen", "linear"]
@@ -246,54 +247,10 @@ class Surrogate(nn.Module):
         dif = (mats[..., 2, :, :, :] + 1j * mats[..., 3, :, :, :]) * mask
         m = torch.stack([sym + dif, sym - dif], dim=-3)  # [*, k, B, 2, N, N]
         m = 0.5 * (m.real + m.real.mT) + 0.5j * (m.imag - m.imag.mT)  # Hermitian in the AO-ordered Löwdin basis
-        return self._kohn_sham_steps(st, m, latent, rho_o, drho_o, e_sub, dt, nodes)
+        return head_steps(self.cfg, self.coef, st, m, latent, rho_o, drho_o, e_sub, dt, nodes)
 
     def potential(self, st: Static, m: torch.Tensor) -> torch.Tensor:
-        """V_θ = V_xc[ρ(0)] + v_scale·M (Löwdin, complex128) from decoder matrices m [..., B, 2, N, N]."""
-        return st.ks.vxc0_o + self.cfg.v_scale * m.to(torch.complex128)
-
-    def _kohn_sham_steps(self, st: Static, m, latent, rho_o, drho_o, e_sub, dt, nodes=None):
-        """k Magnus steps with V_θ of each sub-step -> (states [*, k, B, 2, N, N] complex128, midpoint V_θ
-        likewise). V_θ = V_xc[ρ(0)] + v_scale·M + c_θ ∘ K_xc[ρ − ρ(0)] (the last term evaluated like J, at ρ(t) and
-        the predicted ρ(t+Δt)); c_θ[i, j] = ψ(atom of i) + ψ(atom of j), ψ linear in the latent and 0 at init
-        (``xc_anchor='frozen'``: the untrained model is frozen xc). ``xc_anchor='linear'``: c_θ = 1 + s·(ψ_i + ψ_j)
-        and M -> s·M with s = ‖ρ(t) − ρ(0)‖, so the learned terms are second order in Δρ: the untrained model is
-        linear xc and every trained one keeps the exact linear response."""
-        k = self.cfg.bundle
-        linear = self.cfg.xc_anchor == "linear"
-        # 'linear' anchor: the learned terms are scaled by s = ‖ρ − ρ(0)‖ (Frobenius, Löwdin, both spins; rotation
-        # invariant), so they are O(Δρ²) and the linear response is the exact kernel's by construction.
-        gate = None
-        if linear:  # [*, B] float64; + 1e-30: a finite gradient at Δρ = 0
-            d = rho_o.to(torch.complex128) - st.ks.rho_gs_o
-            gate = (d.real.square() + d.imag.square()).sum((-1, -2, -3)).add(1e-30).sqrt()
-        v = self.potential(st, m if gate is None else m * gate[..., None, :, None, None, None])  # [*, k, B, 2, N, N]
-        lin = None
-        if self.cfg.linear_xc_source:
-            if not st.ks.has_kernel:
-                raise ValueError("model.linear_xc_source=True needs the xc kernel at ρ(0) (KohnShamBatch.xc_kernel; "
-                                 "pure functionals, global hybrids and HF)")
-            psi = self.coef(latent)[..., 0].to(torch.float64)  # [*, B*A]
-            c = psi[..., st.atom_ao][..., :, :, None] + psi[..., st.atom_ao][..., :, None, :]  # [*, B, N, N]
-            if linear:
-                c = 1.0 + c * gate[..., None, None]
-            c = (c * st.mol.basis_mask[:, :, None] * st.mol.basis_mask[:, None, :]).unsqueeze(-3)
-
-            def lin(r):
-                return c * st.ks.linear_xc(r)
-        cur = rho_o.to(torch.complex128)
-        prev = cur - drho_o.to(torch.complex128) / k
-        out, pots = [], []
-        for j in range(k):
-            vj = v[..., j, :, :, :, :]
-            nxt, vmid = magnus_step(st.ks, cur, vj if lin is None else (vj, lin), e_sub[..., j, :, :], dt,
-                                    rho_prev_o=prev, iterations=self.cfg.ks_iterations, return_potential=True)
-            if st.lr is not None:  # the step's linear response made exact (rtml.models.linear_response)
-                nxt = st.lr.correct(nxt, cur, prev, field_nodes(*nodes[..., j, :, :, :].unbind(-2)), dt)
-            prev, cur = cur, nxt
-            out.append(cur)
-            pots.append(vmid)
-        return torch.stack(out, dim=-5), torch.stack(pots, dim=-5)
+        return head_potential(self.cfg, st, m)
 
     # ------------------------------------------------------------------ public API
     def forward(self, mol: MoleculeBatch, rho: torch.Tensor, field: torch.Tensor, dt: float,
