@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from rtml.cli.flags import add_flags, build
+from rtml.datasets.engine.run import EngineConfig
+from rtml.datasets.engine.system import SystemConfig
 from rtml.datasets.errors import DataError
 from rtml.meta.adapt import METHODS, AdaptSettings, compare, format_comparison
 from rtml.meta.plots import plot_comparison
@@ -36,8 +38,8 @@ class AdaptConfig:
     shots: int = 5  # K support trajectories
     generate: int = 0  # generate this many support trajectories with the engine instead (0: use --support)
     query: int | None = None  # query trajectories (None: all the molecule's others; with --generate: 3)
-    basis: str = "6-31g"  # declared basis of the support data
-    frames: int = 200  # frames per generated trajectory
+    basis: str = SystemConfig.basis  # declared basis of the support data
+    frames: int = EngineConfig.n_steps  # frames per generated trajectory
     out: str = "runs/adapt"  # folder for the adapted model, plots and summary.json
     tracking_uri: str | None = None  # MLflow tracking URI (None: $MLFLOW_TRACKING_URI, else ./mlflow.db)
     experiment: str = "rtml"  # MLflow experiment

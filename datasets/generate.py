@@ -50,11 +50,11 @@ class GenerateConfig:
     n_geometries: int = 2  # geometries per molecule, >= 1 (geometry 0 is the catalog geometry; 1 = only that one)
     first_geometry: int = 0  # index of the first geometry (>= 1 leaves out the catalog geometry: held-out sets)
     n_fields: int = 1  # random fields per family and geometry
-    steps: int = 200  # recorded states per trajectory (incl. t = 0)
-    dt: float = 0.2  # time step, a.u.
-    basis: str = "6-31g"  # Gaussian basis set (PySCF name)
-    xc: str = "LDA,VWN"  # PySCF functional string, or HF
-    integrator: Integrator = "magnus2"  # reference propagator
+    steps: int = EngineConfig.n_steps  # recorded states per trajectory (incl. t = 0)
+    dt: float = IntegratorConfig.dt  # time step, a.u.
+    basis: str = SystemConfig.basis  # Gaussian basis set (PySCF name)
+    xc: str = SystemConfig.xc  # PySCF functional string, or HF
+    integrator: Integrator = IntegratorConfig.integrator  # reference propagator
     seed: int = 0  # every geometry and field is drawn from (seed, molecule, geometry, family, k)
     precision: Literal["float32", "float64"] = "float32"  # density storage
     sampling: GeometrySampling = field(default_factory=GeometrySampling)

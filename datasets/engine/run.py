@@ -34,7 +34,7 @@ class EngineConfig:
 
     system: SystemConfig = field(default_factory=SystemConfig)
     integrator: IntegratorConfig = field(default_factory=IntegratorConfig)
-    n_steps: int = 400
+    n_steps: int = 200  # recorded states including t = 0 (the default of `rtml generate` and `rtml adapt` too)
     record_xc: bool = True  # store V_xc(t) = F(t) - h - J[P(t)] - E(t).r per frame (Fock supervision)
 
     @classmethod
