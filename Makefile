@@ -21,7 +21,7 @@ test: $(STAMP)  ## the unit tests: CPU, no Ray, under 3 minutes on 2 cores — t
 	PATH=$(abspath $(VENV))/bin:$$PATH pytest
 
 test-integration: $(STAMP)  ## Ray Train/Tune, DeepSpeed, MLflow runs, long physics checks (~15 min)
-	PATH=$(abspath $(VENV))/bin:$$PATH pytest -m integration
+	PATH=$(abspath $(VENV))/bin:$$PATH pytest -m "integration and not slow"
 
 test-slow: $(STAMP)  ## ray job submit to a real head and a three-node cluster (~12 min)
 	PATH=$(abspath $(VENV))/bin:$$PATH pytest -m slow
