@@ -16,6 +16,8 @@ from rtml.platform.configio import ConfigError
 from rtml.platform.train import driver, export, runtime
 from rtml.platform.train.results import fetch_results
 
+pytestmark = pytest.mark.integration  # end-of-run exports and resumes through MLflow runs
+
 
 def test_a_failing_evaluation_keeps_the_logged_model(tmp_path, small_store, heldout_store, monkeypatch, capsys):
     cfg = tiny_config(tmp_path, small_store, heldout_store, name="evalfail")

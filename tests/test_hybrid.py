@@ -95,6 +95,7 @@ def test_bad_inputs():
         HybridConfig(anchor_steps=0)
 
 
+@pytest.mark.integration  # the whole command: SCF, ensemble rollout, store, plots, an MLflow run
 def test_cli_propagate_writes_a_store_entry(tmp_path, capsys):
     from rtml.cli.main import main
     from rtml.datasets.store.zarr_store import TrajectoryStore
