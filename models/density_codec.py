@@ -11,9 +11,10 @@ breaks equivariance (the guide's scalar pooling would for p/d blocks).
   channel mix per (L, p) times an invariant per-pair weight, summed over the pairs of each atom.
 * :class:`BlockDecoder` — per pair and irrep, a linear combination of equivariant *sources* with weights = (static
   per-pair weights from the pair embedding) × (dynamic per-pair gates from the latents of both atoms). Sources:
-  the input ρ and Δρ pair irreps, both atoms' density irreps, static geometry (on-site: the atom's geometry irreps;
-  off-site: spherical harmonics of the bond direction), both atoms' field irreps and the field vector itself (1o).
-  Output: ``n_out`` real matrices [*, n_out, B, N, N] in PySCF AO order.
+  the Δρ pair irreps and both atoms' density irreps of Δρ — all linear in Δρ, so the output vanishes with it (ρ,
+  geometry and field sources would add a Δρ-independent offset; before issue 29 they were built and multiplied
+  by zero: :func:`upgrade_decoder_state` reads those model files). Output: ``n_out`` real matrices
+  [*, n_out, B, N, N] in PySCF AO order.
 Parameter count is fixed by the config (all (L, p) up to 2·l_shell_max are created), never by the molecules seen.
 """
 
@@ -155,18 +156,15 @@ class DensityEncoder(nn.Module):
 
 
 class BlockDecoder(nn.Module):
-    def __init__(self, cfg: DensityCodecConfig, irreps_geo: o3.Irreps, irreps_field: o3.Irreps, d_latent: int,
-                 n_out: int, n_in: int = 8):
+    """Per pair and irrep (L, p), a gated linear combination of sources that are linear in Δρ — the ``n_delta``
+    Δρ pair-irrep channels and both atoms' density irreps of Δρ (L ≤ ``lmax``) — so the output vanishes with Δρ.
+    Weights: static per pair (from the pair embedding) × dynamic gates 1 + tanh(·) of both atoms' latents."""
+
+    def __init__(self, cfg: DensityCodecConfig, d_latent: int, n_out: int, n_delta: int = 4):
         super().__init__()
-        self.cfg, self.n_out, self.n_in = cfg, n_out, n_in
-        self.irreps_geo, self.irreps_field = irreps_geo, irreps_field
+        self.cfg, self.n_out, self.n_delta = cfg, n_out, n_delta
         self.keys = keys_upto(2 * cfg.l_shell_max)
-        self.n_src = {}
-        for L, p in self.keys:
-            n = n_in + (2 * cfg.mul if L <= cfg.lmax else 0)  # pair ρ/Δρ, atom density a and b
-            n += irrep_mul(irreps_geo, L, p) + 1  # on-site geometry | off-site bond harmonics
-            n += 2 * irrep_mul(irreps_field, L, p) + (1 if (L, p) == (1, "o") else 0)
-            self.n_src[f"{L}{p}"] = n
+        self.n_src = {f"{L}{p}": n_delta + (2 * cfg.mul if L <= cfg.lmax else 0) for L, p in self.keys}
         self.static_w = nn.ModuleDict({k: nn.Linear(cfg.d_pair, n * n_out) for k, n in self.n_src.items()})
         self.gate = nn.ModuleDict({k: nn.Linear(d_latent, n) for k, n in self.n_src.items()})
         for lin in self.static_w.values():  # start from a zero output: the head's physics prior alone
@@ -181,53 +179,39 @@ class BlockDecoder(nn.Module):
                         for L, p, _ in g.slices()})
         return out
 
-    def static_sources(self, layout: BasisLayout, geo: dict, pos_flat: torch.Tensor) -> list[dict]:
-        """Per group {key: [P, n_geo+1, 2L+1]}: on-site geometry irreps of the atom, off-site bond harmonics."""
-        out = []
-        for g in layout.groups:
-            vec = pos_flat[g.atom2] - pos_flat[g.atom1]  # [P, 3] bohr
-            d = {}
-            for L, p, _ in g.slices():
-                key = f"{L}{p}"
-                n_geo = irrep_mul(self.irreps_geo, L, p)
-                onsite = g.onsite[:, None, None].to(vec.dtype)
-                parts = []
-                if n_geo:
-                    parts.append(geo[(L, p)][g.atom1] * onsite)
-                if (-1) ** L == (1 if p == "e" else -1):
-                    y = o3.spherical_harmonics(L, vec, normalize=True, normalization="component")
-                    y = torch.nan_to_num(y) * (1 - onsite[:, 0])
-                    parts.append(y[:, None])
-                else:
-                    parts.append(vec.new_zeros(vec.shape[0], 1, 2 * L + 1))
-                d[key] = torch.cat(parts, dim=1)
-            out.append(d)
-        return out
-
-    def forward(self, layout, pair_irr, atoms, field_atoms, field_vec, latent, static_w, static_src):
-        """pair_irr per group [*, P, n_in, D]; atoms {(L,p): [*, nA, mul, 2L+1]}; field_atoms likewise [*, nA, ...]
-        or None; field_vec [*, B, 3]; latent [*, nA, d_latent] -> [*, n_out, B, N, N] real (AO order)."""
+    def forward(self, layout, delta_irr, atoms, latent, static_w):
+        """delta_irr per group [*, P, n_delta, D] (the Δρ pair irreps); atoms {(L,p): [*, nA, mul, 2L+1]} (of Δρ
+        alone); latent [*, nA, d_latent] -> [*, n_out, B, N, N] real (AO order)."""
         outs = []
-        lead = pair_irr[0].shape[:-3]
-        for x, g, sw, ss in zip(pair_irr, layout.groups, static_w, static_src):
+        for x, g, sw in zip(delta_irr, layout.groups, static_w):
             ys = []
             gate_in = latent[..., g.atom1, :] + latent[..., g.atom2, :]  # [*, P, d_latent]
             for L, p, sl in g.slices():
                 key = f"{L}{p}"
-                P = g.n_pairs
                 src = [x[..., sl]]
                 if L <= self.cfg.lmax:
                     src += [atoms[(L, p)][..., g.atom1, :, :], atoms[(L, p)][..., g.atom2, :, :]]
-                src.append(ss[key].expand(*lead, *ss[key].shape))
-                nf = irrep_mul(self.irreps_field, L, p)
-                if nf:
-                    src += [field_atoms[(L, p)][..., g.atom1, :, :], field_atoms[(L, p)][..., g.atom2, :, :]]
-                if (L, p) == (1, "o"):
-                    b = torch.div(g.atom1, layout.A, rounding_mode="floor")
-                    src.append(field_vec[..., b, None, :])
                 s = torch.cat(src, dim=-2)  # [*, P, n_src, 2L+1]
                 gate = 1 + torch.tanh(self.gate[key](gate_in))  # [*, P, n_src]
                 ys.append(torch.einsum("...ps,...psm,psc->...pcm", gate, s, sw[key]))
-                assert s.shape[-2] == self.n_src[key] and P == s.shape[-3]
             outs.append(torch.cat(ys, dim=-1))  # [*, P, n_out, D]
         return from_pair_irreps(layout, outs)
+
+
+def upgrade_decoder_state(state: dict, decoder: BlockDecoder, n_in: int = 8) -> dict:
+    """A state dict written before issue 29, whose decoder also had ρ, geometry and field sources (every one
+    multiplied by zero in the forward pass), in today's shapes: the rows of the Δρ channels (``n_in - n_delta`` ..
+    ``n_in``) and of both atoms' irreps (next 2·mul) kept, the rest dropped. Today's dicts pass unchanged."""
+    out = dict(state)
+    for key, n_new in decoder.n_src.items():
+        w_key, g_key = f"decoder.static_w.{key}.weight", f"decoder.gate.{key}.weight"
+        if w_key not in state or state[g_key].shape[0] == n_new:
+            continue
+        keep = list(range(n_in - decoder.n_delta, n_in)) + list(range(n_in, n_in + n_new - decoder.n_delta))
+        n_old, n_out = state[g_key].shape[0], decoder.n_out
+        for part in ("weight", "bias"):
+            w = state[f"decoder.static_w.{key}.{part}"]
+            out[f"decoder.static_w.{key}.{part}"] = w.reshape(n_old, n_out, *w.shape[1:])[keep].reshape(
+                n_new * n_out, *w.shape[1:])
+            out[f"decoder.gate.{key}.{part}"] = state[f"decoder.gate.{key}.{part}"][keep]
+    return out

@@ -3,7 +3,7 @@
 Pipeline of one model step (bundle of k sub-steps), all in the Löwdin basis, all exactly rotation-equivariant:
 
 1. static, once per trajectory (:meth:`Surrogate.prepare`): geometry encoder -> atom irreps g_a; shell-pair
-   embeddings; the decoder's static per-pair weights and sources; S^±½; N_σ = tr ρ_σ(t0); open-shell flag.
+   embeddings; the decoder's static per-pair weights; S^±½; N_σ = tr ρ_σ(t0); open-shell flag.
 2. encode: ρ(t) and Δρ(t) = ρ(t) - ρ(t-k) -> pair irreps -> atom irreps d_a; E_mid = (E(t) + E(t+1))/2 -> field
    irreps f_a = TP(g_a, E); invariants (scalars, norms, d_a·f_a) -> one token per atom [d_model].
 3. dynamics: Mamba + FiLM(geometry scalars) over time per atom, with the Hamiltonian residual (rtml.models.dynamics).
@@ -116,7 +116,6 @@ class Static:
     cond: torch.Tensor  # [B*A, d_cond] FiLM conditioning
     pair_emb: list  # per pair group [P, d_pair]
     static_w: list
-    static_src: list
     n_sigma: torch.Tensor  # [B, 2] electrons per spin
     spin_mask: torch.Tensor  # [B] 1.0 for open-shell molecules, 0.0 for closed-shell
     atom_ao: torch.Tensor  # [B, N] flattened atom index of each AO (0 on padding)
@@ -152,7 +151,7 @@ class Surrogate(nn.Module):
         self.tokenizer = nn.Sequential(nn.Linear(n_tok, d), nn.SiLU(), nn.Linear(d, d))
         self.generators = nn.Linear(irrep_mul(f_irreps, 0, "e"), cfg.dynamics.n_generators, bias=False)
         self.dynamics = Dynamics(cfg.dynamics, 2 * n0)
-        self.decoder = BlockDecoder(cfg.codec, g_irreps, f_irreps, d, n_out=4 * cfg.bundle)
+        self.decoder = BlockDecoder(cfg.codec, d, n_out=4 * cfg.bundle)
         self.coef = nn.Linear(d, 1)
         nn.init.zeros_(self.coef.weight)
         nn.init.zeros_(self.coef.bias)
@@ -188,8 +187,7 @@ class Surrogate(nn.Module):
         if self.cfg.linear_response == "exact":
             lr = LinearResponse(ks, linear_xc_step(self.cfg.ks_iterations), linear_xc_tag(self.cfg.ks_iterations))
         return Static(ks=ks, lr=lr, mol=mol, layout=layout, s_half=s_half, geo=geo, geo_flat=geo_flat, cond=cond,
-                      pair_emb=pair_emb, static_w=self.decoder.static_weights(layout, pair_emb),
-                      static_src=self.decoder.static_sources(layout, geo, pos), n_sigma=spin_traces(rho0_o),
+                      pair_emb=pair_emb, static_w=self.decoder.static_weights(layout, pair_emb), n_sigma=spin_traces(rho0_o),
                       spin_mask=spin_mask, atom_ao=atom_ao)
 
     @property
@@ -226,21 +224,16 @@ class Surrogate(nn.Module):
         """latent [*, B*A, d]; e_sub [*, k, B, 3] the field over each of the k sub-steps (its mean); ``nodes``
         [*, k, B, 3, 3] the field at each sub-step's start, mean and end (``linear_response='exact'``) -> states
         [*, k, B, 2, N, N]."""
-        pair_irr, atoms, f_atoms = cache
+        pair_irr, _, _ = cache
         k = self.cfg.bundle
-        e_scaled = (e_sub * self.cfg.field.field_scale)[..., 0, :, :].to(latent.dtype)
         # V_θ − V_xc[ρ(0)] must vanish with Δρ: the decoder's sources are the Δρ pair irreps and the atom
         # features of Δρ alone (linear in Δρ), gated by the latent (any function of ρ, Δρ, E and history).
-        # ρ, geometry and field sources would add a Δρ-independent offset that swamps weak-field responses.
+        n_rho = pair_irr[0].shape[-2] // 2  # channels: 4 of ρ, then 4 of Δρ
         keep = torch.zeros(pair_irr[0].shape[-2], dtype=pair_irr[0].dtype, device=pair_irr[0].device)
-        keep[keep.shape[0] // 2:] = 1.0  # channels: 4 of ρ, then 4 of Δρ
-        pair_irr = [x * keep[:, None] for x in pair_irr]
-        atoms = self.encoder(st.layout, pair_irr, st.pair_emb)
-        f_atoms = {key: torch.zeros_like(v) for key, v in f_atoms.items()}
-        e_scaled = torch.zeros_like(e_scaled)
-        static_src = [{key: torch.zeros_like(v) for key, v in d.items()} for d in st.static_src]
-        mats = self.decoder(st.layout, pair_irr, atoms, f_atoms, e_scaled, latent, st.static_w,
-                            static_src)  # [*, 4k, B, N, N] real
+        keep[n_rho:] = 1.0
+        atoms = self.encoder(st.layout, [x * keep[:, None] for x in pair_irr], st.pair_emb)  # of Δρ alone
+        mats = self.decoder(st.layout, [x[..., n_rho:, :] for x in pair_irr], atoms, latent,
+                            st.static_w)  # [*, 4k, B, N, N] real
         mats = mats.unflatten(-4, (k, 4))  # [*, k, 4, B, N, N]
         mask = st.spin_mask[:, None, None]
         sym = mats[..., 0, :, :, :] + 1j * mats[..., 1, :, :, :]

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from rtml.datasets.units import ANGSTROM_TO_BOHR
+from rtml.models.density_codec import upgrade_decoder_state
 from rtml.models.surrogate import Surrogate, SurrogateConfig
 from rtml.platform.configio import ConfigError, from_dict, to_dict
 from rtml.platform.mlflow_model import local_model_file
@@ -82,7 +83,7 @@ def load_model(spec: str | Path, device: str | torch.device = "cpu", tracking_ur
     except ConfigError as exc:
         raise ModelFileError(str(exc)) from None
     model = Surrogate(cfg)
-    model.load_state_dict(blob["state_dict"])
+    model.load_state_dict(upgrade_decoder_state(blob["state_dict"], model.decoder))  # files before issue 29 too
     model.rtml_meta = dict(blob.get("meta") or {})  # provenance: MLflow run id, meta-learner state, ...
     return model.to(device).eval()
 

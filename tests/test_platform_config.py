@@ -104,6 +104,39 @@ def test_model_file_roundtrip_without_deepspeed(tmp_path):
                 load_model(tmp_path / f"{head}.pt")
 
 
+def test_model_files_from_before_the_decoder_lost_its_dead_sources_load(tmp_path):
+    """Before issue 29 the decoder's sources per (L, p) were [4 ρ channels, 4 Δρ channels, atom a, atom b (2·mul),
+    geometry, field...], every one but Δρ and the atoms multiplied by zero. A file in that layout loads with the
+    live rows in place and the dead ones dropped, whatever they held (a real `corpus` model gave bit-identical
+    rollouts before and after, docs/model.md)."""
+    from rtml.models.surrogate import Surrogate, preset
+
+    torch.manual_seed(0)
+    model = Surrogate(preset("debug"))
+    for p in model.parameters():
+        p.data.add_(0.01 * torch.randn_like(p))
+    dec, sd = model.decoder, dict(model.state_dict())
+    n_out, n_delta = dec.n_out, dec.n_delta
+    for key, n in dec.n_src.items():
+        n_dead_tail = 5  # geometry, field, ... sources after the atoms' rows
+        n_old = 4 + n + n_dead_tail
+        rows = [None] * 4 + list(range(n)) + [None] * n_dead_tail  # old row -> today's row (None: dead)
+        for part in ("weight", "bias"):
+            w = sd[f"decoder.static_w.{key}.{part}"].reshape(n, n_out, -1)
+            g = sd[f"decoder.gate.{key}.{part}"].reshape(n, -1)
+            old_w = torch.stack([w[r] if r is not None else torch.randn_like(w[0]) for r in rows])
+            old_g = torch.stack([g[r] if r is not None else torch.randn_like(g[0]) for r in rows])
+            sd[f"decoder.static_w.{key}.{part}"] = old_w.reshape(n_old * n_out, *w.shape[2:]).squeeze(-1) \
+                if part == "bias" else old_w.reshape(n_old * n_out, -1)
+            sd[f"decoder.gate.{key}.{part}"] = old_g.squeeze(-1) if part == "bias" else old_g
+    assert n_delta == 4
+    blob = torch.load(save_model(model, tmp_path / "model.pt"), weights_only=True)
+    torch.save(dict(blob, state_dict=sd), tmp_path / "old.pt")
+    again = load_model(tmp_path / "old.pt")
+    for k, a in model.state_dict().items():
+        assert torch.equal(a, again.state_dict()[k]), k
+
+
 def test_not_an_rtml_model(tmp_path):
     (tmp_path / "x.pt").write_bytes(b"not a zip")
     with pytest.raises(ModelFileError, match="not an rtml model"):
