@@ -21,10 +21,9 @@ import time
 
 import torch
 
-from rtml.models.surrogate import Surrogate
-from rtml.platform.train.config import load_train_config
+from rtml.models.losses import LossConfig
+from rtml.models.surrogate import Surrogate, preset
 from rtml.platform.train.data import WindowStream
-from rtml.platform.train.deepspeed_engine import model_config
 from rtml.platform.train.objective import window_loss
 
 
@@ -42,15 +41,14 @@ def loader_rate(store: str, horizon: int, batch: int, n: int) -> tuple[float, fl
 
 
 def step_cost(store: str, horizon: int, batch: int, reps: int) -> dict:
-    cfg = load_train_config("small", [f"data.store={store}", f"data.batch_size={batch}"])
-    model = Surrogate(model_config(cfg))
+    model = Surrogate(preset("small"))
     s = WindowStream(store, "train", (horizon,), 1, batch, xc_potential=True)
     batches = [s.batch(i) for i in range(reps + 1)]
     dev = torch.device("cpu")
 
     def step(b):
         model.zero_grad(set_to_none=True)
-        total, *_ = window_loss(model, b, cfg.loss, dev)
+        total, *_ = window_loss(model, b, LossConfig(), dev)
         total.backward()
 
     step(batches[0])  # warm-up

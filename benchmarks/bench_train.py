@@ -18,7 +18,9 @@ from pathlib import Path
 
 from mlflow.tracking import MlflowClient
 
-from rtml.platform.train.config import load_train_config
+from rtml.cli import recipes
+from rtml.models.surrogate import preset as model_preset
+from rtml.platform.configio import updated
 from rtml.platform.train.data import WindowStream
 from rtml.platform.train.driver import absolute_paths, fit, init_ray, open_run
 
@@ -34,12 +36,13 @@ def loader_rate(store: str, horizon: int, batch: int, n: int = 30) -> float:
 
 def train_rate(store: str, val_store: str, workers: int, steps: int, preset: str, horizon: int, batch: int, tmp: Path) -> float:
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    cfg = load_train_config("debug", [
-        f"data.store={store}", f"data.val_store={val_store}", f"data.horizons=[{horizon}]", f"data.batch_size={batch}", f"model.preset={preset}",
-        f"loop.max_steps={steps}", f"loop.log_every={max(steps // 6, 1)}", f"loop.checkpoint_every={steps}",
-        f"loop.eval_every={steps}", "eval.max_trajectories=0", f"scaling.num_workers={workers}",
-        f"scaling.cpus_per_worker={2 / workers}", f"name=bench-{workers}w", f"out={tmp / f'out{workers}'}",
-        f"storage={tmp / 'ray'}", f"tracking.uri={uri}"])
+    cfg = updated(recipes.debug(), {
+        "data.store": store, "data.val_store": val_store, "data.horizons": [horizon], "data.batch_size": batch,
+        "loop.max_steps": steps, "loop.log_every": max(steps // 6, 1), "loop.checkpoint_every": steps,
+        "loop.eval_every": steps, "eval.max_trajectories": 0, "scaling.num_workers": workers,
+        "scaling.cpus_per_worker": 2 / workers, "name": f"bench-{workers}w", "out": str(tmp / f"out{workers}"),
+        "storage": str(tmp / "ray"), "tracking.uri": uri})
+    cfg.model = model_preset(preset)
     absolute_paths(cfg)
     run_id = open_run(cfg, uri)
     fit(cfg, uri, run_id)
@@ -59,7 +62,7 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        init_ray(load_train_config("debug", ["scaling.num_workers=2"]))
+        init_ray(recipes.debug())
         load = loader_rate(a.store, a.horizon, a.batch)
         r1 = train_rate(a.store, a.val_store, 1, a.steps, a.preset, a.horizon, a.batch, tmp)
         r2 = train_rate(a.store, a.val_store, 2, a.steps, a.preset, a.horizon, a.batch, tmp)

@@ -18,8 +18,10 @@ from pathlib import Path
 
 import torch
 
+from rtml.cli import recipes
 from rtml.datasets.store.zarr_store import TrajectoryStore
 from rtml.models.baselines import FrozenXC, LinearXC
+from rtml.platform.configio import load_file
 from rtml.platform.evaluate import PREDICTORS, RolloutEvalConfig, evaluate_trajectories, per_trajectory
 from rtml.platform.modelio import load_model
 from rtml.platform.regimes import (
@@ -31,18 +33,17 @@ from rtml.platform.regimes import (
     step_costs,
     summarize_regimes,
 )
+from rtml.platform.train.config import TrainConfig
 
 
 def training_trajectories(model_path: str) -> int:
     """How many trajectories a model was trained on (its run's config.yaml beside model.pt: data.store,
     data.max_geometries)."""
-    from rtml.platform.train.config import load_train_config
-
     p = Path(model_path)
     conf = (p if p.is_dir() else p.parent) / "config.yaml"
     if not conf.exists():
         raise SystemExit(f"--curve: {conf} not found (needs each model's run folder from `rtml train`)")
-    cfg = load_train_config(str(conf))
+    cfg = load_file(TrainConfig, conf, recipes.TRAIN)
     idx = TrajectoryStore(cfg.data.store).index
     g = cfg.data.max_geometries
     return sum(1 for e in idx if g is None or int(e.get("geometry", 0)) < g)

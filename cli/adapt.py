@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtml.cli.flags import add_flags, build
+from rtml.cli.parsing import parse
 from rtml.datasets.engine.run import EngineConfig
 from rtml.datasets.engine.system import SystemConfig
 from rtml.datasets.errors import DataError
@@ -47,11 +47,11 @@ class AdaptConfig:
     settings: AdaptSettings = field(default_factory=AdaptSettings)
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("adapt", help="few-shot adaptation to a molecule vs zero-shot and fine-tuning (MLflow)")
-    add_flags(p, AdaptConfig, rename={"settings.max_steps": "--rollout-steps", "settings.context": "--rollout-context",
-                                      "settings.max_query": "--max-query"}, words=("support",))
-    p.set_defaults(func=lambda a: report(run(build(AdaptConfig, a))))
+HELP = "few-shot adaptation to a molecule vs zero-shot and fine-tuning (MLflow)"
+
+
+def main(argv: list[str]) -> int:
+    return report(run(parse(AdaptConfig, argv, prog="rtml adapt", description=__doc__.split("\n\n")[0], flat=True)))
 
 
 def _task(cfg: AdaptConfig, out: Path):

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from rtml.cli.flags import add_flags, build
+from rtml.cli.parsing import parse
 from rtml.datasets.errors import DataError
 from rtml.datasets.formats.hdf5 import read_hdf5
 from rtml.datasets.formats.nwchem_trajectory import nwchem_trajectory
@@ -26,10 +26,11 @@ class ConvertConfig:
     precision: Literal["float32", "float64"] = "float32"  # density storage
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("convert", help="convert HDF5 / NWChem outputs into a Zarr store")
-    add_flags(p, ConvertConfig, words=("hdf5", "nwchem_output", "nwchem_restart"))
-    p.set_defaults(func=lambda a: run(build(ConvertConfig, a)))
+HELP = "convert HDF5 / NWChem outputs into a Zarr store"
+
+
+def main(argv: list[str]) -> int:
+    return run(parse(ConvertConfig, argv, prog="rtml convert", description=__doc__))
 
 
 def run(cfg: ConvertConfig) -> int:

@@ -1,9 +1,9 @@
-"""``rtml evaluate MODEL STORE``: rollouts on held-out trajectories vs the reference, side by side with the
-frozen-xc and trivial physics baselines.
+"""``rtml evaluate STORE --model MODEL``: rollouts on held-out trajectories vs the reference, side by side with the
+frozen-xc, linear-xc and trivial physics baselines.
 
 MODEL: a ``model.pt`` from ``rtml train`` (or its run directory) or an MLflow model URI (``runs:/<id>/model``);
-``--baseline-only`` evaluates the baselines without a model. Writes ``metrics.json`` and plots to ``--out``,
-``--json PATH`` the aggregate ``{"model": {...}, "frozen_xc": {...}, "linear_xc": {...}, "trivial": {...}}``, and logs an MLflow run.
+without ``--model`` only the baselines are evaluated. Writes ``metrics.json`` and plots to ``--out``,
+``--json-path PATH`` the aggregate ``{"model": {...}, "frozen_xc": {...}, "linear_xc": {...}, "trivial": {...}}``, and logs an MLflow run.
 """
 
 from __future__ import annotations
@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
-from rtml.cli.flags import add_flags, build
+import tyro
+
+from rtml.cli.parsing import parse
 from rtml.datasets.store.zarr_store import TrajectoryStore
 from rtml.platform import tracking
-from rtml.platform.configio import ConfigError
 from rtml.platform.evaluate import (
     RolloutEvalConfig,
     aggregate,
@@ -31,8 +33,8 @@ from rtml.platform.regimes import format_regimes, summarize_regimes
 
 @dataclass(kw_only=True)
 class EvaluateConfig:
-    model: str | None = None  # model.pt, a run directory, or an MLflow model URI (omit with --baseline-only)
-    store: str  # Zarr trajectory store with held-out trajectories
+    store: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="STORE")]  # Zarr trajectory store with held-out trajectories
+    model: str | None = None  # model.pt, a run directory, or an MLflow model URI (None: the baselines only)
     out: str = "runs/evaluate"  # folder for metrics.json and plots
     ids: list[str] | None = None  # trajectory ids (None: all)
     rollout: RolloutEvalConfig = field(default_factory=RolloutEvalConfig)
@@ -45,19 +47,11 @@ class EvaluateConfig:
             raise ValueError(f"rollout.max_trajectories: expected an integer >= 1, got {self.rollout.max_trajectories}")
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="rollout metrics and plots of a trained model (and the physics baselines) "
-                                        "on a trajectory store")
-    p.add_argument("--baseline-only", action="store_true", help="evaluate the baselines without a model")
-    add_flags(p, EvaluateConfig, positional=("model", "store"), rename={"json_path": "--json"})
-    p.set_defaults(func=_main)
+HELP = "rollout metrics and plots of a trained model (and the physics baselines) on a trajectory store"
 
 
-def _main(a) -> int:
-    if a.baseline_only == (a.model is not None):
-        raise ConfigError("<command line>", "MODEL", "MODEL STORE, or --baseline-only STORE (one of the two)",
-                          a.model)
-    run(build(EvaluateConfig, a))
+def main(argv: list[str]) -> int:
+    run(parse(EvaluateConfig, argv, prog="rtml evaluate", description=__doc__.split("\n\n")[0], flat=True))
     return 0
 
 

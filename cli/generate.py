@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import json
 
-from rtml.cli.flags import add_flags, build
+from rtml.cli.parsing import parse
 from rtml.datasets.generate import GenerateConfig, generate
 from rtml.datasets.molecules import CATALOG
 
+HELP = "generate trajectories with the PySCF reference engine (Ray, resumable)"
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("generate", help="generate trajectories with the PySCF reference engine (Ray, resumable)")
-    add_flags(p, GenerateConfig, skip=("progress",), help={"molecules": f"({', '.join(sorted(CATALOG))})"})
-    p.set_defaults(func=lambda a: run(build(GenerateConfig, a)))
+
+def main(argv: list[str]) -> int:
+    return run(parse(GenerateConfig, argv, prog="rtml generate", description=f"{__doc__.splitlines()[0]} Catalog molecules: {', '.join(sorted(CATALOG))}.", flat=True))
 
 
 def run(cfg: GenerateConfig) -> int:

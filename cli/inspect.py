@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated
+
+import tyro
+
+from rtml.cli.parsing import parse
 from rtml.datasets.store.zarr_store import TrajectoryStore
 
+HELP = "summarise a Zarr trajectory store"
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("inspect", help="summarise a Zarr trajectory store")
-    p.add_argument("store")
-    p.add_argument("--verify", action="store_true", help="re-read everything: checksums, Hermiticity, trace")
-    p.set_defaults(func=lambda a: run(a.store, a.verify))
+
+@dataclass(kw_only=True)
+class InspectConfig:
+    store: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="STORE")]  # Zarr trajectory store (path or URL)
+    verify: bool = False  # re-read everything: checksums, Hermiticity, trace
+
+
+def main(argv: list[str]) -> int:
+    cfg = parse(InspectConfig, argv, prog="rtml inspect", description=__doc__)
+    return run(cfg.store, cfg.verify)
 
 
 def format_summary(s: dict) -> str:

@@ -1,12 +1,11 @@
-"""The ``rtml`` command line: ``main()`` parses, each command's ``run(cfg)`` works.
+"""The ``rtml`` command line: ``main()`` dispatches, each command's ``main(argv)`` parses and its ``run(cfg)`` works.
 
-Subcommands live in :mod:`rtml.cli`, one module each, exposing ``add_parser(subparsers)`` (which sets
-``func`` to a function taking the parsed namespace) and a ``run(cfg)`` that tests call directly.
+Commands live in :mod:`rtml.cli`, one module each, exposing ``HELP`` (one line), ``main(argv) -> int`` (flags from
+the command's config dataclass through :mod:`rtml.cli.parsing`) and a ``run(cfg)`` that tests call directly.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from rtml.cli import (
@@ -28,25 +27,30 @@ from rtml.platform.modelio import ModelFileError
 from rtml.platform.tracking import TrackingError
 from rtml.platform.train.driver import TrainingError
 
-COMMANDS = (generate, convert, inspect, validate_reference, quickstart, train, tune, evaluate, meta_train, propagate,
-            adapt)
+COMMANDS = {"generate": generate, "convert": convert, "inspect": inspect, "validate-reference": validate_reference,
+            "quickstart": quickstart, "train": train, "tune": tune, "evaluate": evaluate, "meta-train": meta_train,
+            "propagate": propagate, "adapt": adapt}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rtml", description="Learn to accelerate real-time TDDFT.")
-    sub = p.add_subparsers(dest="command", required=True)
-    for mod in COMMANDS:
-        mod.add_parser(sub)
-    return p
+def usage() -> str:
+    lines = ["usage: rtml COMMAND [flags]   (rtml COMMAND --help: its flags)", "",
+             "Learn to accelerate real-time TDDFT.", "", "commands:"]
+    return "\n".join(lines + [f"  {name:<20}{mod.HELP}" for name, mod in COMMANDS.items()])
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage(), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"{usage()}\n\nrtml: error: unknown command {command!r}", file=sys.stderr)
+        return 2
     try:
-        return int(args.func(args) or 0)
-    except (DataError, PropagationError, ConfigError, TrackingError, ModelFileError,
-            TrainingError) as exc:
-        print(f"rtml {args.command}: error: {exc}", file=sys.stderr)
+        return int(COMMANDS[command].main(rest) or 0)
+    except (DataError, PropagationError, ConfigError, TrackingError, ModelFileError, TrainingError) as exc:
+        print(f"rtml {command}: error: {exc}", file=sys.stderr)
         return 2
 
 

@@ -1,31 +1,26 @@
-"""``rtml meta-train CONFIG [section.field=value ...]``: MAML meta-training on Ray Train workers, logged to MLflow.
+"""``rtml meta-train RECIPE_OR_YAML [--section.field VALUE ...]``: MAML meta-training on Ray Train workers, logged to
+MLflow.
 
-``rtml meta-train --list-fields`` prints every field (generated from the config dataclass). CONFIG is a recipe
-(debug, small) or a YAML file (see configs/meta-*.yaml). Tasks are molecules of ``tasks.store``; ``tasks.exclude``
-holds molecules out for adaptation tests; ``model.init`` starts from a trained model. Without ``name=...`` each
-invocation is a new run ``rtml-meta-<recipe>-<time>``; an existing name resumes.
+RECIPE is ``debug`` or ``small`` (:mod:`rtml.cli.recipes`) or a YAML file; ``rtml meta-train small --help`` lists
+every flag. Tasks are molecules of ``--tasks.store``; ``--tasks.exclude`` holds molecules out for adaptation tests;
+``--model.init`` starts from a trained model. Without ``--name`` each invocation is a new run
+``rtml-meta-<recipe>-<time>``; an existing name resumes.
 """
 
 from __future__ import annotations
 
-from rtml.cli.train import add_config_parser, name_run, resolve_and_run
-from rtml.meta.config import MetaTrainConfig, load_meta_config
+from rtml.cli import recipes
+from rtml.cli.parsing import parse_from_recipe
+from rtml.cli.train import name_run
+from rtml.meta.config import MetaTrainConfig, check
 from rtml.meta.driver import run as drive
 
-
-def add_parser(sub) -> None:
-    add_config_parser(sub, "meta-train", MetaTrainConfig, main,
-                      help="MAML meta-training over molecules (Ray Train, MLflow-logged)",
-                      config_help="recipe name (debug, small) or YAML file",
-                      example="tasks.store=PATH model.init=MODEL")
+HELP = "MAML meta-training over molecules (Ray Train, MLflow-logged)"
 
 
-def resolve(spec: str, overrides: list[str], tracking_uri: str | None = None) -> MetaTrainConfig:
-    return name_run(load_meta_config(spec, overrides), overrides, "rtml-meta", tracking_uri)
-
-
-def main(args) -> int:
-    return resolve_and_run(args, resolve, run, report)
+def main(argv: list[str]) -> int:
+    cfg = parse_from_recipe(argv, MetaTrainConfig, recipes.META, prog="rtml meta-train", check=check)
+    return 0 if cfg is None else report(run(name_run(cfg, "rtml-meta")))
 
 
 def run(cfg: MetaTrainConfig) -> dict:

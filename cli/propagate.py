@@ -11,8 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from dataclasses import field as dataclass_field
 from pathlib import Path
+from typing import Annotated
 
-from rtml.cli.flags import add_flags, build
+import tyro
+
+from rtml.cli.parsing import parse
 from rtml.datasets.engine.propagator import IntegratorConfig
 from rtml.datasets.engine.system import SystemConfig
 from rtml.datasets.errors import DataError
@@ -34,7 +37,7 @@ class PropagateConfig:
     molecule: str | None = None  # catalog name or .xyz path
     field: str | None = None  # kick:AMPLITUDE[:x|y|z] or a JSON FieldSpec
     steps: int | None = None  # recorded frames including t = 0
-    source: str | None = None  # STORE:ID — take geometry, field, basis, xc, dt and steps from a stored trajectory (flags override)
+    source: Annotated[str | None, tyro.conf.arg(name="from")] = None  # STORE:ID — take geometry, field, basis, xc, dt and steps from a stored trajectory (flags override)
     basis: str | None = None  # basis set (None: the stored trajectory's, else the engine's default)
     xc: str | None = None  # functional (None: the stored trajectory's, else the engine's default)
     dt: float | None = None  # time step in a.u. (None: the stored trajectory's, else the engine's default)
@@ -46,14 +49,12 @@ class PropagateConfig:
     hybrid: HybridConfig = dataclass_field(default_factory=HybridConfig)
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("propagate", help="hybrid RT-TDDFT: surrogate ensemble + reference re-anchoring")
-    add_flags(p, PropagateConfig, rename={"source": "--from"}, words=("model",))
-    p.set_defaults(func=run_args)
+HELP = "hybrid RT-TDDFT: surrogate ensemble + reference re-anchoring"
 
 
-def run_args(a) -> int:
-    return run_config(build(PropagateConfig, a))
+def main(argv: list[str]) -> int:
+    return run_config(parse(PropagateConfig, argv, prog="rtml propagate", description=__doc__.split("\n\n")[0],
+                            flat=True))
 
 
 def run_config(cfg: PropagateConfig) -> int:

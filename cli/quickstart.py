@@ -5,7 +5,7 @@
    resonant) and a held-out store of *other* geometries and fields (another seed, not the catalog geometry) with
    long trajectories: one 2000-step kick (400 a.u.: enough to resolve the bright peaks; the weak tier) and one
    600-step strong pulse resonant with the first bright excitation per molecule (the strong tier);
-2. train the surrogate with Ray Train + DeepSpeed on 2 local CPU workers (recipe ``quickstart`` below);
+2. train the surrogate with Ray Train + DeepSpeed on 2 local CPU workers (recipe ``rtml.cli.recipes.quickstart``);
 3. evaluate rollouts on the held-out store against the reference, side by side with the frozen-xc, linear-xc and
    trivial physics baselines, per field regime (weak and strong rows), with plots; then the physics baselines at
    steps of 8·dt (linear xc with the exact linear response: cost per simulated a.u. and accuracy);
@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from rtml.cli import adapt, meta_train
-from rtml.cli.flags import add_flags, build
-from rtml.cli.train import report, resolve
+from rtml.cli import adapt, meta_train, recipes
+from rtml.cli.parsing import parse
+from rtml.cli.train import name_run, report
 from rtml.datasets.generate import GenerateConfig, generate
 from rtml.meta.adapt import AdaptSettings
 from rtml.platform.evaluate import RolloutEvalConfig, aggregate, as_json, evaluate_store, format_table
@@ -43,19 +43,20 @@ class QuickstartConfig:
     heldout_kick_steps: int = 2000  # frames of the held-out kicked trajectories (spectra)
     heldout_pulse_steps: int = 600  # frames of the held-out resonant strong pulses
     train_steps: int = 90  # optimiser steps
+    horizons: tuple[int, ...] = (16, 32, 64)  # training unroll lengths (steps), 30 optimiser steps each
     workers: int = 2  # Ray Train workers
     heldout_molecule: str = "nh3"  # molecule for the few-shot adaptation (not trained on)
     shots: int = 5  # K support trajectories of the held-out molecule
     meta_steps: int = 10  # MAML meta-training steps
     shot_frames: int = 150  # frames per generated support/query trajectory
     tracking_uri: str | None = None  # MLflow tracking URI (None: $MLFLOW_TRACKING_URI, else ./mlflow.db)
-    overrides: list[str] = field(default_factory=list)  # training overrides, section.field=value
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("quickstart", help="the main job: generate -> train (Ray+DeepSpeed) -> evaluate, in MLflow")
-    add_flags(p, QuickstartConfig, positional=("overrides",))
-    p.set_defaults(func=lambda a: run(build(QuickstartConfig, a)))
+HELP = "the main job: generate -> train (Ray+DeepSpeed) -> evaluate -> few-shot, in MLflow"
+
+
+def main(argv: list[str]) -> int:
+    return run(parse(QuickstartConfig, argv, prog="rtml quickstart", description=__doc__.splitlines()[0]))
 
 
 def run(cfg: QuickstartConfig) -> int:
@@ -88,10 +89,9 @@ def run(cfg: QuickstartConfig) -> int:
             print(f"  {name}: {rep['planned']} trajectories ({'/'.join(fields)}, {steps} frames) -> {stores[name]}")
     t_data = time.perf_counter() - t0
     print(f"[2/4] training with Ray Train + DeepSpeed on {cfg.workers} CPU workers ({cfg.train_steps} steps)")
-    overrides = [f"data.store={stores['train']}", f"data.val_store={stores['heldout']}",
-                 f"loop.max_steps={cfg.train_steps}", f"scaling.num_workers={cfg.workers}",
-                 f"out={out / 'train'}", f"storage={out / 'ray'}", *QUICKSTART_RECIPE, *cfg.overrides]
-    tcfg = resolve("debug", overrides, cfg.tracking_uri)
+    tcfg = name_run(recipes.quickstart(stores["train"], stores["heldout"], str(out / "train"), str(out / "ray"),
+                                       cfg.train_steps, cfg.workers, cfg.horizons), "rtml")
+    tcfg.tracking.uri = cfg.tracking_uri
     t1 = time.perf_counter()
     summary = train(tcfg)
     t_train = time.perf_counter() - t1
@@ -130,12 +130,13 @@ def few_shot(cfg: QuickstartConfig, out: Path, train_store: str, trained: dict) 
     shots = max(1, min(5, n_per_mol - 1))
     print(f"[4/4] few-shot: MAML meta-training ({cfg.meta_steps} steps over {', '.join(cfg.molecules)}), then "
           f"adaptation to {cfg.heldout_molecule} (never trained on) from k={cfg.shots} generated trajectories")
-    mcfg = meta_train.resolve("small", [f"tasks.store={train_store}", f"model.init={trained['model']}",
-                                        f"tasks.shots={shots}", "tasks.query=1", f"loop.max_steps={cfg.meta_steps}",
-                                        f"loop.checkpoint_every={max(1, cfg.meta_steps // 2)}", "loop.log_every=5",
-                                        "tasks.tasks_per_step=1", "learner.inner_steps=2", "tasks.windows=2",
-                                        f"scaling.num_workers={cfg.workers}", f"out={out / 'meta'}",
-                                        f"storage={out / 'ray'}"], cfg.tracking_uri)  # a new timestamped run
+    mcfg = recipes.meta_small()
+    mcfg.tasks.store, mcfg.model.init, mcfg.tasks.shots, mcfg.tasks.query = train_store, trained["model"], shots, 1
+    mcfg.tasks.tasks_per_step, mcfg.tasks.windows, mcfg.learner.inner_steps = 1, 2, 2
+    mcfg.loop.max_steps, mcfg.loop.checkpoint_every, mcfg.loop.log_every = cfg.meta_steps, max(1, cfg.meta_steps // 2), 5
+    mcfg.scaling.num_workers, mcfg.out, mcfg.storage = cfg.workers, str(out / "meta"), str(out / "ray")
+    mcfg.tracking.uri = cfg.tracking_uri
+    mcfg = name_run(mcfg, "rtml-meta")  # a new timestamped run
     meta = meta_train.run(mcfg)
     meta_train.report(meta)
     acfg = adapt.AdaptConfig(model=meta["model"], molecule=cfg.heldout_molecule, generate=cfg.shots,
@@ -146,8 +147,3 @@ def few_shot(cfg: QuickstartConfig, out: Path, train_store: str, trained: dict) 
     adapt.report(res)
     return {"meta_run_id": meta["run_id"], "meta_model": meta["model"], **{k: res[k] for k in (
         "run_id", "molecule", "support", "query", "metrics", "adapted_model", "plots")}}
-
-
-QUICKSTART_RECIPE = ["data.horizons=[16, 32, 64]", "data.steps_per_stage=30", "data.batch_size=2",
-                     "optim.lr=1e-3", "optim.warmup_steps=20", "loop.log_every=10", "loop.checkpoint_every=30",
-                     "loop.eval_every=30", "eval.max_trajectories=6"]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rtml.cli.flags import add_flags, build
+from rtml.cli.parsing import parse
 from rtml.datasets.observables import HARTREE_EV, trajectory_spectrum
 from rtml.datasets.validation import conservation_check, nwchem_check, peak_check
 
@@ -26,10 +26,11 @@ class ValidateConfig:
     tolerance_ev: float = 0.01  # largest accepted |E_RT - E_LR| of a bright peak, eV (exit status 1 beyond)
 
 
-def add_parser(sub) -> None:
-    p = sub.add_parser("validate-reference", help="check the reference engine against independent references")
-    add_flags(p, ValidateConfig, words=("xc",))
-    p.set_defaults(func=lambda a: run(build(ValidateConfig, a)))
+HELP = "check the reference engine against independent references"
+
+
+def main(argv: list[str]) -> int:
+    return run(parse(ValidateConfig, argv, prog="rtml validate-reference", description=__doc__))
 
 
 def _plot_spectrum(res: dict, path: Path) -> None:

@@ -1,4 +1,5 @@
-"""Typed configuration of meta-training (``rtml meta-train CONFIG``), with recipes ``debug`` and ``small``.
+"""Typed configuration of meta-training (``rtml meta-train RECIPE_OR_YAML``); the defaults are the ``debug`` recipe,
+the others are functions in :mod:`rtml.cli.recipes`.
 
 A meta-training run shares the platform's sections (``loop``, ``scaling``, ``tracking``) and adds ``tasks`` (how
 tasks are drawn from a Zarr store: one task = one molecule), ``learner`` (MAML options) and ``optim`` (the outer
@@ -7,20 +8,15 @@ optimiser). ``model.init`` starts from a trained model (``rtml train`` output or
 
 from __future__ import annotations
 
+import dataclasses
 import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
 from rtml.models.losses import LossConfig
-from rtml.platform.configio import ConfigError, load_config, require_positive
-from rtml.platform.train.config import (
-    LoopConfig,
-    ModelSection,
-    ScalingSection,
-    TrackingSection,
-    expand_model,
-    model_section,
-)
+from rtml.models.surrogate import SurrogateConfig, preset
+from rtml.platform.configio import ConfigError, require_positive
+from rtml.platform.train.config import LoopConfig, ScalingSection, TrackingSection
 
 
 @dataclass(kw_only=True)
@@ -67,10 +63,20 @@ def task_loss_config() -> LossConfig:
 
 
 @dataclass(kw_only=True)
-class MetaModelSection(ModelSection):
+class MetaModelSection(SurrogateConfig):
     """``init``: model.pt / run dir / runs:/<id>/model to start from (its architecture wins); "" = a fresh model of
-    the architecture below (``preset`` expanded, explicit fields win, as in ``rtml train``)."""
-    init: str = ""
+    the architecture below (the recipe's, as in ``rtml train``)."""
+    init: str = ""  # model to start from (empty: a fresh model of this architecture)
+
+    def surrogate(self) -> SurrogateConfig:
+        """The model's own config (without ``init``)."""
+        return SurrogateConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SurrogateConfig)})
+
+
+def meta_model(name: str = "debug", init: str = "") -> MetaModelSection:
+    """Model preset ``name`` (:func:`rtml.models.surrogate.preset`) as a meta-training model section."""
+    base = preset(name)
+    return MetaModelSection(init=init, **{f.name: getattr(base, f.name) for f in dataclasses.fields(SurrogateConfig)})
 
 
 @dataclass(kw_only=True)
@@ -82,13 +88,13 @@ class MetaOptimConfig:
 
 @dataclass(kw_only=True)
 class MetaTrainConfig:
-    recipe: str = "debug"
-    name: str = "rtml-meta"
-    storage: str = "runs/ray"
-    out: str = "runs/meta"
+    recipe: str = "debug"  # the recipe this config started from (a label: names the run)
+    name: str = "rtml-meta"  # run name (the default: a new run rtml-meta-<recipe>-<time>; an existing name resumes)
+    storage: str = "runs/ray"  # Ray Train storage_path (checkpoints); local dir or URI
+    out: str = "runs/meta"  # meta-trained model, summary (default: runs/meta/<name>)
     tasks: TaskConfig = field(default_factory=TaskConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
-    model: MetaModelSection = field(default_factory=lambda: model_section("debug", MetaModelSection))
+    model: MetaModelSection = field(default_factory=meta_model)
     loss: LossConfig = field(default_factory=task_loss_config)
     optim: MetaOptimConfig = field(default_factory=MetaOptimConfig)
     loop: LoopConfig = field(default_factory=lambda: LoopConfig(max_steps=20, log_every=5, checkpoint_every=10,
@@ -108,17 +114,3 @@ def check(cfg: MetaTrainConfig, source: str = "<config>") -> None:
         raise ConfigError(source, "learner.inner_lr", "a positive float", ln.inner_lr)
     require_positive(source, cfg.loop, "loop", ("max_steps", "log_every", "checkpoint_every"))
     require_positive(source, cfg.scaling, "scaling", ("num_workers",))
-
-
-RECIPES: dict[str, dict] = {
-    "debug": {},
-    "small": {"tasks": {"shots": 5, "query": 2, "horizon": 16, "windows": 4, "tasks_per_step": 2},
-              "learner": {"inner_steps": 3},
-              "loop": {"max_steps": 300, "log_every": 10, "checkpoint_every": 50, "eval_every": 50}},
-}
-
-
-def load_meta_config(spec: str = "debug", overrides: list[str] | None = None) -> MetaTrainConfig:
-    """``spec``: a recipe name (debug, small) or a YAML path; ``overrides``: ``section.field=value`` strings."""
-    return load_config(MetaTrainConfig, RECIPES, spec, overrides, check,
-                       lambda data, explicit, source: expand_model(data, explicit, source, MetaModelSection))

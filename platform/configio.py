@@ -1,8 +1,10 @@
-"""Typed configs <-> YAML / dicts, with dotted command-line overrides (``optim.lr=1e-3``).
+"""Typed configs <-> YAML / dicts.
 
 Every config in rtml is a ``@dataclass(kw_only=True)`` tree. :func:`from_dict` builds one from plain data and names
 the file and the dotted field of anything wrong (unknown key, wrong type); :func:`to_dict` is its inverse and what is
-saved next to every run; :func:`apply_overrides` merges ``key.sub=value`` strings (values parsed as YAML).
+saved next to every run; :func:`load_file` reads a YAML config on top of a recipe; :func:`set_paths` sets dotted
+fields (a sweep's parameters). Command-line flags come from the same dataclasses through ``tyro``
+(:mod:`rtml.cli.parsing`).
 """
 
 from __future__ import annotations
@@ -136,20 +138,25 @@ def require_positive(source: str, section, prefix: str, names: tuple[str, ...]) 
             raise ConfigError(source, f"{prefix}.{name}", "an integer >= 1", getattr(section, name))
 
 
-def apply_overrides(data: dict, overrides: list[str], source: str = "<command line>") -> dict:
-    """Merge ``a.b.c=value`` strings into nested ``data`` (values are YAML: ``1e-3``, ``[8, 16]``, ``null``)."""
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(source, item, "an override of the form section.field=value")
-        key, raw = item.split("=", 1)
-        parts = key.strip().split(".")
-        node = data
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
+def set_paths(data: dict, values: dict, source: str = "<config>") -> dict:
+    """A copy of nested ``data`` with each dotted key of ``values`` set (``{"optim.lr": 1e-3}``); a path that leaves
+    the existing sections is an error naming it."""
+    out = copy.deepcopy(data)
+    for key, value in values.items():
+        *parents, leaf = key.split(".")
+        node = out
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
             if not isinstance(node, dict):
-                raise ConfigError(source, key, "a path through config sections", f"'{p}' is a value")
-        node[parts[-1]] = yaml.safe_load(raw)
-    return data
+                raise ConfigError(source, key, "a path through config sections", f"'{p}' is not a section")
+        node[leaf] = copy.deepcopy(value)
+    return out
+
+
+def updated(cfg, values: dict, source: str = "<config>"):
+    """A new config of ``cfg``'s type with each dotted key of ``values`` set (typed and checked by
+    :func:`from_dict`): ``updated(cfg, {"optim.lr": 1e-3, "data.horizons": [4, 8]})``."""
+    return from_dict(type(cfg), set_paths(to_dict(cfg), values, source), source)
 
 
 def load_yaml(path: str | Path) -> dict:
@@ -178,28 +185,20 @@ def merge(base: dict, extra: dict) -> dict:
     return out
 
 
-def load_config(cls, recipes: dict[str, dict], spec: str, overrides: list[str] | None = None,
-                check: Callable | None = None, expand: Callable | None = None):
-    """The one way every rtml config is loaded: ``spec`` is a recipe name or a YAML path (missing fields keep the
-    defaults of the YAML's ``recipe:`` key, else ``debug``), then ``section.field=value`` overrides.
-
-    ``expand(data, explicit, source) -> data`` may fill a section from a named preset before the explicit values
-    (recipe, file, overrides) win; ``check(cfg, source)`` validates the result. Errors name the file (or recipe)."""
-    if spec in recipes:
-        explicit, source = merge({}, {**recipes[spec], "recipe": spec}), f"recipe '{spec}'"
-    elif spec.endswith((".yaml", ".yml")) or Path(spec).exists():
-        user, source = load_yaml(spec), spec
-        base = user.get("recipe", "debug")
-        if base not in recipes:
-            raise ConfigError(spec, "recipe", f"one of {sorted(recipes)}", base)
-        explicit = merge({**recipes[base], "recipe": base}, user)
-    else:
-        raise ConfigError("<command line>", "CONFIG", f"a recipe {sorted(recipes)} or a YAML file", spec)
-    explicit = apply_overrides(explicit, list(overrides or []))  # merge() copied: the recipe tables stay intact
-    data = merge(to_dict(cls()), explicit)
-    if expand is not None:
-        data = expand(data, explicit, source)
-    cfg = from_dict(cls, data, source)
+def load_file(cls, path: str | Path, recipes: dict[str, Callable[[], object]], check: Callable | None = None):
+    """A YAML config file: the recipe its ``recipe:`` key names (default ``debug``), then every field the file sets
+    (sections merge, values replace); ``check(cfg, source)`` validates the result. Errors name the file and field."""
+    user, source = load_yaml(path), str(path)
+    name = user.get("recipe", "debug")
+    if name not in recipes:
+        raise ConfigError(source, "recipe", f"one of {sorted(recipes)}", name)
+    model = user.get("model")
+    if isinstance(model, dict) and "preset" in model:  # retired: a run's saved config.yaml also lists every field
+        if not {"geometry", "field", "codec", "dynamics"} <= set(model):
+            raise ConfigError(source, "model.preset", "no entry (retired: the architecture comes from the recipe, "
+                              "`recipe: small`, and the model fields the file sets)", model["preset"])
+        user = {**user, "model": {k: v for k, v in model.items() if k != "preset"}}
+    cfg = from_dict(cls, merge(to_dict(recipes[name]()), user), source)
     if check is not None:
         check(cfg, source)
     return cfg

@@ -1,4 +1,5 @@
-"""``rtml tune SPACE``: Ray Tune sweeps over training runs (ASHA; Optuna search when installed).
+"""``rtml tune SPACE [--train.section.field VALUE ...]``: Ray Tune sweeps over training runs (ASHA; Optuna search
+when installed).
 
 Each trial is a Tune function that builds a :class:`ray.train.torch.TorchTrainer` and calls ``fit()`` with
 :class:`ray.tune.integration.ray_train.TuneReportCallback` (the Train V2 / Tune interop), named by its trial id.
@@ -16,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rtml.platform import tracking
-from rtml.platform.configio import ConfigError
-from rtml.platform.train.config import load_train_config
+from rtml.platform.configio import ConfigError, from_dict, to_dict, updated
+from rtml.platform.train.config import TrainConfig
 from rtml.platform.train.driver import absolute_paths, fit, open_run
 from rtml.tune_spaces.sweep_space import SweepSpace
 
@@ -39,8 +40,7 @@ def trial_fn(config: dict) -> None:
     from ray.tune.integration.ray_train import TuneReportCallback
 
     trial_id = ray.tune.get_context().get_trial_id()
-    params = [f"{k}={json.dumps(v)}" for k, v in config["params"].items()]
-    cfg = load_train_config(config["base"], [*config["overrides"], *params])
+    cfg = updated(from_dict(TrainConfig, config["train"], "<sweep>"), config["params"], "<sweep params>")
     cfg.name, cfg.out, cfg.storage = f"{config['sweep']}-{trial_id}", f"{config['out']}/{trial_id}", config["storage"]
     cfg.scaling.cpus_per_worker, cfg.scaling.num_workers = config["cpus_per_worker"], config["num_workers"]
     cfg.tracking.experiment = config["experiment"]
@@ -51,14 +51,16 @@ def trial_fn(config: dict) -> None:
 
 @dataclass(kw_only=True)
 class TuneConfig:
-    space: str = "debug"  # search space: a file name in tune_spaces/ (debug, small)
-    overrides: list[str] = field(default_factory=list)  # fixed training overrides for every trial (section.field=value)
+    space: str = "debug"  # search space: a file name in tune_spaces/ (debug, small); rtml tune's first word
     name: str | None = None  # sweep name (None: sweep-<space>); an existing one is resumed
     storage: str = "runs/tune"  # Ray Tune storage_path (trial checkpoints, the sweep's state): a path, or s3://bucket/prefix
     out: str | None = None  # trial outputs, local (None: <storage>/out; runs/tune-out when storage is a URL)
     tracking_uri: str | None = None  # MLflow tracking URI (None: $MLFLOW_TRACKING_URI, else ./mlflow.db)
     experiment: str = "rtml-sweeps"  # MLflow experiment of the sweep's parent run
     num_samples: int | None = None  # trials (None: the space's num_samples)
+    # every trial's training config before the space's params: the space's base recipe and fixed values (rtml tune
+    # sets it; the flags --train.section.field set fields of every trial)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self):
         self.name = self.name or f"sweep-{self.space}"
@@ -99,7 +101,7 @@ def run(cfg: TuneConfig) -> dict:
         tracking.client(uri).update_run(parent, status="RUNNING")
     if not ray.is_initialized():
         ray.init(include_dashboard=False, configure_logging=False)
-    param_space = {"base": space.base, "overrides": [*space.overrides, *cfg.overrides], "params": space.params,
+    param_space = {"train": to_dict(cfg.train), "params": space.params,
                    "sweep": cfg.name, "out": str(Path(cfg.out).resolve() / cfg.name), "storage": storage,
                    "tracking_uri": uri, "experiment": cfg.experiment, "parent_run_id": parent,
                    "cpus_per_worker": space.cpus_per_worker, "num_workers": space.num_workers}

@@ -7,18 +7,18 @@ from __future__ import annotations
 import torch
 
 from rtml.models.surrogate import Surrogate
-from rtml.platform.train.config import load_train_config
+from rtml.platform.train.config import DataConfig, TrainConfig
 from rtml.platform.train.data import WindowStream
 from rtml.platform.train.objective import window_loss
 
 
 def bf16_vs_fp32(store: str, device: str) -> dict:
-    cfg = load_train_config("debug", [f"data.store={store}", "data.horizons=[8]", "data.batch_size=2"])
+    cfg = TrainConfig(data=DataConfig(store=store, horizons=(8,), batch_size=2))
     stream = WindowStream(store, "all", (8,), 10, 2, 0, 1, seed=0, split_seed=0, split_fractions=(1.0, 0.0),
                           xc_potential=True)
     batch = stream.batch(0)
     torch.manual_seed(0)
-    model = Surrogate(cfg.model.surrogate()).to(device)
+    model = Surrogate(cfg.model).to(device)
     complex_dtypes = set()
 
     def watch(mod, inp, out):

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 from mlflow.tracking import MlflowClient
 
-from rtml.platform.train.config import TrainConfig, load_train_config
+from rtml.cli import recipes
+from rtml.platform.configio import updated
+from rtml.platform.train.config import TrainConfig
 
 
 def tiny_config(tmp_path, store, val_store, name="t", **loop) -> TrainConfig:
     """Debug recipe, 2 CPU workers, short horizons, local MLflow in tmp_path."""
-    over = [f"data.store={store}", f"data.val_store={val_store}", "data.horizons=[4, 8]", "data.steps_per_stage=10",
-            "data.batch_size=2", "data.val_windows=2", "eval.max_trajectories=2", "eval.max_steps=16",
-            "select.max_trajectories=2", "select.max_steps=16",
-            f"name={name}", f"out={tmp_path / 'out' / name}", f"storage={tmp_path / 'ray'}",
-            f"tracking.uri=sqlite:///{tmp_path / 'mlflow.db'}", "scaling.max_failures=1"]
-    over += [f"loop.{k}={v}" for k, v in {"max_steps": 20, "checkpoint_every": 10, "eval_every": 10,
-                                          "log_every": 5, **loop}.items()]
-    return load_train_config("debug", over)
+    values = {"data.store": store, "data.val_store": val_store, "data.horizons": [4, 8], "data.steps_per_stage": 10,
+              "data.batch_size": 2, "data.val_windows": 2, "eval.max_trajectories": 2, "eval.max_steps": 16,
+              "select.max_trajectories": 2, "select.max_steps": 16, "name": name, "out": str(tmp_path / "out" / name),
+              "storage": str(tmp_path / "ray"), "tracking.uri": f"sqlite:///{tmp_path / 'mlflow.db'}",
+              "scaling.max_failures": 1}
+    values.update({f"loop.{k}": v for k, v in {"max_steps": 20, "checkpoint_every": 10, "eval_every": 10,
+                                                "log_every": 5, **loop}.items()})
+    return updated(recipes.debug(), values)
 
 
 def runs_named(uri: str, name: str, experiment: str = "rtml"):

@@ -172,11 +172,11 @@ def cluster(tmp_path_factory, small_store, heldout_store):
 
 
 def _train_cmd(c: LocalCluster, name: str, out: Path, *extra: str) -> list[str]:
-    return [str(BIN / "rtml"), "train", "debug", f"data.store={c.store}", f"data.val_store={c.heldout}",
-            "data.horizons=[16]", "data.batch_size=4",
-            "data.val_windows=2", "eval.max_trajectories=1", "eval.max_steps=8", "select.max_trajectories=1",
-            "select.max_steps=8", f"name={name}", f"out={out}", "storage=s3://rtml/ray", f"tracking.uri={c.uri}",
-            "scaling.placement=SPREAD", "scaling.max_failures=3", *extra]
+    return [str(BIN / "rtml"), "train", "debug", "--data.store", str(c.store), "--data.val-store", str(c.heldout),
+            "--data.horizons", "16", "--data.batch-size", "4", "--data.val-windows", "2",
+            "--eval.max-trajectories", "1", "--eval.max-steps", "8", "--select.max-trajectories", "1",
+            "--select.max-steps", "8", "--name", name, "--out", str(out), "--storage", "s3://rtml/ray",
+            "--tracking.uri", c.uri, "--scaling.placement", "SPREAD", "--scaling.max-failures", "3", *extra]
 
 
 def _progress(out: Path) -> dict[int, dict]:
@@ -208,8 +208,8 @@ def test_train_survives_a_driver_restart_and_a_lost_node(cluster, tmp_path):
 
     every = 40
     out = tmp_path / "ft"
-    cmd = _train_cmd(cluster, "ft", out, f"loop.max_steps={3 * every}", f"loop.checkpoint_every={every}",
-                     f"loop.eval_every={every}")
+    cmd = _train_cmd(cluster, "ft", out, "--loop.max-steps", f"{3 * every}", "--loop.checkpoint-every", f"{every}",
+                     "--loop.eval-every", f"{every}")
     assert cluster.submit("ft-1", cmd, wait=False).returncode == 0
     stopped_at = _wait_past_checkpoint(out, every)["step"]
     cluster.ray("job", "stop", "--address", f"http://127.0.0.1:{cluster.dash}", "ft-1", timeout=120, check=False)
@@ -247,8 +247,8 @@ def test_train_survives_a_driver_restart_and_a_lost_node(cluster, tmp_path):
 
 
 def test_nan_run_fails_naming_its_last_good_checkpoint(cluster, tmp_path):
-    cmd = _train_cmd(cluster, "nan", tmp_path / "nan", "loop.max_steps=30", "loop.checkpoint_every=5",
-                     "loop.eval_every=5", "loop.nan_at_step=12", "select.enabled=false")
+    cmd = _train_cmd(cluster, "nan", tmp_path / "nan", "--loop.max-steps", "30", "--loop.checkpoint-every", "5",
+                     "--loop.eval-every", "5", "--loop.nan-at-step", "12", "--select.no-enabled")
     done = cluster.submit("nan-1", cmd)
     text = done.stdout + done.stderr
     assert done.returncode != 0 and cluster.job_status("nan-1") == "FAILED", text[-3000:]
@@ -259,19 +259,20 @@ def test_nan_run_fails_naming_its_last_good_checkpoint(cluster, tmp_path):
 def test_meta_train_and_tune_through_job_submit(cluster, tmp_path):
     from mlflow.tracking import MlflowClient
 
-    meta = [str(BIN / "rtml"), "meta-train", "debug", f"tasks.store={cluster.store}", "tasks.exclude=[lih]",
-            "tasks.horizon=4", "learner.inner_steps=1", "loop.max_steps=4", "loop.checkpoint_every=2",
-            "name=meta-c", f"out={tmp_path / 'meta'}", "storage=s3://rtml/ray", f"tracking.uri={cluster.uri}"]
+    meta = [str(BIN / "rtml"), "meta-train", "debug", "--tasks.store", str(cluster.store), "--tasks.exclude", "lih",
+            "--tasks.horizon", "4", "--learner.inner-steps", "1", "--loop.max-steps", "4",
+            "--loop.checkpoint-every", "2", "--name", "meta-c", "--out", str(tmp_path / "meta"),
+            "--storage", "s3://rtml/ray", "--tracking.uri", cluster.uri]
     done = cluster.submit("meta-1", meta)
     assert done.returncode == 0 and cluster.job_status("meta-1") == "SUCCEEDED", (done.stdout + done.stderr)[-3000:]
     c = MlflowClient(cluster.uri)
     exp = c.get_experiment_by_name("rtml-meta") or c.get_experiment_by_name("rtml")
     runs = c.search_runs([exp.experiment_id], filter_string="tags.`rtml.run_name` = 'meta-c'")
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    tune = [str(BIN / "rtml"), "tune", "debug", f"data.store={cluster.store}", f"data.val_store={cluster.heldout}",
-            "data.horizons=[4, 8]",
-            "data.batch_size=2", "--name", "sw", "--storage", "s3://rtml/tune", "--out", str(tmp_path / "tune"),
-            "--tracking-uri", cluster.uri]
+    tune = [str(BIN / "rtml"), "tune", "debug", "--train.data.store", str(cluster.store),
+            "--train.data.val-store", str(cluster.heldout), "--train.data.horizons", "4", "8",
+            "--train.data.batch-size", "2", "--name", "sw", "--storage", "s3://rtml/tune", "--out",
+            str(tmp_path / "tune"), "--tracking-uri", cluster.uri]
     done = cluster.submit("tune-1", tune, timeout=1200)
     assert done.returncode == 0 and cluster.job_status("tune-1") == "SUCCEEDED", (done.stdout + done.stderr)[-3000:]
     import boto3

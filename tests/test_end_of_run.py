@@ -28,7 +28,7 @@ def test_a_failing_evaluation_keeps_the_logged_model(tmp_path, small_store, held
         raise MemoryError("the held-out rollouts ran out of memory")
 
     monkeypatch.setattr(export, "evaluate_store", broken)
-    summary = export.export_model(Surrogate(cfg.model.surrogate()), cfg, tmp_path / "scratch", uri, run_id)
+    summary = export.export_model(Surrogate(cfg.model), cfg, tmp_path / "scratch", uri, run_id)
     assert summary["evaluation_error"] == "MemoryError: the held-out rollouts ran out of memory"
     arts = {a.path for a in MlflowClient(uri).list_artifacts(run_id)}
     assert {"model.pt", "config.yaml", "summary.json"} <= arts

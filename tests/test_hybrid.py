@@ -106,7 +106,7 @@ def test_cli_propagate_writes_a_store_entry(tmp_path, capsys):
     out, uri = tmp_path / "h.zarr", f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert main(["propagate", "--model", str(path), "--molecule", "h2", "--field", "kick:1e-2:z", "--steps", "60",
                  "--out", str(out), "--reference-every", "6", "--anchor-steps", "2", "--tracking-uri", uri,
-                 "--max-model-steps", "none"]) == 0
+                 "--max-model-steps", "None"]) == 0
     traj = TrajectoryStore(str(out)).read("h2-hybrid")
     assert traj.n_steps == 60 and "reference_every" in capsys.readouterr().out
     assert (tmp_path / "h.zarr.plots" / "h2-hybrid" / "dipole.png").stat().st_size > 1000

@@ -168,23 +168,17 @@ def test_task_sampler_is_reproducible_and_checks_shots(small_store):
     assert np.allclose(a[0].rho.numpy(), b[0].rho.numpy())
 
 
-def test_meta_configs_match_recipes_and_bad_fields_are_named():
-    from pathlib import Path
+def test_meta_recipes_are_valid_and_bad_fields_are_named():
+    from rtml.cli import recipes
+    from rtml.meta.config import check
+    from rtml.platform.configio import ConfigError, updated
 
-    from rtml.meta.config import RECIPES, load_meta_config
-    from rtml.platform.configio import ConfigError, to_dict
-
-    root = Path(__file__).resolve().parents[1]
-    import yaml
-
-    for name in RECIPES:  # regenerate with save_yaml(load_meta_config(name), f"configs/meta-{name}.yaml")
-        path = root / "configs" / f"meta-{name}.yaml"
-        on_disk = yaml.safe_load(path.read_text())  # compared as files: a field missing from the YAML fails
-        assert on_disk == to_dict(load_meta_config(name)) == to_dict(load_meta_config(str(path)))
+    for fn in recipes.META.values():
+        check(fn())
     with pytest.raises(ConfigError, match="learner.update.*'sgd', 'normalized', 'adam'.*'rmsprop'"):
-        load_meta_config("debug", ["learner.update=rmsprop"])
+        updated(recipes.meta_debug(), {"learner.update": "rmsprop"})
     with pytest.raises(ConfigError, match="tasks.shots"):
-        load_meta_config("small", ["tasks.shots=0"])
+        check(updated(recipes.meta_small(), {"tasks.shots": 0}))
 
 
 def test_rollout_objective_through_functional_params(setup):

@@ -12,19 +12,20 @@ import torch
 from mlflow.tracking import MlflowClient
 from platform_helpers import runs_named
 
+from rtml.cli import recipes
 from rtml.cli.main import main
-from rtml.meta.config import load_meta_config
 from rtml.meta.driver import run as meta_train
+from rtml.platform.configio import updated
 from rtml.platform.modelio import load_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600), pytest.mark.usefixtures("local_ray")]
 
 
 def _cfg(tmp, store, steps):
-    return load_meta_config("debug", [
-        f"tasks.store={store}", "tasks.exclude=[lih]", "tasks.horizon=4", "learner.inner_steps=1",
-        f"loop.max_steps={steps}", "loop.checkpoint_every=2", "loop.log_every=2", "name=meta-t",
-        f"out={tmp / 'meta'}", f"storage={tmp / 'ray'}", f"tracking.uri=sqlite:///{tmp / 'mlflow.db'}"])
+    return updated(recipes.meta_debug(), {
+        "tasks.store": store, "tasks.exclude": ["lih"], "tasks.horizon": 4, "learner.inner_steps": 1,
+        "loop.max_steps": steps, "loop.checkpoint_every": 2, "loop.log_every": 2, "name": "meta-t",
+        "out": str(tmp / "meta"), "storage": str(tmp / "ray"), "tracking.uri": f"sqlite:///{tmp / 'mlflow.db'}"})
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_adapt_end_to_end_with_baselines_and_mlflow(meta_run, small_store, tmp_p
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     out = tmp_path / "adapt"
     rc = main(["adapt", "--model", str(tmp / "meta" / "model.pt"), "--molecule", "lih", "--support", small_store,
-               "--shots", "2", "--rollout-steps", "16", "--out", str(out), "--tracking-uri", uri])
+               "--shots", "2", "--max-steps", "16", "--out", str(out), "--tracking-uri", uri])
     text = capsys.readouterr().out
     assert rc == 0, text
     assert "zero-shot" in text and "fine-tune" in text and "adapted" in text
@@ -94,7 +95,7 @@ def test_adapt_generates_support_on_the_spot(meta_run, tmp_path, capsys):
     tmp, _, _ = meta_run
     out = tmp_path / "gen"
     rc = main(["adapt", "--model", str(tmp / "meta" / "model.pt"), "--molecule", "h2", "--generate", "2",
-               "--shots", "2", "--query", "1", "--frames", "30", "--rollout-steps", "12", "--out", str(out),
+               "--shots", "2", "--query", "1", "--frames", "30", "--max-steps", "12", "--out", str(out),
                "--tracking-uri", f"sqlite:///{tmp / 'mlflow.db'}"])
     assert rc == 0, capsys.readouterr().err
     s = json.loads((out / "summary.json").read_text())

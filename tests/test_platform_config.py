@@ -9,65 +9,79 @@ import pytest
 import torch
 import yaml
 
-from rtml.platform.configio import ConfigError, to_dict
+from rtml.cli import recipes
+from rtml.models.surrogate import preset
+from rtml.platform.configio import ConfigError, load_file, save_yaml, to_dict, updated
 from rtml.platform.modelio import ModelFileError, load_model, save_model
 from rtml.platform.tracking import TrackingError, check_reachable
-from rtml.platform.train.config import RECIPES, TrainConfig, load_train_config
+from rtml.platform.train.config import TrainConfig, check
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("name", sorted(RECIPES))
-def test_recipe_yaml_files_match_the_recipes(name):
-    """configs/<recipe>.yaml is the documented form of each recipe: keep them in sync."""
-    on_disk = yaml.safe_load((ROOT / "configs" / f"{name}.yaml").read_text())
-    assert on_disk == to_dict(load_train_config(name))
-    assert to_dict(load_train_config(str(ROOT / "configs" / f"{name}.yaml"))) == on_disk
+@pytest.mark.parametrize("name", sorted(recipes.TRAIN))
+def test_recipes_are_valid_and_round_trip_through_yaml(name, tmp_path):
+    """Every recipe passes the checks; its printed YAML (``--print-config``) reads back to the same config."""
+    cfg = recipes.TRAIN[name]()
+    check(cfg)
+    assert cfg.recipe == name
+    path = save_yaml(cfg, tmp_path / f"{name}.yaml")
+    assert load_file(TrainConfig, path, recipes.TRAIN, check) == cfg
 
 
-def test_overrides_are_typed_and_nested():
-    cfg = load_train_config("small", ["optim.lr=1e-4", "data.horizons=[4, 8]", "data.val_store=null",
-                                      "scaling.num_workers=1"])
+def test_updated_values_are_typed_and_nested():
+    cfg = updated(recipes.small(), {"optim.lr": 1e-4, "data.horizons": [4, 8], "data.val_store": None,
+                                    "scaling.num_workers": 1})
     assert cfg.optim.lr == 1e-4 and cfg.data.horizons == (4, 8) and cfg.scaling.num_workers == 1
-    assert cfg.model.preset == "small" and cfg.data.val_store is None
+    assert cfg.model == preset("small") and cfg.data.val_store is None
+    assert recipes.small().optim.lr == 1e-3  # recipes are functions: nothing leaks between calls
 
 
-@pytest.mark.parametrize("override, field", [
-    (["optim.lrr=3"], "optim.lrr"),
-    (["model.preset=huge"], "model.preset"),
-    (["deepspeed.zero_stage=3"], "deepspeed.zero_stage"),
-    (["deepspeed.precision=bf16"], "deepspeed.precision"),
-    (["loop.max_steps=abc"], "loop.max_steps"),
-    (["data.horizons=[3]", "model.bundle=2"], "data.horizons"),
-    (["nonsense"], "nonsense"),
+@pytest.mark.parametrize("values, field", [
+    ({"optim.lrr": 3}, "optim.lrr"),
+    ({"deepspeed.zero_stage": 3}, "deepspeed.zero_stage"),
+    ({"deepspeed.precision": "fp8"}, "deepspeed.precision"),
+    ({"loop.max_steps": "abc"}, "loop.max_steps"),
+    ({"optim.lr.x": 1}, "optim.lr.x"),
 ])
-def test_bad_configs_name_the_field(override, field):
-    with pytest.raises(ConfigError, match=field.replace(".", r"\.").replace("[", r"\[")):
-        load_train_config("debug", override)
+def test_bad_values_name_the_field(values, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        updated(recipes.debug(), values)
 
 
-def test_model_section_is_the_whole_architecture(tmp_path):
-    from rtml.models.surrogate import preset
-
-    cfg = load_train_config("small", ["model.dynamics.recurrent=false", "model.geometry.n_layers=1"])
-    m = cfg.model.surrogate()
-    assert m.dynamics.recurrent is False and m.geometry.n_layers == 1 and m.codec == preset("small").codec
-    assert load_train_config("small").model.dynamics.recurrent  # overrides never leak into the recipe tables
-    assert load_train_config("debug").model.surrogate() == preset("debug") == TrainConfig().model.surrogate()
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("recipe: small\nmodel:\n  head: huge\n")
-    with pytest.raises(ConfigError, match=f"{bad}.*head"):  # errors name the file, not '<config>'
-        load_train_config(str(bad))
-    bad.write_text("recipe: small\nloop:\n  max_steps: 0\n")
-    with pytest.raises(ConfigError, match=f"{bad}.*loop.max_steps"):
-        load_train_config(str(bad))
+@pytest.mark.parametrize("values, field", [
+    ({"data.horizons": [3], "model.bundle": 2}, "data.horizons"),
+    ({"deepspeed.precision": "bf16"}, "deepspeed.precision"),  # bf16 autocast needs GPU workers
+    ({"loop.max_steps": 0}, "loop.max_steps"),
+])
+def test_inconsistent_configs_are_refused(values, field):
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")):
+        check(updated(recipes.debug(), values))
 
 
-def test_unknown_recipe_and_missing_file():
-    with pytest.raises(ConfigError, match="recipe"):
-        load_train_config("gigantic")
+def test_yaml_files_start_from_their_recipe_and_errors_name_the_file(tmp_path):
+    f = tmp_path / "mine.yaml"
+    f.write_text("recipe: small\noptim:\n  lr: 5.0e-4\nmodel:\n  dynamics:\n    recurrent: false\n")
+    cfg = load_file(TrainConfig, f, recipes.TRAIN, check)
+    assert cfg.optim.lr == 5e-4 and cfg.optim.warmup_steps == 30 and cfg.model.dynamics.recurrent is False
+    assert cfg.model.codec == preset("small").codec and cfg.data == recipes.small().data
+    for text, field in [("recipe: small\nmodel:\n  head: huge\n", "head"),
+                        ("recipe: small\nloop:\n  max_steps: 0\n", "loop.max_steps"),
+                        ("recipe: gigantic\n", "recipe"),
+                        ("recipe: small\nmodel:\n  preset: base\n", "model.preset")]:  # retired: named, not ignored
+        f.write_text(text)
+        with pytest.raises(ConfigError, match=f"{f}.*{field}"):
+            load_file(TrainConfig, f, recipes.TRAIN, check)
     with pytest.raises(ConfigError, match="YAML"):
-        load_train_config("nope/missing.yaml")
+        load_file(TrainConfig, tmp_path / "missing.yaml", recipes.TRAIN, check)
+
+
+def test_a_saved_run_config_with_the_retired_preset_label_loads(tmp_path):
+    """Runs before the preset label was retired saved ``model.preset`` next to every model field: it is dropped."""
+    data = to_dict(recipes.small())
+    data["model"]["preset"] = "small"
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
+    assert load_file(TrainConfig, tmp_path / "config.yaml", recipes.TRAIN, check) == recipes.small()
 
 
 def test_config_error_survives_pickling():
@@ -224,8 +238,8 @@ def test_batched_evaluation_equals_one_at_a_time(small_store):
                 assert a[who][m] == pytest.approx(b[who][m], rel=1e-5, abs=1e-9), (a["id"], who, m)
 
 
-def test_default_train_config_is_valid():
-    assert TrainConfig().model.preset == "debug"
+def test_default_train_config_is_the_debug_recipe():
+    assert TrainConfig() == recipes.debug() and TrainConfig().model == preset("debug")
 
 
 def test_evaluate_command_logs_a_run(small_store, tmp_path):
@@ -236,8 +250,9 @@ def test_evaluate_command_logs_a_run(small_store, tmp_path):
 
     save_model(Surrogate(preset("debug")), tmp_path / "m" / "model.pt")
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    assert main(["evaluate", str(tmp_path / "m"), small_store, "--out", str(tmp_path / "ev"), "--max-trajectories",
-                 "2", "--max-steps", "10", "--tracking-uri", uri, "--json", str(tmp_path / "m.json")]) == 0
+    assert main(["evaluate", small_store, "--model", str(tmp_path / "m"), "--out", str(tmp_path / "ev"),
+                 "--max-trajectories", "2", "--max-steps", "10", "--tracking-uri", uri, "--json-path",
+                 str(tmp_path / "m.json")]) == 0
     side = json.loads((tmp_path / "m.json").read_text())
     assert set(side) == {"model", "frozen_xc", "linear_xc", "trivial"}
     assert {"dipole_nrmse", "scaled_l2", "spectrum_overlap", "spectrum_nrmse", "steps_to_violation",
@@ -247,12 +262,13 @@ def test_evaluate_command_logs_a_run(small_store, tmp_path):
     c = MlflowClient(uri)
     (run,) = c.search_runs([c.get_experiment_by_name("rtml-evaluate").experiment_id])
     assert "model/scaled_l2" in run.data.metrics and run.data.tags["rtml.model"] == str(tmp_path / "m")
-    assert main(["evaluate", "--baseline-only", small_store, "--out", str(tmp_path / "bl"), "--json",
+    assert main(["evaluate", small_store, "--out", str(tmp_path / "bl"), "--json-path",
                  str(tmp_path / "bl.json"), "--max-trajectories", "2", "--max-steps", "10", "--tracking-uri", uri]) == 0
     bl = json.loads((tmp_path / "bl.json").read_text())
     assert set(bl) == {"frozen_xc", "linear_xc", "trivial"} and "dipole_nrmse" in bl["frozen_xc"]
-    assert main(["evaluate", str(tmp_path / "nothing.pt"), small_store, "--tracking-uri", uri]) == 2
-    assert main(["evaluate", str(tmp_path / "m"), str(tmp_path / "missing.zarr"), "--tracking-uri", uri]) == 2
+    assert main(["evaluate", small_store, "--model", str(tmp_path / "nothing.pt"), "--tracking-uri", uri]) == 2
+    assert main(["evaluate", str(tmp_path / "missing.zarr"), "--model", str(tmp_path / "m"), "--tracking-uri",
+                 uri]) == 2
 
 
 def test_model_preset_rejects_unknown_fields():

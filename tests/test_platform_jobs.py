@@ -38,10 +38,11 @@ def test_ray_job_submit_debug_training(tmp_path, small_store, heldout_store):
     try:
         job = subprocess.run(
             [str(BIN / "ray"), "job", "submit", "--address", f"http://127.0.0.1:{dash}", "--",
-             str(BIN / "rtml"), "train", "debug", f"data.store={small_store}", f"data.val_store={heldout_store}",
-             "data.horizons=[4, 8]", "data.batch_size=2", "loop.max_steps=10", "loop.checkpoint_every=5",
-             "loop.eval_every=5", "eval.max_trajectories=1", "eval.max_steps=8", "name=job",
-             f"out={tmp_path / 'job'}", f"storage={tmp_path / 'ray'}", f"tracking.uri={uri}"],
+             str(BIN / "rtml"), "train", "debug", "--data.store", small_store, "--data.val-store", heldout_store,
+             "--data.horizons", "4", "8", "--data.batch-size", "2", "--loop.max-steps", "10",
+             "--loop.checkpoint-every", "5", "--loop.eval-every", "5", "--eval.max-trajectories", "1",
+             "--eval.max-steps", "8", "--name", "job", "--out", str(tmp_path / "job"), "--storage",
+             str(tmp_path / "ray"), "--tracking.uri", uri],
             check=False, env=env, capture_output=True, text=True, timeout=600)
         assert job.returncode == 0 and "succeeded" in job.stdout, (job.stdout + job.stderr)[-4000:]
     finally:
@@ -57,9 +58,9 @@ def test_tune_debug_sweep_nests_trials_and_resumes(tmp_path, small_store, heldou
     """Two trials (grid over lr) under one parent run; re-running the finished sweep restores it, adds nothing."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
-    cmd = [str(BIN / "rtml"), "tune", "debug", f"data.store={small_store}", f"data.val_store={heldout_store}",
-           "data.horizons=[4, 8]", "data.batch_size=2", "--name", "sw", "--storage", str(tmp_path / "tune"),
-           "--tracking-uri", uri]
+    cmd = [str(BIN / "rtml"), "tune", "debug", "--train.data.store", small_store, "--train.data.val-store",
+           heldout_store, "--train.data.horizons", "4", "8", "--train.data.batch-size", "2", "--name", "sw",
+           "--storage", str(tmp_path / "tune"), "--tracking-uri", uri]
     first = subprocess.run(cmd, check=False, env=env, capture_output=True, text=True, timeout=800)
     assert first.returncode == 0, (first.stdout + first.stderr)[-4000:]
     summary = json.loads((tmp_path / "tune" / "sw" / "rtml_summary.json").read_text())

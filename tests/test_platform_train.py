@@ -121,11 +121,12 @@ def test_killed_worker_recovers_from_last_checkpoint(tmp_path, small_store, held
     Ray Train V2's controller collects reported checkpoints when it polls the workers (every 2 s), so the kill
     comes 2.5 s after a checkpoint step, still inside the next interval."""
     every, uri = 40, f"sqlite:///{tmp_path / 'mlflow.db'}"
-    cmd = [sys.executable, "-m", "rtml.cli.main", "train", "debug", f"data.store={small_store}",
-           f"data.val_store={heldout_store}", "data.horizons=[16]", "data.batch_size=4", "data.val_windows=2",
-           "eval.max_trajectories=1", "eval.max_steps=8", "name=ft", f"out={tmp_path / 'ft'}",
-           f"storage={tmp_path / 'ray'}", f"tracking.uri={uri}", f"loop.max_steps={3 * every}",
-           f"loop.checkpoint_every={every}", f"loop.eval_every={every}", "scaling.max_failures=2"]
+    cmd = [sys.executable, "-m", "rtml.cli.main", "train", "debug", "--data.store", small_store,
+           "--data.val-store", heldout_store, "--data.horizons", "16", "--data.batch-size", "4",
+           "--data.val-windows", "2", "--eval.max-trajectories", "1", "--eval.max-steps", "8", "--name", "ft",
+           "--out", str(tmp_path / "ft"), "--storage", str(tmp_path / "ray"), "--tracking.uri", uri,
+           "--loop.max-steps", str(3 * every), "--loop.checkpoint-every", str(every), "--loop.eval-every", str(every),
+           "--scaling.max-failures", "2"]
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     progress = tmp_path / "ft" / "progress" / "rank1.json"

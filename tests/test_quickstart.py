@@ -18,8 +18,7 @@ def test_quickstart_small(tmp_path):
     r = subprocess.run([str(BIN / "rtml"), "quickstart", "--out", str(tmp_path / "qs"), "--steps", "80",
                         "--n-geometries", "1", "--train-steps", "60", "--heldout-kick-steps", "200",
                         "--heldout-pulse-steps", "100", "--meta-steps", "4", "--shots", "2",
-                        "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "loop.checkpoint_every=30",
-                        "loop.eval_every=30", "data.horizons=[8, 16]"],
+                        "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--horizons", "8", "16"],
                        check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=850)
     assert r.returncode == 0, (r.stdout + r.stderr)[-4000:]
     assert "one-step MSE / trivial" in r.stdout and "dipole_nrmse" in r.stdout

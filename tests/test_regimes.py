@@ -101,16 +101,16 @@ def test_regime_summary_groups_and_ratios():
 def test_selector_keeps_the_best_state(heldout_store):
     """The untrained model (linear anchor) *is* the linear-xc propagator: its score is 1; a worse state is
     not selected and the best weights are kept."""
-    from rtml.platform.train.config import load_train_config
+    from rtml.platform.train.config import SelectionConfig, TrainConfig
     from rtml.platform.train.selection import RolloutSelector, selection_items
 
-    cfg = load_train_config("debug", ["select.max_steps=16"])
+    cfg = TrainConfig(select=SelectionConfig(max_steps=16))
     items = selection_items(heldout_store, None, 3)
     assert len(items) == 3 and {t.molecule for t, _ in items} == {"h2", "lih"}  # round-robin over molecules
     from rtml.models.surrogate import Surrogate
 
     torch.manual_seed(0)
-    model = Surrogate(cfg.model.surrogate())
+    model = Surrogate(cfg.model)
     sel = RolloutSelector(cfg, items)
     first = sel.score(model, 10)
     assert first["select/score"] == pytest.approx(1.0, abs=1e-6)

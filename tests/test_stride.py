@@ -53,16 +53,16 @@ def test_evaluation_at_a_stride_reports_cost_per_simulated_au(h2o_traj):
 
 def test_field_mid_equal_to_the_midpoints_changes_nothing(small_store):
     from rtml.models.surrogate import Surrogate
-    from rtml.platform.train.config import load_train_config
+    from rtml.platform.train.config import DataConfig, TrainConfig
     from rtml.platform.train.data import WindowStream
 
-    cfg = load_train_config("debug", [f"data.store={small_store}"])
+    cfg = TrainConfig(data=DataConfig(store=small_store))
     stream = WindowStream(small_store, "all", (4,), 10, 2, split_fractions=(1.0, 0.0), seed=1)
     b = stream.batch(0)
     from rtml.models.inputs import MoleculeBatch
 
     torch.manual_seed(0)
-    model = Surrogate(cfg.model.surrogate())
+    model = Surrogate(cfg.model)
     mol = MoleculeBatch.from_window(b)
     mid = 0.5 * (b.window_field[:, 1:] + b.window_field[:, :-1]).double()
     a = model(mol, b.window_rho, b.window_field, b.dt, rho_prev=b.prev)

@@ -9,11 +9,11 @@ from typing import Any
 
 @dataclass(kw_only=True)
 class SweepSpace:
-    """A search space (one per file in ``tune_spaces/``): ``base`` recipe or YAML, fixed ``overrides``,
-    ``params`` = dotted config key -> ray.tune distribution; ASHA on ``metric`` over ``training_iteration``
-    (one per validation report)."""
+    """A search space (one per file in ``tune_spaces/``): ``base`` training recipe (:mod:`rtml.cli.recipes`) or YAML
+    file, ``fixed`` = dotted config key -> value for every trial, ``params`` = dotted config key -> ray.tune
+    distribution; ASHA on ``metric`` over ``training_iteration`` (one per validation report)."""
     base: str = "debug"
-    overrides: list[str] = field(default_factory=list)
+    fixed: dict[str, Any] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
     metric: str = "val_loss"
     mode: str = "min"

@@ -1,25 +1,19 @@
-"""The training configuration: typed sections, recipes ``debug`` (CI) / ``small`` (laptop) / ``corpus`` (the
-regime corpus, laptop) / ``base`` (cluster).
+"""The training configuration: typed sections whose defaults are the ``debug`` recipe (CI, smoke runs).
 
-``rtml train RECIPE_OR_YAML [section.field=value ...]``: a recipe name or a YAML file (sections as below; missing
-fields keep the recipe defaults of the YAML's ``recipe:`` key, else ``debug``), then dotted overrides. The fully
-resolved config is saved as ``config.yaml`` in the run directory and logged to MLflow.
+The other recipes (``small``, ``corpus``, ``stride8``, ``base``) are functions in :mod:`rtml.cli.recipes`;
+``rtml train RECIPE_OR_YAML [--section.field VALUE ...]`` starts from one and sets fields by flag. The fully resolved
+config is saved as ``config.yaml`` in the run directory and logged to MLflow.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import typing
 from dataclasses import dataclass, field
 from typing import Literal
 
 from rtml.models.losses import LossConfig
 from rtml.models.surrogate import SurrogateConfig, preset
-from rtml.platform.configio import ConfigError, load_config, merge, require_positive, to_dict
+from rtml.platform.configio import ConfigError, require_positive
 from rtml.platform.evaluate import RolloutEvalConfig
-
-Preset = Literal["debug", "small", "base"]
-MODEL_PRESETS = typing.get_args(Preset)
 
 
 @dataclass(kw_only=True)
@@ -38,32 +32,6 @@ class DataConfig:
     split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
     prefetch: int = 2
     max_geometries: int | None = None
-
-
-@dataclass(kw_only=True)
-class ModelSection(SurrogateConfig):
-    """The whole architecture (every field of :class:`rtml.models.surrogate.SurrogateConfig`): the named ``preset``
-    (debug | small | base) expanded, then any field set in the recipe, the YAML file or an override wins, e.g.
-    ``model.dynamics.recurrent=false`` (the Mamba-off ablation) or ``model.geometry.cutoff_bohr=8``."""
-    preset: Preset = "debug"
-
-    def surrogate(self) -> SurrogateConfig:
-        """The model's own config (without the preset label)."""
-        return SurrogateConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(SurrogateConfig)})
-
-
-def model_section(name: str = "debug", cls=ModelSection):
-    """``cls`` filled from model preset ``name``."""
-    base = preset(name)
-    return cls(preset=name, **{f.name: getattr(base, f.name) for f in dataclasses.fields(SurrogateConfig)})
-
-
-def expand_model(data: dict, explicit: dict, source: str, cls=ModelSection) -> dict:
-    """``load_config`` hook: the model section = preset ``model.preset``, then the explicitly given model fields."""
-    name = data["model"].get("preset", "debug")
-    if name not in MODEL_PRESETS:
-        raise ConfigError(source, "model.preset", f"one of {MODEL_PRESETS}", name)
-    return {**data, "model": merge(to_dict(model_section(name, cls)), explicit.get("model", {}))}
 
 
 @dataclass(kw_only=True)
@@ -134,12 +102,12 @@ class TrackingSection:
 
 @dataclass(kw_only=True)
 class TrainConfig:
-    recipe: str = "debug"
-    name: str = "rtml-train"
+    recipe: str = "debug"  # the recipe this config started from (a label: names the run)
+    name: str = "rtml-train"  # run name (the default: a new run rtml-<recipe>-<time>; an existing name resumes)
     storage: str = "runs/ray"  # Ray Train storage_path (checkpoints); local dir or URI
-    out: str = "runs/train"  # plots, exported model, summary
+    out: str = "runs/train"  # plots, exported model, summary (default: runs/train/<name>)
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelSection = field(default_factory=model_section)
+    model: SurrogateConfig = field(default_factory=lambda: preset("debug"))  # the architecture (rtml.models.surrogate)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     deepspeed: DeepSpeedSection = field(default_factory=DeepSpeedSection)
@@ -165,46 +133,3 @@ def check(cfg: TrainConfig, source: str = "<config>") -> None:
     require_positive(source, cfg.scaling, "scaling", ("num_workers",))
     require_positive(source, cfg.select, "select", ("max_trajectories", "max_steps"))
     require_positive(source, cfg.data, "data", ("batch_size",))
-
-
-RECIPES: dict[str, dict] = {
-    "debug": {},
-    "small": {"data": {"horizons": [16, 64, 256], "steps_per_stage": 150, "batch_size": 2},
-              "model": {"preset": "small"}, "optim": {"lr": 1e-3, "warmup_steps": 30},
-              "loop": {"max_steps": 330, "log_every": 10, "checkpoint_every": 110, "eval_every": 110}},
-    # The regime corpus (docs/heldout_and_regimes.md: 5 molecules x 27 geometries x kick + mixed-tier pulse, 300 frames); held-out
-    # selection store with every tier; select on the ratio to linear xc every 50 steps. One worker with 2 windows
-    # a step and unrolls of 16 -> 64 -> 128 steps: two runs (a learning curve, an ablation) share a 2-core machine
-    # in ~25 min (256-step unrolls with 4 windows cost ~40 s a step there).
-    "corpus": {"data": {"store": "runs/corpus/train.zarr", "val_store": "runs/corpus/select.zarr",
-                        "horizons": [16, 64, 128], "steps_per_stage": 100, "batch_size": 2,
-                        "split_fractions": [1.0, 0.0, 0.0]},
-               "scaling": {"num_workers": 1},
-               "model": {"preset": "small"}, "optim": {"lr": 1e-3, "warmup_steps": 30},
-               "loop": {"max_steps": 300, "log_every": 10, "checkpoint_every": 100, "eval_every": 50},
-               "eval": {"max_trajectories": 20, "batch": 8}, "select": {"max_trajectories": 15}},
-    # Steps of 8 × dt = 1.6 a.u. (issue 26) on the regime corpus: windows every 8th frame with the field averaged
-    # over each step; unrolls of 4 -> 16 -> 32 model steps (6.4 -> 51 a.u.). No Fock supervision: its target, the
-    # physical midpoint V_xc, is not what a 1.6 a.u. step needs (the learned term absorbs the integrator's error
-    # too), so the rollout terms alone train it.
-    "stride8": {"data": {"store": "runs/corpus/train.zarr", "val_store": "runs/corpus/select.zarr",
-                         "horizons": [4, 16, 32], "steps_per_stage": 300, "batch_size": 4,
-                         "split_fractions": [1.0, 0.0, 0.0]},
-                "scaling": {"num_workers": 1},
-                "model": {"preset": "small", "stride": 8, "linear_response": "exact"},
-                "loss": {"xc_potential": 0.0, "hamiltonian_alignment": 0.0},
-                "optim": {"lr": 1e-3, "warmup_steps": 30},
-                "loop": {"max_steps": 1200, "log_every": 10, "checkpoint_every": 300, "eval_every": 100},
-                "eval": {"max_trajectories": 20, "batch": 8}, "select": {"max_trajectories": 15}},
-    "base": {"data": {"horizons": [16, 64, 256, 512], "steps_per_stage": 5000, "batch_size": 8},
-             "model": {"preset": "base"}, "optim": {"lr": 1e-3, "warmup_steps": 1000},
-             "deepspeed": {"zero_stage": 2, "precision": "bf16"},
-             "loop": {"max_steps": 50000, "log_every": 50, "checkpoint_every": 2000, "eval_every": 2000},
-             "scaling": {"num_workers": 8, "use_gpu": True, "cpus_per_worker": 8.0},
-             "eval": {"max_trajectories": 32}},
-}
-
-
-def load_train_config(spec: str = "debug", overrides: list[str] | None = None) -> TrainConfig:
-    """``spec``: a recipe name or a YAML path; ``overrides``: ``section.field=value`` strings."""
-    return load_config(TrainConfig, RECIPES, spec, overrides, check, expand_model)

@@ -12,12 +12,8 @@ import os
 
 import torch
 
-from rtml.models.surrogate import Surrogate, SurrogateConfig
+from rtml.models.surrogate import Surrogate
 from rtml.platform.train.config import TrainConfig
-
-
-def model_config(cfg: TrainConfig) -> SurrogateConfig:
-    return cfg.model.surrogate()
 
 
 def deepspeed_config(cfg: TrainConfig) -> dict:
@@ -50,7 +46,7 @@ def set_distributed_env(rank: int, world_size: int, local_rank: int) -> None:
 def build_engine(cfg: TrainConfig, device: torch.device):
     import deepspeed
 
-    model = Surrogate(model_config(cfg)).to(device)
+    model = Surrogate(cfg.model).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg))
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=opt, lr_scheduler=sched,
