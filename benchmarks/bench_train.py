@@ -22,7 +22,9 @@ from rtml.cli import recipes
 from rtml.models.surrogate import preset as model_preset
 from rtml.platform.configio import updated
 from rtml.platform.train.data import WindowStream
-from rtml.platform.train.driver import absolute_paths, fit, init_ray, open_run
+from rtml.platform.train.driver import absolute_paths
+from rtml.platform.train.worker import train_fn
+from rtml.platform.workers.launch import fit, init_ray, open_run
 
 
 def loader_rate(store: str, horizon: int, batch: int, n: int = 30) -> float:
@@ -45,7 +47,7 @@ def train_rate(store: str, val_store: str, workers: int, steps: int, preset: str
     cfg.model = model_preset(preset)
     absolute_paths(cfg)
     run_id = open_run(cfg, uri)
-    fit(cfg, uri, run_id)
+    fit(cfg, uri, run_id, train_fn)
     hist = MlflowClient(uri).get_metric_history(run_id, "train/windows_per_s")
     return statistics.mean(m.value for m in sorted(hist, key=lambda m: m.step)[1:])
 

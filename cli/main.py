@@ -25,7 +25,7 @@ from rtml.datasets.errors import DataError, PropagationError
 from rtml.platform.configio import ConfigError
 from rtml.platform.modelio import ModelFileError
 from rtml.platform.tracking import TrackingError
-from rtml.platform.train.driver import TrainingError
+from rtml.platform.workers.launch import TrainingError
 
 COMMANDS = {"generate": generate, "convert": convert, "inspect": inspect, "validate-reference": validate_reference,
             "quickstart": quickstart, "train": train, "tune": tune, "evaluate": evaluate, "meta-train": meta_train,

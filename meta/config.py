@@ -16,7 +16,7 @@ from typing import Literal
 from rtml.models.losses import LossConfig
 from rtml.models.surrogate import SurrogateConfig, preset
 from rtml.platform.configio import ConfigError, require_positive
-from rtml.platform.train.config import LoopConfig, ScalingSection, TrackingSection
+from rtml.platform.workers.sections import LoopConfig, ScalingSection, TrackingSection
 
 
 @dataclass(kw_only=True)

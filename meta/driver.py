@@ -9,7 +9,7 @@ from rtml.meta.config import MetaTrainConfig, check
 from rtml.meta.tasks import TaskSampler
 from rtml.meta.worker import meta_train_fn
 from rtml.platform.modelio import load_model
-from rtml.platform.train.driver import absolute_local, launch, reachable_tracking_uri
+from rtml.platform.workers.launch import absolute_local, launch, reachable_tracking_uri
 
 
 def absolute_paths(cfg: MetaTrainConfig) -> None:

@@ -5,7 +5,7 @@ MAML meta-gradient of ``tasks.tasks_per_step`` tasks, and the meta-gradients (mo
 are averaged over ranks with one all-reduce before the identical Adam step on every rank. Checkpoints (model,
 learning rates, optimiser, step) are written by rank 0 every ``loop.checkpoint_every`` steps and reported to Ray;
 ``ray.train.get_checkpoint()`` resumes at the exact step. A non-finite meta-loss or meta-gradient on any rank stops all ranks
-before the step (tags on the MLflow run, :mod:`rtml.platform.train.results`, as in ordinary training). Rank 0 logs to MLflow and exports.
+before the step (tags on the MLflow run, :mod:`rtml.platform.workers.results`, as in ordinary training). Rank 0 logs to MLflow and exports.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from rtml.meta.tasks import TaskSampler, WindowSource
 from rtml.models.surrogate import Surrogate
 from rtml.platform.configio import from_dict
 from rtml.platform.modelio import load_model
-from rtml.platform.train import collectives, runtime
+from rtml.platform.workers import collectives, runtime
 
 STATE = "meta_state.pt"
 

@@ -19,7 +19,9 @@ from pathlib import Path
 from rtml.platform import tracking
 from rtml.platform.configio import ConfigError, from_dict, to_dict, updated
 from rtml.platform.train.config import TrainConfig
-from rtml.platform.train.driver import absolute_paths, fit, open_run
+from rtml.platform.train.driver import absolute_paths
+from rtml.platform.train.worker import train_fn
+from rtml.platform.workers.launch import fit, open_run
 from rtml.tune_spaces.sweep_space import SweepSpace
 
 
@@ -46,7 +48,7 @@ def trial_fn(config: dict) -> None:
     cfg.tracking.experiment = config["experiment"]
     absolute_paths(cfg)
     run_id = open_run(cfg, config["tracking_uri"], parent_run_id=config["parent_run_id"])
-    fit(cfg, config["tracking_uri"], run_id, callbacks=[TuneReportCallback()])
+    fit(cfg, config["tracking_uri"], run_id, train_fn, callbacks=[TuneReportCallback()])
 
 
 @dataclass(kw_only=True)

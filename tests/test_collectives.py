@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 
 from rtml.meta import worker as meta_worker
-from rtml.platform.train import collectives, runtime
+from rtml.platform.workers import collectives, runtime
 
 ROOT = Path(__file__).resolve().parents[1]
 COLLECTIVES = {"all_reduce", "all_gather", "all_gather_object", "broadcast", "broadcast_object_list", "reduce",

@@ -13,8 +13,10 @@ from platform_helpers import tiny_config
 
 from rtml.models.surrogate import Surrogate
 from rtml.platform.configio import ConfigError
-from rtml.platform.train import driver, export, runtime
-from rtml.platform.train.results import fetch_results
+from rtml.platform.train import export
+from rtml.platform.workers import launch as driver
+from rtml.platform.workers import runtime
+from rtml.platform.workers.results import fetch_results
 
 pytestmark = pytest.mark.integration  # end-of-run exports and resumes through MLflow runs
 

@@ -164,6 +164,17 @@ def test_the_guards_see_what_they_guard():
     """The checks above are not vacuous: the graph has the engine's edges and every folder is a layer."""
     graph = _graph()
     assert "rtml.datasets.engine.system" in graph["rtml.datasets.engine.device"]
-    assert "rtml.platform.train.driver" in graph["rtml.meta.driver"]
+    assert "rtml.platform.workers.launch" in graph["rtml.meta.driver"]
     assert _layer("rtml.cli.train") == 5 and _layer("rtml.platform.train.worker") == 3
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_meta_learning_shares_the_worker_runtime_not_the_training_internals():
+    """``meta/`` runs on the shared runtime (``platform/workers``); of training it reuses only the objective (its
+    task loss is the training loss)."""
+    graph = _graph()
+    reached = {n for m, deps in graph.items() if m.startswith("rtml.meta.") for n in deps
+               if n.startswith("rtml.platform.train")}
+    assert reached == {"rtml.platform.train.objective"}, reached
+    assert not any(n.startswith("rtml.platform.train") for m, deps in graph.items()
+                   if m.startswith("rtml.platform.workers") for n in deps)  # the runtime knows no training detail

@@ -129,7 +129,7 @@ def main_err(capsys, argv):
 
 
 def test_meta_train_nan_stops_before_the_step(small_store, tmp_path):
-    from rtml.platform.train.driver import NonFiniteLossError
+    from rtml.platform.workers.launch import NonFiniteLossError
 
     cfg = _cfg(tmp_path, small_store, 4)
     cfg.name, cfg.loop.nan_at_step = "meta-nan", 3

@@ -279,7 +279,7 @@ def test_model_preset_rejects_unknown_fields():
 
 
 def test_progress_line_from_reported_metrics(capsys):
-    from rtml.platform.train.progress import ProgressCallback
+    from rtml.platform.workers.progress import ProgressCallback
 
     cb = ProgressCallback("run-a", 100)
     cb.after_report(None, [{"step": 20, "train_loss": 0.5, "val_loss": 0.25, "windows_per_s": 12.0}], None)

@@ -15,7 +15,8 @@ from mlflow.tracking import MlflowClient
 from platform_helpers import runs_named, tiny_config
 
 from rtml.datasets.errors import DataError
-from rtml.platform.train.driver import NonFiniteLossError, run
+from rtml.platform.train.driver import run
+from rtml.platform.workers.launch import NonFiniteLossError
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600), pytest.mark.usefixtures("local_ray")]
 

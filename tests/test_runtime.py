@@ -1,4 +1,4 @@
-"""The worker runtime shared by train and meta-train (rtml.platform.train.runtime), tested once here on a real
+"""The worker runtime shared by train and meta-train (rtml.platform.workers.runtime), tested once here on a real
 two-rank gloo process group; the end-to-end NaN/resume behaviour of both loops is in test_platform_train.py and
 test_meta_platform.py."""
 
@@ -9,7 +9,7 @@ import torch
 import torch.distributed as dist
 from platform_helpers import spawn_ranks
 
-from rtml.platform.train import runtime
+from rtml.platform.workers import runtime
 
 
 def test_last_good_step_arithmetic():

@@ -6,7 +6,7 @@ shards into one directory and report it. A non-finite loss or gradient on any ra
 so the last reported checkpoint is the last good one. Rank 0 writes MLflow metrics, scores held-out rollouts at
 every evaluation (:mod:`rtml.platform.train.selection`), exports the best-scoring consolidated model
 and runs the held-out rollout evaluation at the end; status and results reach the driver through MLflow
-(:mod:`rtml.platform.train.results`). ``config["out"]`` holds only per-rank progress files for operators.
+(:mod:`rtml.platform.workers.results`). ``config["out"]`` holds only per-rank progress files for operators.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import torch
 
 from rtml.models.physics import violations
 from rtml.platform.configio import from_dict
-from rtml.platform.train import collectives, runtime
 from rtml.platform.train.config import TrainConfig
 from rtml.platform.train.data import WindowStream
 from rtml.platform.train.deepspeed_engine import build_engine, set_distributed_env
@@ -30,6 +29,7 @@ from rtml.platform.train.objective import (
     window_loss,
 )
 from rtml.platform.train.selection import RolloutSelector, selection_items
+from rtml.platform.workers import collectives, runtime
 
 CKPT_TAG = "ckpt"
 

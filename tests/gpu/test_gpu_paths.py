@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU (run infra/gp
 def _nccl_rank(rank: int, port: int, out: dict) -> None:
     import torch.distributed as dist
 
-    from rtml.platform.train import collectives, runtime
+    from rtml.platform.workers import collectives, runtime
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.cuda.set_device(0)
@@ -61,7 +61,8 @@ def test_train_on_the_gpu_with_bf16(nan_in, tmp_path, small_store, heldout_store
     import ray
     from platform_helpers import tiny_config
 
-    from rtml.platform.train.driver import NonFiniteLossError, run
+    from rtml.platform.train.driver import run
+    from rtml.platform.workers.launch import NonFiniteLossError
 
     cfg = tiny_config(tmp_path, small_store, heldout_store, name=f"gpu-{nan_in}", max_steps=10, checkpoint_every=5,
                       eval_every=5, **({"nan_at_step": 7} if nan_in else {}))

@@ -7,7 +7,7 @@ Shared behaviour, tested once (``tests/test_runtime.py``):
 * **resume** — :func:`resume` loads ``ray.train.get_checkpoint()`` through the loop's :class:`Checkpointer` and
   returns the exact step to continue from (logged as ``resumed_from_step``);
 * **NaN policy** — :func:`stop_if_nonfinite`: a non-finite loss or gradient (:class:`GradientWatch`) on *any*
-  rank stops every rank before the optimiser step; rank 0 records it on the MLflow run (:mod:`rtml.platform.train.results`) with the last good
+  rank stops every rank before the optimiser step; rank 0 records it on the MLflow run (:mod:`rtml.platform.workers.results`) with the last good
   checkpoint step (:func:`last_good_step`), and the driver raises ``NonFiniteLossError``;
 * **metrics** — :class:`Metrics` accumulates per-step values, all-reduces sums and maxima over ranks at log time;
   :meth:`WorkerRun.log` writes to MLflow from rank 0 only;
@@ -33,8 +33,8 @@ import torch
 import torch.distributed as dist
 
 from rtml.platform import tracking
-from rtml.platform.train import results
-from rtml.platform.train.collectives import allreduce_dict
+from rtml.platform.workers import results
+from rtml.platform.workers.collectives import allreduce_dict
 
 
 def write_progress(out: Path, rank: int, **info) -> None:
