@@ -82,3 +82,21 @@ def test_rank0_logging_only(rank, tmp_path, monkeypatch):
     run.log({"a": 1.0}, 3)
     run.progress(step=3)
     assert len(calls) == (1 if rank == 0 else 0) and (tmp_path / "progress" / f"rank{rank}.json").is_file()
+
+
+def test_a_checkpoint_of_another_model_layout_is_refused_by_name(tmp_path):
+    """Resuming from a checkpoint whose tensors do not fit today's model (another architecture, or a run from before
+    issue 29 cut the decoder's dead rows) names the checkpoint and what to do, instead of torch's traceback."""
+    from rtml.meta.config import LearnerConfig
+    from rtml.meta.learner import MetaLearner
+    from rtml.meta.worker import MetaCheckpoint
+    from rtml.models.surrogate import Surrogate, preset
+
+    def checkpointer(name: str) -> MetaCheckpoint:
+        learner = MetaLearner(Surrogate(preset(name)), lambda *a: None, LearnerConfig())
+        return MetaCheckpoint(learner, torch.optim.Adam(learner.parameters()), "cpu")
+
+    checkpointer("debug").save(str(tmp_path), 3)
+    assert runtime.load_checkpoint(checkpointer("debug"), str(tmp_path)) == 3
+    with pytest.raises(runtime.CheckpointLayoutError, match=f"checkpoint {tmp_path}: its model layout differs.*another --name"):
+        runtime.load_checkpoint(checkpointer("small"), str(tmp_path))

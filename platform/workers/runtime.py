@@ -92,12 +92,33 @@ class Checkpointer(Protocol):
         ...
 
 
+class CheckpointLayoutError(RuntimeError):
+    """A checkpoint whose tensors do not fit the model this code builds (another architecture or rtml version)."""
+
+
+def load_checkpoint(ckpt: Checkpointer, directory: str) -> int:
+    """``ckpt.load(directory)``; a checkpoint of another model layout is refused by name, not with torch's
+    size-mismatch traceback (e.g. one written before issue 29 cut the decoder's dead source rows)."""
+    try:
+        return int(ckpt.load(directory))
+    except RuntimeError as exc:
+        text = str(exc)
+        if not any(s in text for s in ("size mismatch", "Missing key(s)", "Unexpected key(s)")):
+            raise
+        first = next((ln.strip() for ln in text.splitlines() if "size mismatch" in ln or "key(s)" in ln), "")
+        raise CheckpointLayoutError(
+            f"checkpoint {directory}: its model layout differs from the model this code builds ({first[:200]}); "
+            "it was written by another architecture or an older rtml (before issue 29 the decoder carried source "
+            "rows it multiplied by zero). Resume it with the rtml version that wrote it, or start a new run "
+            "(another --name); exported model.pt files of old runs still load (rtml.platform.modelio)") from None
+
+
 def resume(run: WorkerRun, ckpt: Checkpointer) -> int:
     """The step to start from: that of ``ray.train.get_checkpoint()`` (restored into the loop), else 0."""
     start, got = 0, ray.train.get_checkpoint()
     if got is not None:
         with got.as_directory() as d:
-            start = int(ckpt.load(d))
+            start = load_checkpoint(ckpt, d)
         run.log({"resumed_from_step": start}, start)
     run.progress(step=start, resumed_from=start if got is not None else None)
     return start
