@@ -162,15 +162,11 @@ def get_molecule(name_or_path: str) -> Molecule:
 
 @dataclass(kw_only=True)
 class GeometrySampling:
-    """How geometry k > 0 of a molecule is drawn (geometry 0 is always the catalog geometry).
+    """How geometry k > 0 of a molecule is drawn (geometry 0 is always the catalog geometry)."""
 
-    ``stretch``: uniform scaling of all interatomic distances by a factor in [1 - stretch, 1 + stretch];
-    ``displacement``: Gaussian per-atom displacement, standard deviation in Å; ``rotate``: a uniformly random rotation.
-    """
-
-    stretch: float = 0.08
-    displacement: float = 0.03
-    rotate: bool = True
+    stretch: float = 0.08  # all interatomic distances scaled by a uniform factor in [1 - stretch, 1 + stretch]
+    displacement: float = 0.03  # Gaussian per-atom displacement, standard deviation in Å
+    rotate: bool = True  # a uniformly random rotation
 
 
 def sample_geometry(mol: Molecule, index: int, seed: int, cfg: GeometrySampling | None = None) -> Molecule:

@@ -31,7 +31,7 @@ class TaskConfig:
     shots: int = 2  # support trajectories per task
     query: int = 1  # query trajectories per task (others of the same molecule)
     horizon: int = 8  # transitions per window
-    windows: int = 2
+    windows: int = 2  # windows drawn per support or query set and inner step
     tasks_per_step: int = 1  # per worker
     objective: Literal["rollout", "teacher"] = "rollout"  # rollout | teacher (task loss, see rtml.meta.objective)
 
@@ -47,12 +47,12 @@ class LearnerConfig:
     module: geometry, field, encoder, dynamics, decoder, ...); ``adapt``: parameter-name prefixes adapted in the inner
     loop (empty = all parameters; e.g. ``[decoder, coef]`` for ANIL-style head-only adaptation); ``update``:
     'sgd', 'normalized' (per-group unit-norm gradient) or 'adam' (differentiable Adam steps)."""
-    inner_steps: int = 2
-    inner_lr: float = 1e-3
+    inner_steps: int = 2  # inner steps on the support loss
+    inner_lr: float = 1e-3  # inner learning rate (the initial one with meta_sgd)
     update: Update = "adam"  # sgd | normalized | adam (inner update rule, see rtml.meta.learner)
     first_order: bool = True  # FOMAML (the default with update="adam", see rtml.meta.learner)
-    meta_sgd: bool = True
-    adapt: list[str] = field(default_factory=list)
+    meta_sgd: bool = True  # learn one inner learning rate per parameter group
+    adapt: list[str] = field(default_factory=list)  # parameter prefixes adapted (empty: all), e.g. decoder coef
 
 
 def task_loss_config() -> LossConfig:
@@ -81,9 +81,9 @@ def meta_model(name: str = "debug", init: str = "") -> MetaModelSection:
 
 @dataclass(kw_only=True)
 class MetaOptimConfig:
-    meta_lr: float = 1e-3
+    meta_lr: float = 1e-3  # outer Adam learning rate
     lr_lr: float = 0.05  # learning rate of the log inner learning rates (Meta-SGD)
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # global norm clip of the meta-gradient
 
 
 @dataclass(kw_only=True)

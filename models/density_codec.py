@@ -35,12 +35,12 @@ class DensityCodecConfig:
     mul: int = 16  # channels per (L, p) of the atom density features
     lmax: int = 2  # highest L of atom density features
     l_shell_max: int = 2  # highest shell l supported (d); decoder irreps go to 2 * l_shell_max
-    d_pair: int = 32
-    n_radial: int = 8
+    d_pair: int = 32  # width of the shell-pair embedding
+    n_radial: int = 8  # Bessel radial basis functions of the shell-pair distance
     cutoff_bohr: float = 20.0  # radial basis range of shell pairs (all pairs are kept)
     delta_scale: float = 1000.0  # Δρ is multiplied by this before encoding
     delta_saturation: float | None = None  # soft Δρ encoding: delta_scale·Δρ / (1 + ‖Δρ‖ / this) (None: linear)
-    n_elements: int = 119
+    n_elements: int = 119  # rows of the atomic-number embedding (Z < this)
 
 
 CODEC_PRESETS = {

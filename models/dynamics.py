@@ -20,14 +20,14 @@ from rtml.models.mamba import Mamba
 
 @dataclass(kw_only=True)
 class DynamicsConfig:
-    d_model: int = 128
-    n_layers: int = 4
-    d_state: int = 16
-    d_conv: int = 4
-    expand: int = 2
+    d_model: int = 128  # width of the dynamics (Mamba) layers
+    n_layers: int = 4  # Mamba (or, recurrent=False, MLP) layers
+    d_state: int = 16  # SSM state size per channel
+    d_conv: int = 4  # width of each layer's causal convolution
+    expand: int = 2  # inner expansion factor of each Mamba mixer
     backend: Literal["auto", "torch", "cuda"] = "auto"  # auto | torch | cuda (see rtml.models.mamba)
     chunk: int = 64  # time chunk of the parallel scan
-    physics_lambda: float = 1.0
+    physics_lambda: float = 1.0  # weight of the field-driven skew-symmetric generator term in each residual
     n_generators: int = 4  # field invariants driving the skew generator
     recurrent: bool = True  # False: Mamba mixers replaced by per-step MLPs (a Markov model; the ablation)
 

@@ -17,8 +17,8 @@ from rtml.models.dtype import outside_autocast
 
 @dataclass(kw_only=True)
 class FieldEncoderConfig:
-    irreps_out: str = "16x0e + 8x1o + 8x1e + 4x2e"
-    field_scale: float = 100.0
+    irreps_out: str = "16x0e + 8x1o + 8x1e + 4x2e"  # field features (e3nn irreps)
+    field_scale: float = 100.0  # E in a.u. is multiplied by this before encoding (kicks and pulses are 1e-3..1e-1 a.u.)
 
 
 FIELD_PRESETS = {

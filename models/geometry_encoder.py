@@ -23,14 +23,14 @@ from rtml.models.radius_graph import radius_graph
 
 @dataclass(kw_only=True)
 class GeometryEncoderConfig:
-    irreps_hidden: str = "32x0e + 16x1o + 8x2e"
-    n_layers: int = 4
+    irreps_hidden: str = "32x0e + 16x1o + 8x2e"  # hidden features of each interaction layer (e3nn irreps)
+    n_layers: int = 4  # equivariant message-passing layers
     cutoff_bohr: float = 5.0 * ANGSTROM_TO_BOHR  # 5 Å
-    n_radial: int = 8
-    lmax_sh: int = 2
-    radial_hidden: int = 32
-    avg_neighbors: float = 6.0
-    n_elements: int = 119
+    n_radial: int = 8  # Bessel radial basis functions of the interatomic distance
+    lmax_sh: int = 2  # highest L of the edge spherical harmonics
+    radial_hidden: int = 32  # hidden width of the radial MLP
+    avg_neighbors: float = 6.0  # messages are summed and divided by sqrt(this)
+    n_elements: int = 119  # rows of the atomic-number embedding (Z < this)
 
 
 GEOMETRY_PRESETS = {

@@ -118,23 +118,22 @@ class LossConfig:
     ``xc_reference='linear'``, relative to linear xc (1 = no better than the exact kernel at ρ(0): the loss then
     measures only what the learned O(Δρ²) terms add). Unrolled (any head): ``rollout_density``,
     ``rollout_dipole`` (:func:`relative_rollout_losses`) over the window rolled out autoregressively, with
-    truncated back-propagation every ``rollout_detach_every`` steps (0: never)."""
-    # fields removed in issue 29 (they could only raise: the objective never had their inputs); old config files
-    # that carry them at 0 still load
-    RETIRED: ClassVar[dict] = {"scaled_dipole": 0.0, "wavefunction_alignment": 0.0}
-    reconstruction: float = 1.0
-    derivative: float = 10.0
-    hermiticity: float = 1.0
-    trace: float = 5.0
-    idempotency: float = 0.5
-    scaled_l2: float = 0.0
-    variance_weighting: bool = True
-    xc_potential: float = 1.0
+    truncated back-propagation every ``rollout_detach_every`` steps (0: never). ``RETIRED`` fields could only raise
+    (the objective never had their inputs): old config files that carry them at 0 still load."""
+    RETIRED: ClassVar[dict] = {"scaled_dipole": 0.0, "wavefunction_alignment": 0.0}  # removed in issue 29: 0 loads
+    reconstruction: float = 1.0  # weight of the teacher-forced ρ error
+    derivative: float = 10.0  # weight of the error in dρ/dt (finite differences)
+    hermiticity: float = 1.0  # weight of the ρ − ρ† penalty
+    trace: float = 5.0  # weight of the tr ρS − N penalty
+    idempotency: float = 0.5  # weight of the idempotency penalty (Löwdin basis)
+    scaled_l2: float = 0.0  # weight of sqrt(Σ|Δρ|² / Σ|ρ_ref|²)
+    variance_weighting: bool = True  # weight matrix elements by their inverse variance over the window
+    xc_potential: float = 1.0  # weight of Fock supervision: V_θ against the recorded V_xc (Kohn–Sham head)
     xc_reference: Literal["frozen", "linear"] = "frozen"  # what xc_potential is relative to (1 = no better than it)
-    hamiltonian_alignment: float = 0.1
-    rollout_density: float = 1.0
-    rollout_dipole: float = 1.0
-    rollout_detach_every: int = 64
+    hamiltonian_alignment: float = 0.1  # weight of the Hamiltonian alignment term (Kohn–Sham head)
+    rollout_density: float = 1.0  # weight of the ρ error over the window rolled out autoregressively
+    rollout_dipole: float = 1.0  # weight of the dipole error over the rolled-out window
+    rollout_detach_every: int = 64  # truncated back-propagation through the rollout every N steps (0: never)
 
 
 def total_loss(pred, target, rho0, overlap, n_sigma, dt, cfg: LossConfig):

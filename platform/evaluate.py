@@ -57,12 +57,12 @@ class RolloutEvalConfig:
     the reference is compared on its own grid at the frames the steps land on, ``max_steps`` and ``context``
     count those steps, and ``ms_per_au`` (milliseconds per simulated a.u.) makes costs comparable across strides."""
     max_trajectories: int = 4  # trajectories evaluated, the store's first ones or of the given ids (0: none)
-    max_steps: int | None = None
-    context: int = 2
+    max_steps: int | None = None  # frames rolled out per trajectory (None: all)
+    context: int = 2  # reference frames that warm the model up before the rollout (2 clears a kick at t = dt/2)
     stride: int | None = None  # reference frames per predictor step (None: the model's own stride)
     violation_tol: float = 1e-3  # a frame violates the physics when its hermiticity/trace/idempotency error exceeds this
-    baselines: bool = True
-    batch: int = 4
+    baselines: bool = True  # also roll out the frozen-xc and linear-xc physics baselines
+    batch: int = 4  # trajectories of equal length, dt and functional rolled out together (1: one at a time)
 
     def __post_init__(self):
         for name, lo in (("max_trajectories", 0), ("max_steps", 1), ("context", 1), ("batch", 1), ("stride", 1)):

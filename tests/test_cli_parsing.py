@@ -3,6 +3,9 @@ training and meta-training start from a recipe function or a YAML file."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
+
 import pytest
 import yaml
 
@@ -134,3 +137,47 @@ def test_tune_trials_start_from_the_space_base_recipe_and_fixed_values():
               default=TuneConfig(space="debug", train=cfg))
     assert (t.space, t.num_samples, t.name, t.out, t.train.data.store) == \
         ("debug", 3, "sweep-debug", "runs/tune/out", "x.zarr")
+
+
+def _flags_without_help(help_text: str) -> list[str]:
+    """The flags of a ``--help`` text whose help is only their default (tyro prints a field's comment or docstring
+    entry first; ``(default: ...)``/``(required)`` alone means the field has neither). Box-drawing or ASCII output
+    alike: a flag's help is on its line after a gap, else on the next line."""
+    lines = [ln.strip().strip("│|").strip() for ln in help_text.splitlines()]
+    missing = []
+    for i, line in enumerate(lines):
+        if not line.startswith("--"):
+            continue
+        head, *rest = re.split(r"\s{2,}", line, maxsplit=1)
+        text = rest[0] if rest else (lines[i + 1] if i + 1 < len(lines) else "")
+        if not text or text.startswith(("(default", "(required")):
+            missing.append(head.split()[0].rstrip(","))
+    return missing
+
+
+def _help(argv: list[str], capsys) -> str:
+    with pytest.raises(SystemExit):
+        main([*argv, "--help"])
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [["generate"], ["convert"], ["inspect"], ["validate-reference"], ["quickstart"],
+                                  ["evaluate"], ["adapt"], ["propagate"], ["train", "small"],
+                                  ["meta-train", "small"], ["tune", "debug"]], ids=" ".join)
+def test_every_flag_has_help_from_its_field(argv, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "100")  # one column of groups
+    text = _help(argv, capsys)
+    assert text.count("--") > 5 and _flags_without_help(text) == []
+
+
+def test_the_help_guard_sees_a_field_without_help(capsys, monkeypatch):
+    @dataclasses.dataclass(kw_only=True)
+    class C:
+        documented: int = 1  # says what it is
+        bare: float = 2.0
+        flag: bool = False
+
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit):
+        parse(C, ["--help"], prog="t")
+    assert _flags_without_help(capsys.readouterr().out) == ["--bare", "--flag"]

@@ -20,15 +20,15 @@ class HybridConfig:
     * ``reference_every`` — the user's forced anchoring: after every M surrogate steps (0: off).
     * ``warmup_steps`` — reference steps at the start (≥ 1: the models' context; 2 clears a kick at t = dt/2).
     """
-    max_spread: float = 0.2
+    max_spread: float = 0.2  # ensemble dipole spread relative to the largest induced dipole so far (>= 2 models)
     spread_floor: float = 1e-4  # e·bohr, floor of the induced dipole the spread is relative to
     max_trace_error: float = 1e-6  # |tr ρS − N| of the primary model's state, electrons
     max_hermiticity_error: float = 1e-8  # max|ρ − ρ†| (Löwdin) of the primary model's state
     max_idempotency_error: float = 1e-6  # max|ρ² − nρ| (Löwdin) of the primary model's state
-    max_model_steps: int | None = 1000
-    reference_every: int = 0
+    max_model_steps: int | None = 1000  # consecutive surrogate steps before a safety anchor (None: no limit)
+    reference_every: int = 0  # forced anchoring after every M surrogate steps (0: off)
     anchor_steps: int = 20  # reference steps per anchoring
-    warmup_steps: int = 2
+    warmup_steps: int = 2  # reference steps at the start (>= 1: the models' context; 2 clears a kick at t = dt/2)
 
     def __post_init__(self):
         for name in ("max_spread", "spread_floor", "max_trace_error", "max_hermiticity_error",

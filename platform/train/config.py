@@ -19,36 +19,33 @@ from rtml.platform.workers.sections import LoopConfig, ScalingSection, TrackingS
 
 @dataclass(kw_only=True)
 class DataConfig:
-    """``store``: Zarr trajectory store (path or URL); ``val_store``: held-out store (None: the 'val' split of
-    ``store``); ``horizons``: window lengths (steps) of the horizon curriculum, ``steps_per_stage`` each;
-    ``batch_size``: windows per worker per step; ``val_windows``: windows per worker for validation;
-    ``max_geometries``: train on geometries 0..N-1 of each molecule only (learning curves; None: all)."""
-    store: str = "runs/quickstart/train.zarr"
-    val_store: str | None = None
-    horizons: tuple[int, ...] = (8, 16)
-    steps_per_stage: int = 40
-    batch_size: int = 4
-    val_windows: int = 8
-    split_seed: int = 0
-    split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)
-    prefetch: int = 2
-    max_geometries: int | None = None
+    """The training windows: which stores, the horizon curriculum, batch sizes."""
+    store: str = "runs/quickstart/train.zarr"  # Zarr trajectory store (path or URL)
+    val_store: str | None = None  # held-out store (None: the 'val' split of store)
+    horizons: tuple[int, ...] = (8, 16)  # window lengths (steps) of the horizon curriculum, steps_per_stage each
+    steps_per_stage: int = 40  # optimiser steps per curriculum stage
+    batch_size: int = 4  # windows per worker per step
+    val_windows: int = 8  # windows per worker for validation
+    split_seed: int = 0  # seed of the hash split of trajectories into train/val/test
+    split_fractions: tuple[float, ...] = (0.8, 0.1, 0.1)  # train/val/test fractions of the hash split
+    prefetch: int = 2  # batches a background thread reads ahead
+    max_geometries: int | None = None  # train on geometries 0..N-1 of each molecule only (learning curves; None: all)
 
 
 @dataclass(kw_only=True)
 class OptimConfig:
-    lr: float = 3e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 10
+    lr: float = 3e-3  # peak AdamW learning rate (after warm-up; cosine decay)
+    weight_decay: float = 0.0  # AdamW weight decay
+    warmup_steps: int = 10  # linear warm-up steps
     min_lr_ratio: float = 0.1  # cosine decay to lr * min_lr_ratio at max_steps
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # global gradient-norm clip
 
 
 @dataclass(kw_only=True)
 class DeepSpeedSection:
     """``zero_stage`` 0/1/2; ``precision`` 'fp32' or 'bf16' (torch autocast on GPU; the physics stays complex64)."""
-    zero_stage: Literal[0, 1, 2] = 1
-    precision: Literal["fp32", "bf16"] = "fp32"
+    zero_stage: Literal[0, 1, 2] = 1  # ZeRO stage (3: refused, see check())
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: torch autocast on GPU workers (the physics stays complex64)
 
 
 @dataclass(kw_only=True)
@@ -60,11 +57,11 @@ class SelectionConfig:
     linear-xc propagator's (every field tier weighs the same), or plain mean ``dipole_nrmse``. ``include_initial``:
     also score the weights training starts from (step 0): with the linear anchor that *is* the linear-xc
     propagator, so a run whose training never beats it on held-out rollouts exports its anchor and says so."""
-    enabled: bool = True
-    include_initial: bool = True
-    max_trajectories: int = 8
-    max_steps: int = 300
-    score: Literal["ratio_to_linear", "dipole_nrmse"] = "ratio_to_linear"
+    enabled: bool = True  # export the checkpoint with the best held-out rollouts (False: the last weights)
+    include_initial: bool = True  # also score the starting weights (with the linear anchor: the linear-xc propagator)
+    max_trajectories: int = 8  # held-out trajectories rolled out at each evaluation
+    max_steps: int = 300  # frames per selection rollout
+    score: Literal["ratio_to_linear", "dipole_nrmse"] = "ratio_to_linear"  # geometric mean of the ratio to linear xc, or mean nRMSE
 
 
 @dataclass(kw_only=True)
