@@ -37,6 +37,17 @@ def parse(cls: type[T], argv: Sequence[str], *, prog: str, description: str | No
     return tyro.cli(cls, args=list(argv), prog=prog, description=description, default=default, config=config)
 
 
+def start_from(word: str, cls: type[T], recipes: dict[str, Callable[[], T]], check: Callable[[T, str], None],
+               source: str, field: str) -> T:
+    """The config a recipe name or a YAML file (``recipe:`` + the fields it sets) stands for; anything else is a
+    :class:`ConfigError` naming ``source`` and ``field``."""
+    if word in recipes:
+        return recipes[word]()
+    if word.endswith((".yaml", ".yml")) or Path(word).is_file():
+        return load_file(cls, word, recipes, check)
+    raise ConfigError(source, field, f"a recipe {sorted(recipes)} or a YAML file", word)
+
+
 def parse_from_recipe(argv: Sequence[str], cls: type[T], recipes: dict[str, Callable[[], T]], *, prog: str,
                       check: Callable[[T, str], None], what: str = "RECIPE") -> T | None:
     """``RECIPE_OR_YAML [--section.field VALUE ...]`` -> the config; with ``--print-config`` it is printed as YAML
@@ -56,12 +67,7 @@ def parse_from_recipe(argv: Sequence[str], cls: type[T], recipes: dict[str, Call
     word, rest = argv[0], argv[1:]
     print_config = PRINT_CONFIG in rest
     rest = [a for a in rest if a != PRINT_CONFIG]
-    if word in recipes:
-        default = recipes[word]()
-    elif word.endswith((".yaml", ".yml")) or Path(word).is_file():
-        default = load_file(cls, word, recipes, check)
-    else:
-        raise ConfigError("<command line>", what, f"a recipe {sorted(recipes)} or a YAML file", word)
+    default = start_from(word, cls, recipes, check, "<command line>", what)
     doc = (recipes[word].__doc__ if word in recipes else f"the config file {word}") or ""
     cfg = parse(cls, rest, prog=f"{prog} {word}", description=" ".join(doc.split()), default=default)
     check(cfg, "<command line>")

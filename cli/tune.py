@@ -11,8 +11,8 @@ import json
 import sys
 
 from rtml.cli import recipes
-from rtml.cli.parsing import parse
-from rtml.platform.configio import ConfigError, load_file, updated
+from rtml.cli.parsing import parse, start_from
+from rtml.platform.configio import ConfigError, updated
 from rtml.platform.train.config import TrainConfig, check
 from rtml.platform.tune import TuneConfig, load_space
 from rtml.platform.tune import run as sweep
@@ -38,13 +38,7 @@ def main(argv: list[str]) -> int:
 def base_training(space_name: str) -> TrainConfig:
     """Every trial's training config before the search: the space's base recipe (or YAML) and its fixed values."""
     space = load_space(space_name)
-    if space.base in recipes.TRAIN:
-        base = recipes.TRAIN[space.base]()
-    elif space.base.endswith((".yaml", ".yml")):
-        base = load_file(TrainConfig, space.base, recipes.TRAIN, check)
-    else:
-        raise ConfigError(f"tune_spaces/{space_name}.py", "base", f"a recipe {sorted(recipes.TRAIN)} or a YAML file",
-                          space.base)
+    base = start_from(space.base, TrainConfig, recipes.TRAIN, check, f"tune_spaces/{space_name}.py", "base")
     source = f"tune_spaces/{space_name}.py: fixed"
     cfg = updated(base, space.fixed, source)
     check(cfg, source)
