@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from rtml.meta.config import MetaTrainConfig
+from rtml.models.local_xc import LocalXCConfig
 from rtml.models.losses import LossConfig
 from rtml.models.surrogate import preset
 from rtml.platform.evaluate import RolloutEvalConfig
@@ -70,6 +71,24 @@ def stride8() -> TrainConfig:
     return cfg
 
 
+def local() -> TrainConfig:
+    """The learned local xc term alone (no network; issue 24) on the regime corpus: Fock supervision, 300 steps
+
+    ``model.network=false`` with ``model.local_xc``: the Kohn–Sham head with u_θ on each molecule's grid
+    (rtml.models.local_xc), trained teacher-forced on 16-frame windows against the recorded V_xc relative to linear
+    xc (a learned local function needs no unrolls to be fitted: every frame's potential constrains it), selected
+    on held-out rollouts every 100 steps."""
+    cfg = corpus()
+    cfg.recipe = "local"
+    cfg.model = preset("debug", network=False, local_xc=LocalXCConfig(enabled=True))
+    cfg.data.horizons, cfg.data.steps_per_stage = (16,), 300
+    cfg.loss = LossConfig(xc_reference="linear", rollout_density=0.0, rollout_dipole=0.0)
+    cfg.optim = OptimConfig(lr=3e-3, warmup_steps=10)
+    cfg.loop = LoopConfig(max_steps=300, log_every=10, checkpoint_every=100, eval_every=100)
+    cfg.select.max_trajectories = 10
+    return cfg
+
+
 def base() -> TrainConfig:
     """A GPU cluster: the base model, 8 GPU workers, ZeRO-2 in bf16, 50,000 steps"""
     return TrainConfig(recipe="base", model=preset("base"),
@@ -96,7 +115,7 @@ def quickstart(train_store: str, heldout_store: str, out: str, storage: str, ste
 
 
 TRAIN: dict[str, Callable[[], TrainConfig]] = {"debug": debug, "small": small, "corpus": corpus, "stride8": stride8,
-                                                "base": base}
+                                                "local": local, "base": base}
 
 
 def meta_debug() -> MetaTrainConfig:

@@ -37,6 +37,8 @@ from rtml.datasets.eri_cholesky import eri_cholesky
 from rtml.datasets.errors import DataError
 from rtml.datasets.molecules import Molecule
 from rtml.datasets.trajectory import ELEMENTS
+from rtml.datasets.xc_grid import MAX_BASIS as GRID_MAX_BASIS
+from rtml.datasets.xc_grid import XCGrid, xc_grid
 from rtml.datasets.xc_kernel import XCKernel, pack, pairs, sym_coords, unpack, xc_kernel
 
 J_METHODS = ("cholesky", "df")
@@ -53,11 +55,13 @@ class KohnShamTerms:
     vxc0: np.ndarray  # [S, N, N] complex128, Hartree: V_xc at rho0
     rho0: np.ndarray  # [S, N, N] complex128: the reference density P(0) of vxc0
     xc_kernel: XCKernel | None = None  # K_xc at rho0, Löwdin basis, pair coordinates (rtml.datasets.xc_kernel)
+    xc_grid: XCGrid | None = None  # the local xc term's grid (rtml.datasets.xc_grid; molecules up to 70 functions)
 
     @property
     def nbytes(self) -> int:
         arrays = (self.overlap, self.hcore, self.r_ints, self.j_factor, self.vxc0, self.rho0)
-        return sum(a.nbytes for a in arrays) + (self.xc_kernel.nbytes if self.xc_kernel is not None else 0)
+        extra = [x.nbytes for x in (self.xc_kernel, self.xc_grid) if x is not None]
+        return sum(a.nbytes for a in arrays) + sum(extra)
 
 
 def system_from_static(static: dict, source: str = "<memory>") -> ElectronicSystem:
@@ -119,10 +123,11 @@ def xc_potential(sysm: ElectronicSystem, p: np.ndarray, vhf=None) -> np.ndarray:
 
 def kohn_sham_terms(static: dict, rho0: np.ndarray, j_method: str = "cholesky", source: str = "<memory>",
                     sysm: ElectronicSystem | None = None, with_kernel: bool = True,
-                    kernel_method: str = "auto") -> KohnShamTerms:
+                    kernel_method: str = "auto", with_grid: bool | None = None) -> KohnShamTerms:
     """The exact terms of a trajectory: ``static`` as returned by ``TrajectoryStore.static`` (or built from a
     Trajectory), ``rho0`` [S, N, N] its reference (ground-state) density. ``kernel_method``: the xc kernel's form
-    (:func:`rtml.datasets.xc_kernel.xc_kernel`: dense up to 70 basis functions, factored above)."""
+    (:func:`rtml.datasets.xc_kernel.xc_kernel`: dense up to 70 basis functions, factored above). ``with_grid``: add
+    the local xc term's grid (:mod:`rtml.datasets.xc_grid`; None: for molecules up to its ``MAX_BASIS`` functions)."""
     sysm = sysm or system_from_static(static, source)
     rho0 = np.asarray(rho0, np.complex128)
     if rho0.shape != (sysm.n_spin, sysm.nbf, sysm.nbf):
@@ -131,8 +136,9 @@ def kohn_sham_terms(static: dict, rho0: np.ndarray, j_method: str = "cholesky", 
     hcore = sysm.hcore if hcore is None else np.asarray(hcore, np.float64)
     vxc0 = xc_potential(sysm, rho0)
     kernel = xc_kernel(sysm, rho0, kernel_method) if with_kernel else None
+    grid = xc_grid(sysm, rho0) if (sysm.nbf <= GRID_MAX_BASIS if with_grid is None else with_grid) else None
     return KohnShamTerms(overlap=sysm.overlap, hcore=hcore, r_ints=sysm.r_ints, j_factor=j_factor(sysm, j_method),
-                         vxc0=vxc0, rho0=rho0, xc_kernel=kernel)
+                         vxc0=vxc0, rho0=rho0, xc_kernel=kernel, xc_grid=grid)
 
 
 def static_of(traj) -> dict:
@@ -162,14 +168,21 @@ class KohnShamBatch:
     xc_points: torch.Tensor | None = None  # [B or 1, P, N] float64, Löwdin orbitals at the interpolation points
     xc_weights: torch.Tensor | None = None  # [B or 1, S, P, S, P] float64
     xc_hybrid: torch.Tensor | None = None  # [B or 1] float64, a of the exact exchange −a·K (through j_factor)
+    # the local xc term's grid (rtml.datasets.xc_grid; every member has one, zero-padded in G), None otherwise
+    grid_orbitals: torch.Tensor | None = None  # [B or 1, G, N] float64, Löwdin orbitals at the grid points
+    grid_weights: torch.Tensor | None = None  # [B or 1, G] float64 (0 on padding)
+    grid_density0: torch.Tensor | None = None  # [B or 1, 2, G] float64, ρ(0)'s spin densities there
+    grid_potential0: torch.Tensor | None = None  # [B or 1, 2, G] float64, v_xc(n0) (LDA functionals)
+    grid_kernel0: torch.Tensor | None = None  # [B or 1, 2, 2, G] float64, f_xc(n0) (LDA functionals)
+    grid_functional: str | None = None  # the members' (one) functional, for the exact local term
 
     @property
     def has_xc_kernel(self) -> bool:
         return self.xc_kernel is not None or self.xc_points is not None
 
     def to(self, device=None) -> KohnShamBatch:
-        return KohnShamBatch(**{f.name: None if getattr(self, f.name) is None else
-                                getattr(self, f.name).to(device=device) for f in fields(self)})
+        return KohnShamBatch(**{f.name: v.to(device=device) if torch.is_tensor(v) else v
+                                for f in fields(self) for v in [getattr(self, f.name)]})
 
     @classmethod
     def from_terms(cls, terms: list, nbf_pad: int | None = None) -> KohnShamBatch:
@@ -208,7 +221,33 @@ class KohnShamBatch:
                 out.xc_kernel = _pad_kernels([t.xc_kernel.sym for t in big], N, strict=False)
                 if any(t.xc_kernel.anti is not None for t in big):
                     out.xc_kernel_anti = _pad_kernels([t.xc_kernel.anti for t in big], N, strict=True)
+        if all(t.xc_grid is not None for t in terms):
+            _pad_grids(out, [t.xc_grid for t in big], N)
         return out
+
+
+def _pad_grids(out: KohnShamBatch, grids: list, n_pad: int) -> None:
+    """Local-term grids into ``out.grid_*`` (orbitals [B, G, N], weights [B, G], densities and potentials
+    [B, 2, G], kernels [B, 2, 2, G]), zero-padded in G and N; potential and kernel only when every grid has them,
+    the functional only when it is the same for all."""
+    g_max = max(g.size for g in grids)
+    b = len(grids)
+    out.grid_orbitals = torch.zeros(b, g_max, n_pad, dtype=torch.float64)
+    out.grid_weights = torch.zeros(b, g_max, dtype=torch.float64)
+    out.grid_density0 = torch.zeros(b, 2, g_max, dtype=torch.float64)
+    lda = all(g.kernel0 is not None for g in grids)
+    if lda:
+        out.grid_potential0 = torch.zeros(b, 2, g_max, dtype=torch.float64)
+        out.grid_kernel0 = torch.zeros(b, 2, 2, g_max, dtype=torch.float64)
+    names = {g.functional for g in grids}
+    out.grid_functional = names.pop() if len(names) == 1 else None
+    for i, g in enumerate(grids):
+        out.grid_orbitals[i, :g.size, :g.orbitals.shape[1]] = torch.from_numpy(g.orbitals)
+        out.grid_weights[i, :g.size] = torch.from_numpy(g.weights)
+        out.grid_density0[i, :, :g.size] = torch.from_numpy(g.density0)
+        if lda:
+            out.grid_potential0[i, :, :g.size] = torch.from_numpy(g.potential0)
+            out.grid_kernel0[i, :, :, :g.size] = torch.from_numpy(g.kernel0)
 
 
 def _padded_pairs(n: int, n_pad: int) -> torch.Tensor:

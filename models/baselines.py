@@ -8,6 +8,10 @@
 * :class:`LinearXC` — the same with the exact adiabatic xc kernel at ρ(0):
   H = h + J[ρ] + V_xc[ρ(0)] + K_xc[ρ − ρ(0)] + E(t)·r (linear response: exact for weak fields; for hybrids K includes exact exchange, which sees Im ρ).
 
+* :class:`GridXC` — the adiabatic LDA itself on a coarse grid (:mod:`rtml.models.local_xc`, exact δv through
+  libxc): H = h + J[ρ] + V_xc[ρ(0)] + Σ_g w χχ (v_xc(n) − v_xc(n0)) + E(t)·r. What the learned local term can at best
+  be; LDA functionals, molecules that carry a grid.
+
 With ``linear_response='exact'`` each Magnus step is corrected by :mod:`rtml.models.linear_response` so that its
 linear response is the exact one at any step (``LinearXC`` so configured is the physics competitor at steps larger
 than the data's, issue 26); the field then enters at the step's nodes (``field_nodes``).
@@ -27,6 +31,7 @@ from torch import nn
 from rtml.models.inputs import MoleculeBatch
 from rtml.models.kohn_sham import KohnShamOperators, magnus_step
 from rtml.models.linear_response import LinearResponse, field_nodes, linear_xc_step, linear_xc_tag
+from rtml.models.local_xc import exact_local, grid_term
 from rtml.models.physics import sandwich
 
 
@@ -98,3 +103,10 @@ class LinearXC(FrozenXC):
             raise ValueError("the linear-xc baseline needs the xc kernel (KohnShamBatch.xc_kernel)")
         return ks.vxc0_o, ks.linear_xc
 
+
+
+class GridXC(FrozenXC):
+    """Adiabatic-LDA propagator on the local-term grid (module docstring)."""
+
+    def potential(self, ks: KohnShamOperators):
+        return ks.vxc0_o, lambda r: grid_term(ks, r, lambda n, dn: exact_local(ks, n))

@@ -44,6 +44,12 @@ class KohnShamOperators:
     xc_points: torch.Tensor | None = None  # [B or 1, P, N] float64: the factored kernel's points (rtml.datasets.xc_isdf)
     xc_weights: torch.Tensor | None = None  # [B or 1, S·P, S·P] float64
     xc_hybrid: torch.Tensor | None = None  # [B or 1] float64: exact exchange −a·K through l_o
+    grid_orbitals: torch.Tensor | None = None  # [B or 1, G, N] float64: the local xc term's grid (rtml.datasets.xc_grid)
+    grid_weights: torch.Tensor | None = None  # [B or 1, G] float64
+    grid_density0: torch.Tensor | None = None  # [B or 1, 2, G] float64
+    grid_potential0: torch.Tensor | None = None  # [B or 1, 2, G] float64: v_xc(n0) (LDA)
+    grid_kernel0: torch.Tensor | None = None  # [B or 1, 2, 2, G] float64: f_xc(n0) (LDA)
+    grid_functional: str | None = None
 
     @property
     def has_kernel(self) -> bool:
@@ -66,7 +72,9 @@ class KohnShamOperators:
                 ks.xc_weights.shape[1] if ks.xc_weights is not None else 1
             fac = {} if ks.xc_points is None else {"xc_points": ks.xc_points, "xc_hybrid": ks.xc_hybrid,
                                                     "xc_weights": ks.xc_weights.flatten(3, 4).flatten(1, 2)}
-            return cls(kxc=kxc, kxc_anti=kxc_anti, kxc_spins=spins, **fac, h_o=(x @ ks.hcore @ x).to(torch.complex128), r_o=(x[:, None] @ ks.r_ints @ x[:, None]).to(
+            grid = {k: getattr(ks, k) for k in ("grid_orbitals", "grid_weights", "grid_density0",
+                                                "grid_potential0", "grid_kernel0", "grid_functional")}
+            return cls(kxc=kxc, kxc_anti=kxc_anti, kxc_spins=spins, **fac, **grid, h_o=(x @ ks.hcore @ x).to(torch.complex128), r_o=(x[:, None] @ ks.r_ints @ x[:, None]).to(
                 torch.complex128), l_o=_orth_factor(ks.j_factor, x[:len(ks.j_factor)]),
                 vxc0_o=xc[:, None] @ ks.vxc0 @ xc[:, None], rho_gs_o=xi[:, None] @ ks.rho_gs @ xi[:, None],
                 x=x, x_inv=x_inv)

@@ -20,13 +20,15 @@ def head_potential(cfg, st, m: torch.Tensor) -> torch.Tensor:
     return st.ks.vxc0_o + cfg.v_scale * m.to(torch.complex128)
 
 
-def head_steps(cfg, coef, st, m, latent, rho_o, drho_o, e_sub, dt, nodes=None):
+def head_steps(cfg, coef, st, m, latent, rho_o, drho_o, e_sub, dt, nodes=None, local=None):
     """k Magnus steps with V_θ of each sub-step -> (states [*, k, B, 2, N, N] complex128, midpoint V_θ
     likewise). V_θ = V_xc[ρ(0)] + v_scale·M + c_θ ∘ K_xc[ρ − ρ(0)] (the last term evaluated like J, at ρ(t) and
     the predicted ρ(t+Δt)); c_θ[i, j] = ψ(atom of i) + ψ(atom of j), ψ linear in the latent and 0 at init
     (``xc_anchor='frozen'``: the untrained model is frozen xc). ``xc_anchor='linear'``: c_θ = 1 + s·(ψ_i + ψ_j)
     and M -> s·M with s = ‖ρ(t) − ρ(0)‖, so the learned terms are second order in Δρ: the untrained model is
-    linear xc and every trained one keeps the exact linear response."""
+    linear xc and every trained one keeps the exact linear response. ``local``: the learned local xc term
+    (:class:`rtml.models.local_xc.LocalXC`: the kernel on its grid plus a learned O(Δρ²) remainder), which then
+    replaces c_θ ∘ K_xc and is evaluated like it."""
     k = cfg.bundle
     linear = cfg.xc_anchor == "linear"
     # 'linear' anchor: the learned terms are scaled by s = ‖ρ − ρ(0)‖ (Frobenius, Löwdin, both spins; rotation
@@ -37,7 +39,10 @@ def head_steps(cfg, coef, st, m, latent, rho_o, drho_o, e_sub, dt, nodes=None):
         gate = (d.real.square() + d.imag.square()).sum((-1, -2, -3)).add(1e-30).sqrt()
     v = head_potential(cfg, st, m if gate is None else m * gate[..., None, :, None, None, None])  # [*, k, B, 2, N, N]
     lin = None
-    if cfg.linear_xc_source:
+    if local is not None:
+        def lin(r):
+            return local(st.ks, r)
+    elif cfg.linear_xc_source:
         if not st.ks.has_kernel:
             raise ValueError("model.linear_xc_source=True needs the xc kernel at ρ(0) (KohnShamBatch.xc_kernel; "
                              "pure functionals, global hybrids and HF)")

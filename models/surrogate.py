@@ -51,6 +51,7 @@ from rtml.models.kohn_sham import KohnShamOperators
 from rtml.models.kohn_sham_head import head_potential, head_steps
 from rtml.models.layout import BasisLayout, build_layout
 from rtml.models.linear_response import LinearResponse, linear_xc_step, linear_xc_tag
+from rtml.models.local_xc import LocalXC, LocalXCConfig
 from rtml.models.physics import lowdin, sandwich, spin_traces
 
 XcAnchor = Literal["frozen", "linear"]
@@ -72,6 +73,10 @@ class SurrogateConfig:
     # 'exact': each Magnus step of the head corrected so that its linear response is the exact linear-response
     # propagator at any step (rtml.models.linear_response; the xc kernel, the linear anchor, 2N² <= 4096)
     linear_response: Literal["magnus", "exact"] = "magnus"
+    # the learned local xc term: u_θ(n) on a real-space grid, O(Δρ²) (rtml.models.local_xc)
+    local_xc: LocalXCConfig = dc_field(default_factory=LocalXCConfig)
+    # False: no encoder/dynamics/decoder at all — the model is the Kohn–Sham head with the learned local term only
+    network: bool = True
 
     def __post_init__(self):
         if self.bundle < 1:
@@ -85,6 +90,12 @@ class SurrogateConfig:
         if self.linear_response == "exact" and self.xc_anchor != "linear":
             raise ValueError("model.linear_response='exact' needs model.xc_anchor='linear' (the exact linear response "
                              "is linear xc's)")
+        if self.local_xc.enabled and (self.xc_anchor != "linear" or self.linear_response != "magnus"):
+            raise ValueError("model.local_xc.enabled needs model.xc_anchor='linear' and model.linear_response='magnus' "
+                             "(the local term carries its own grid kernel)")
+        if not self.network and not self.local_xc.enabled:
+            raise ValueError("model.network=false needs model.local_xc.enabled=true (without either the model is the "
+                             "linear-xc baseline: rtml evaluate rolls it out)")
         if self.xc_anchor == "linear" and not self.linear_xc_source:
             raise ValueError("model.xc_anchor='linear' needs model.linear_xc_source=true (the anchor is the exact "
                              "xc kernel term)")
@@ -155,6 +166,7 @@ class Surrogate(nn.Module):
         self.coef = nn.Linear(d, 1)
         nn.init.zeros_(self.coef.weight)
         nn.init.zeros_(self.coef.bias)
+        self.local_xc = LocalXC(cfg.local_xc) if cfg.local_xc.enabled else None
 
     # ------------------------------------------------------------------ static
     def prepare(self, mol: MoleculeBatch, rho0: torch.Tensor) -> Static:
@@ -240,7 +252,14 @@ class Surrogate(nn.Module):
         dif = (mats[..., 2, :, :, :] + 1j * mats[..., 3, :, :, :]) * mask
         m = torch.stack([sym + dif, sym - dif], dim=-3)  # [*, k, B, 2, N, N]
         m = 0.5 * (m.real + m.real.mT) + 0.5j * (m.imag - m.imag.mT)  # Hermitian in the AO-ordered Löwdin basis
-        return head_steps(self.cfg, self.coef, st, m, latent, rho_o, drho_o, e_sub, dt, nodes)
+        return head_steps(self.cfg, self.coef, st, m, latent, rho_o, drho_o, e_sub, dt, nodes, self.local_xc)
+
+    def _head_only(self, st: Static, rho_o, drho_o, e_sub, dt, nodes=None):
+        """``model.network=false``: the head's steps with no decoder matrices (M = 0) and the learned local term."""
+        k = self.cfg.bundle
+        m = torch.zeros(*rho_o.shape[:-4], k, *rho_o.shape[-4:], dtype=torch.complex128,
+                        device=rho_o.device)  # [*, k, B, 2, N, N]
+        return head_steps(self.cfg, self.coef, st, m, None, rho_o, drho_o, e_sub, dt, nodes, self.local_xc)
 
     def potential(self, st: Static, m: torch.Tensor) -> torch.Tensor:
         return head_potential(self.cfg, st, m)
@@ -276,10 +295,13 @@ class Surrogate(nn.Module):
         if self.field_nodes:  # the field at each step's start, mean and end: [n, k, B, 3, 3]
             ends = field.transpose(0, 1)  # [T+1, B, 3]
             nodes = torch.stack([ends[:-1], e_mid, ends[1:]], dim=-2).unflatten(0, (T // k, k))
-        tokens, phi, cache = self._encode(st, inp, drho, e_sub[:, 0])
-        latent, _ = self.dynamics(tokens.transpose(0, 1), st.cond, phi.transpose(0, 1))  # [B*A, n, d]
-        pred_o, v = self._decode_and_step(st, latent.transpose(0, 1), cache, inp, drho, e_sub, dt,
-                                          nodes)  # [n, k, B, 2, N, N]
+        if self.cfg.network:
+            tokens, phi, cache = self._encode(st, inp, drho, e_sub[:, 0])
+            latent, _ = self.dynamics(tokens.transpose(0, 1), st.cond, phi.transpose(0, 1))  # [B*A, n, d]
+            pred_o, v = self._decode_and_step(st, latent.transpose(0, 1), cache, inp, drho, e_sub, dt,
+                                              nodes)  # [n, k, B, 2, N, N]
+        else:
+            pred_o, v = self._head_only(st, inp, drho, e_sub, dt, nodes)
         pred = sandwich(self._s_inv_half(st), pred_o.flatten(0, 1)).transpose(0, 1)  # [B, T, 2, N, N]
         if return_potential:
             return pred, v.flatten(0, 1).transpose(0, 1)
@@ -312,6 +334,8 @@ class Surrogate(nn.Module):
         nodes = None
         if self.field_nodes:
             nodes, e_sub = e_sub, e_sub[..., 1, :]
+        if not self.cfg.network:
+            return self._head_only(st, rho_o, drho_o, e_sub, dt, nodes)[0], state
         tokens, phi, cache = self._encode(st, rho_o, drho_o, e_sub[0])
         latent, state = self.dynamics.step(tokens, st.cond, phi, state)
         return self._decode_and_step(st, latent, cache, rho_o, drho_o, e_sub, dt, nodes)[0], state

@@ -36,7 +36,7 @@ from rtml.datasets import observables as obs
 from rtml.datasets.fields import FieldSpec, field_tier
 from rtml.datasets.integrals import dipole_integrals
 from rtml.datasets.store.zarr_store import TrajectoryStore
-from rtml.models.baselines import FrozenXC, FrozenXCConfig, LinearXC
+from rtml.models.baselines import FrozenXC, FrozenXCConfig, GridXC, LinearXC
 from rtml.models.inputs import MoleculeBatch, spin_resolved
 from rtml.models.linear_response import MAX_COORDS
 from rtml.models.physics import violations
@@ -44,7 +44,7 @@ from rtml.models.rollout import rollout
 
 METRICS = ("dipole_nrmse", "population_nrmse", "scaled_l2", "spectrum_overlap", "spectrum_nrmse", "max_peak_shift_ev",
            "steps_to_violation", "ms_per_step", "ms_per_au")
-PREDICTORS = ("model", "frozen_xc", "linear_xc", "linear_xc_lr", "trivial")  # baselines: rtml.models.baselines
+PREDICTORS = ("model", "frozen_xc", "linear_xc", "linear_xc_lr", "grid_xc", "trivial")  # rtml.models.baselines
 
 
 @dataclass(kw_only=True)
@@ -62,6 +62,9 @@ class RolloutEvalConfig:
     stride: int | None = None  # reference frames per predictor step (None: the model's own stride)
     violation_tol: float = 1e-3  # a frame violates the physics when its hermiticity/trace/idempotency error exceeds this
     baselines: bool = True  # also roll out the frozen-xc and linear-xc physics baselines
+    # also the adiabatic LDA itself on the local-term grid (rtml.models.baselines.GridXC; LDA, <= 70 functions,
+    # stride 1) — the physics the learned local term can at best equal; off in training-time selection
+    grid_xc: bool = True
     batch: int = 4  # trajectories of equal length, dt and functional rolled out together (1: one at a time)
 
     def __post_init__(self):
@@ -159,6 +162,8 @@ def evaluate_trajectories(model, items: list, cfg: RolloutEvalConfig, device=Non
                     predictors["linear_xc"] = LinearXC()
                     if stride > 1 and 2 * mol.nbf ** 2 <= MAX_COORDS:
                         predictors["linear_xc_lr"] = LinearXC(FrozenXCConfig(linear_response="exact"))
+                if cfg.grid_xc and stride == 1 and mol.ks.grid_kernel0 is not None and mol.ks.grid_functional:
+                    predictors["grid_xc"] = GridXC()
             for who, m in predictors.items():
                 states, ms = _timed_rollout(m, mol, rho, field, n, dt, device, mid)  # [B, n, 2, N, N]
                 for b, i in enumerate(chunk):

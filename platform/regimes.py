@@ -23,7 +23,7 @@ from rtml.models.rollout import rollout
 
 REGIME_METRICS = ("dipole_nrmse", "population_nrmse")
 NAMES = {"model": "rtml", "linear_xc": "linear xc", "linear_xc_lr": "linear xc, exact LR", "frozen_xc": "frozen xc",
-         "trivial": "trivial"}
+         "grid_xc": "LDA on the grid", "trivial": "trivial"}
 
 
 def _group(r: dict) -> str:
@@ -172,7 +172,7 @@ def format_compare(summaries: dict, metric: str = "dipole_nrmse") -> str:
     one row per (molecule, functional, tier); each model's value with its ratio to linear xc in parentheses."""
     labels = list(summaries)
     first = summaries[labels[0]]["rows"]
-    base = [w for w in ("linear_xc", "frozen_xc", "trivial") if any(f"{w}/{metric}" in r for r in first)]
+    base = [w for w in ("linear_xc", "grid_xc", "frozen_xc", "trivial") if any(f"{w}/{metric}" in r for r in first)]
     head = ["molecule (xc)", "tier", "n", *(NAMES[w] for w in base), *labels]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in first:

@@ -45,7 +45,7 @@ class RolloutSelector:
         self.cfg = cfg.select
         self.items = items
         self.eval_cfg = RolloutEvalConfig(max_trajectories=len(items), max_steps=cfg.select.max_steps,
-                                          context=cfg.eval.context, batch=8)
+                                          context=cfg.eval.context, batch=8, grid_xc=False)
         self.linear: list[float] | None = None  # linear-xc dipole nRMSE per trajectory (computed once)
         self.best: dict | None = None  # {"score", "step", "state"}
 
