@@ -70,7 +70,7 @@ class LocalXC(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         nn.init.zeros_(self.layers[-1].weight)
         nn.init.zeros_(self.layers[-1].bias)
-        self.slope = nn.Parameter(torch.full((), SLATER if cfg.init == "slater" else 0.0))
+        self.slope = nn.Parameter(torch.full((1,), SLATER if cfg.init == "slater" else 0.0))  # 1-d: DeepSpeed broadcasts bytes
 
     def potential(self, density: torch.Tensor, closed: bool = False) -> torch.Tensor:
         """u_θ [..., 2, G] of spin densities [..., 2, G] (float64, electrons/bohr³; Hartree). ``closed``: the two
@@ -88,20 +88,18 @@ class LocalXC(nn.Module):
         """δv [*, B, 2, G] at densities n = n0 + δn [*, B, 2, G]: f_xc(n0)·δn + u_θ's Taylor remainder around n0."""
         d0 = ops.grid_density0
         closed = torch.equal(density[..., 0, :], density[..., 1, :]) and torch.equal(d0[..., 0, :], d0[..., 1, :])
-        if torch.is_grad_enabled():  # training: u(n0) and its Jacobian depend on θ
-            u0, lin = torch.func.jvp(self.potential, (d0.expand_as(density).clone(),), (dn,))
-        else:  # rollouts: u(n0) and J_u(n0) [B, 2, 2, G] once per set of operators (θ is fixed there)
-            u0, jac = self._at_reference(ops)
-            lin = torch.einsum("bstg,...btg->...bsg", jac, dn)
+        u0, jac = self._at_reference(ops)  # [B, 2, G], [B, 2, 2, G]
+        lin = torch.einsum("bstg,...btg->...bsg", jac, dn)
         u = self.potential(density, closed)
         n0 = d0.sum(-2, keepdim=True)  # [B, 1, G]
         trust = n0 / (n0 + self.cfg.kernel_density) if self.cfg.kernel_density > 0 else torch.ones_like(n0)
         exact = torch.einsum("bstg,...btg->...bsg", ops.grid_kernel0, dn)  # f_xc(n0)·δn
         return u - u0 + trust * (exact - lin)
 
-    @torch.no_grad()
     def _at_reference(self, ops) -> tuple[torch.Tensor, torch.Tensor]:
-        """(u(n0) [B, 2, G], J_u(n0) [B, 2, 2, G]) cached on ``ops`` for this module."""
+        """(u(n0) [B, 2, G], J_u(n0) [B, 2, 2, G]) cached on ``ops`` for this module: once per set of operators,
+        i.e. per model call's ``prepare`` (a training forward builds new operators, so the cached graph is that
+        step's, and every frame and corrector pass of the window shares it)."""
         cache = getattr(ops, "_local_xc_cache", None)
         if cache is None or cache[0] is not self:
             d0 = ops.grid_density0

@@ -255,7 +255,8 @@ def evaluate_store(model, store_path: str, ids: list[str] | None, cfg: RolloutEv
 
 
 STYLE = {"model": ("C1--", "rtml"), "frozen_xc": ("C0:", "frozen xc"), "linear_xc": ("C2-.", "linear xc"),
-         "linear_xc_lr": ("C4-.", "linear xc, exact LR"), "trivial": ("C7-", "trivial")}
+         "linear_xc_lr": ("C4-.", "linear xc, exact LR"), "grid_xc": ("C5:", "LDA on the grid"),
+         "trivial": ("C7-", "trivial")}
 
 
 def plot_results(results: list[dict], out_dir: str | Path) -> list[Path]:
@@ -272,7 +273,7 @@ def plot_results(results: list[dict], out_dir: str | Path) -> list[Path]:
     for ax, r in zip(axes[:, 0], results):
         ax_i = int(np.argmax(np.ptp(r["mu_ref"], axis=0)))
         ax.plot(r["time"], r["mu_ref"][:, ax_i], "k-", lw=1.2, label="reference (PySCF RT-TDDFT)")
-        for who in ("model", "frozen_xc", "linear_xc"):
+        for who in ("model", "frozen_xc", "linear_xc", "grid_xc"):
             if who in r["mu"]:
                 ax.plot(r["time"], r["mu"][who][:, ax_i], STYLE[who][0], lw=1.0, label=STYLE[who][1])
         title = ", ".join(f"{STYLE[w][1]} {r[w]['dipole_nrmse']:.3f}" for w in PREDICTORS if w in r)
