@@ -20,7 +20,8 @@ import torch
 
 from rtml.cli import recipes
 from rtml.datasets.store.zarr_store import TrajectoryStore
-from rtml.models.baselines import FrozenXC, LinearXC
+from rtml.datasets.xc_grid import is_lda
+from rtml.models.baselines import FrozenXC, GridXC, LinearXC
 from rtml.platform.configio import load_file
 from rtml.platform.evaluate import PREDICTORS, RolloutEvalConfig, evaluate_trajectories, per_trajectory
 from rtml.platform.modelio import load_model
@@ -108,7 +109,7 @@ def main(argv=None) -> int:
         for traj, i in items:
             seen.setdefault((traj.molecule, traj.functional), (traj, i))
         for (mol, xc), (traj, i) in seen.items():
-            preds = {"linear_xc": LinearXC(), "frozen_xc": FrozenXC(),
+            preds = {"linear_xc": LinearXC(), "frozen_xc": FrozenXC(), **({"grid_xc": GridXC()} if is_lda(xc) else {}),
                      **{f"model:{k}": m for k, m in models.items() if m is not None}}
             costs[f"{mol} ({xc})"] = step_costs(preds, traj, a.timing_steps, a.timing_batch)
     report = ["# Held-out rollouts per field regime", "",

@@ -5,15 +5,17 @@
     V_σ(t)_mn = V_xc[ρ(0)]_mn + Σ_g w_g χ_m(g) χ_n(g) δv_σ(g),   n_σ(g) = Σ_mn χ_m(g) ρ_σ,mn χ_n(g)
 
     exact:    δv = v_xc(n) − v_xc(n0)                       (libxc; an LDA's V_xc[ρ] − V_xc[ρ(0)] on this grid)
-    learned:  δv = f_xc(n0)·δn + [u_θ(n) − u_θ(n0) − J_u(n0)·δn]
+    learned:  δv = u_θ(n) − u_θ(n0) + τ·(f_xc(n0) − J_u(n0))·δn,    τ = 1 / (1 + (δn/n0)²)
 
-The learned form keeps the exact kernel f_xc(n0) on the same grid (its linear response is linear xc's on this
-grid, for any θ) and learns the O(δn²) remainder as the Taylor remainder of one small network u_θ(n_α, n_β),
-the same for every molecule (spin-symmetric: u_β(n_α, n_β) = u_α(n_β, n_α)), written u_σ = n_σ^⅓·(a +
-MLP(n_σ^⅓, n_σ'^⅓)) — Slater exchange's scaling with a learned correction; untrained, the MLP's last layer is 0
-and a is Slater's constant (``init='slater'``: the term starts as exchange-only LDA's nonlinearity, and learns
-correlation and the rest) or 0 (``init='zero'``: the untrained model is linear xc on the grid). J_u(n0)·δn comes from forward-mode differentiation. With u_θ = v_xc
-it is the exact term.
+u_θ(n_α, n_β) is one small network for every molecule (spin-symmetric: u_β(n_α, n_β) = u_α(n_β, n_α)), written
+u_σ = n_σ^⅓·(a + MLP(n_σ^⅓, n_σ'^⅓)) — Slater exchange's scaling with a learned correction; untrained, the MLP's
+last layer is 0 and a is Slater's constant (``init='slater'``: exchange-only LDA) or 0 (``init='zero'``). Where
+the density moved little (|δn| ≪ n0, τ → 1) δv = f_xc(n0)·δn + u_θ's Taylor remainder: the linear response is
+the exact kernel's on the grid for any θ (the term is linear xc plus an O(δn²) learned part). Beyond the Taylor
+series' radius of convergence (|δn| ≳ n0: density moved into a region that had almost none, where f_xc(n0) ∝
+n0^(−2/3) is huge) the expansion means nothing and τ → 0 leaves u_θ(n) − u_θ(n0), which stays finite
+(``trust='density'``: τ = n0/(n0 + kernel_density) instead, fixed per point). J_u(n0) by forward-mode
+differentiation, once per model call. With u_θ = v_xc the term is exact for LDA at any τ.
 
 Why local and on one grid: the nonlinear part of an adiabatic LDA is a function of the density at a point, the
 same in every molecule and geometry; a network of that form cannot learn per-geometry detail that does not
@@ -25,9 +27,8 @@ network in float32 (rounding ~1e-7 of u ~ 1 Hartree, far below what the remainde
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -50,6 +51,9 @@ class LocalXCConfig:
     # electrons/bohr³: the exact kernel carries the linear response where n0 ≫ this, u_θ's own where n0 ≪ it
     # (weight n0 / (n0 + this); 0: the exact kernel everywhere)
     kernel_density: float = 1e-3
+    # where the exact kernel is trusted: 'convergence' — weight 1/(1 + (δn/n0)²) at each point and time (inside the
+    # Taylor series' radius |δn| < n0 the kernel; beyond it u_θ's own); 'density' — n0/(n0 + kernel_density)
+    trust: Literal["convergence", "density"] = "convergence"
 
     def __post_init__(self):
         if self.init not in ("slater", "zero"):
@@ -67,7 +71,7 @@ class LocalXC(nn.Module):
         super().__init__()
         self.cfg = cfg
         dims = [2] + [cfg.hidden] * cfg.layers + [1]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
         nn.init.zeros_(self.layers[-1].weight)
         nn.init.zeros_(self.layers[-1].bias)
         self.slope = nn.Parameter(torch.full((1,), SLATER if cfg.init == "slater" else 0.0))  # 1-d: DeepSpeed broadcasts bytes
@@ -92,7 +96,11 @@ class LocalXC(nn.Module):
         lin = torch.einsum("bstg,...btg->...bsg", jac, dn)
         u = self.potential(density, closed)
         n0 = d0.sum(-2, keepdim=True)  # [B, 1, G]
-        trust = n0 / (n0 + self.cfg.kernel_density) if self.cfg.kernel_density > 0 else torch.ones_like(n0)
+        if self.cfg.trust == "convergence":  # the Taylor series of n^⅓ about n0 converges for |δn| < n0 only
+            ratio = dn.sum(-2, keepdim=True) / n0.clamp_min(FLOOR)  # [*, B, 1, G]
+            trust = 1.0 / (1.0 + ratio.square())
+        else:
+            trust = n0 / (n0 + self.cfg.kernel_density) if self.cfg.kernel_density > 0 else torch.ones_like(n0)
         exact = torch.einsum("bstg,...btg->...bsg", ops.grid_kernel0, dn)  # f_xc(n0)·δn
         return u - u0 + trust * (exact - lin)
 

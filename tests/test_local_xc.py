@@ -74,13 +74,15 @@ def test_learned_form_is_the_exact_term_when_u_is_the_functional():
     assert abs(SLATER + (6 / np.pi) ** (1 / 3)) < 1e-15
 
 
-def test_learned_term_is_second_order_beyond_the_grid_kernel():
-    """Any θ: δv − f_xc(n0)·δn (where the exact kernel is trusted) vanishes as δn² — the linear response is the
-    exact kernel's on the grid; untrained with init='zero' the model is linear xc on the grid."""
+@pytest.mark.parametrize("trust", ["convergence", "density"])
+def test_learned_term_is_second_order_beyond_the_grid_kernel(trust):
+    """Any θ: δv − f_xc(n0)·δn vanishes as δn² — the linear response is the exact kernel's on the grid (trust
+    'convergence': everywhere; 'density' with kernel_density 0: everywhere); untrained with init='zero' and the
+    kernel trusted everywhere the model is linear xc on the grid."""
     traj = propagate(CATALOG["h2"], kick(1e-3), EngineConfig(n_steps=4))
     ops = KohnShamOperators.from_batch(MoleculeBatch.from_trajectories([traj], kohn_sham=True).ks)
     torch.manual_seed(0)
-    local = LocalXC(LocalXCConfig(enabled=True, kernel_density=0.0))
+    local = LocalXC(LocalXCConfig(enabled=True, kernel_density=0.0, trust=trust))
     for p in local.layers.parameters():
         torch.nn.init.normal_(p, std=0.3)
     d = ops.grid_density0 * torch.linspace(-0.5, 0.5, ops.grid_density0.shape[-1], dtype=torch.float64)
@@ -90,7 +92,7 @@ def test_learned_term_is_second_order_beyond_the_grid_kernel():
         with torch.no_grad():
             res.append(float((local.local(ops, ops.grid_density0 + eps * d, eps * d) - eps * lin).abs().max()))
     assert 3.0 < res[0] / res[1] < 5.0, res  # halving δn quarters the rest
-    zero = LocalXC(LocalXCConfig(enabled=True, init="zero", kernel_density=0.0))
+    zero = LocalXC(LocalXCConfig(enabled=True, init="zero", kernel_density=0.0, trust="density"))
     with torch.no_grad():
         assert torch.allclose(zero.local(ops, ops.grid_density0 + d, d), lin, rtol=0, atol=1e-12)
 
@@ -107,7 +109,7 @@ def test_grid_terms_pad_into_a_batch_like_single_molecules():
     for b, t in enumerate(terms):
         one = KohnShamOperators.from_batch(KohnShamBatch.from_terms([t]))
         nb = t.hcore.shape[0]
-        v_one = grid_term(one, rho_o[b:b + 1, :, :nb, :nb], lambda n, dn: exact_local(one, n))
+        v_one = grid_term(one, rho_o[b:b + 1, :, :nb, :nb], lambda n, dn, one=one: exact_local(one, n))
         assert torch.allclose(v_both[b, :, :nb, :nb], v_one[0], atol=1e-10)
         assert float(v_both[b, :, nb:, :].abs().sum()) == 0.0  # padding stays empty
 
@@ -120,7 +122,7 @@ def test_lda_potential_refuses_gradient_functionals():
 def test_surrogate_without_network_is_the_head_with_the_local_term(lih_strong):
     with pytest.raises(ValueError, match="local_xc.enabled"):
         preset("debug", network=False)
-    cfg = preset("debug", network=False, local_xc=LocalXCConfig(enabled=True, init="zero", kernel_density=0.0))
+    cfg = preset("debug", network=False, local_xc=LocalXCConfig(enabled=True, init="zero"))
     model = Surrogate(cfg)
     traj = lih_strong
     mol = MoleculeBatch.from_trajectories([traj], kohn_sham=True)
