@@ -27,6 +27,7 @@ network in float32 (rounding ~1e-7 of u ~ 1 Hartree, far below what the remainde
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 from typing import Literal
@@ -71,7 +72,7 @@ class LocalXC(nn.Module):
         super().__init__()
         self.cfg = cfg
         dims = [2] + [cfg.hidden] * cfg.layers + [1]
-        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True))
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in itertools.pairwise(dims))
         nn.init.zeros_(self.layers[-1].weight)
         nn.init.zeros_(self.layers[-1].bias)
         self.slope = nn.Parameter(torch.full((1,), SLATER if cfg.init == "slater" else 0.0))  # 1-d: DeepSpeed broadcasts bytes
