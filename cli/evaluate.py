@@ -3,7 +3,7 @@ frozen-xc, linear-xc and trivial physics baselines.
 
 MODEL: a ``model.pt`` from ``rtml train`` (or its run directory) or an MLflow model URI (``runs:/<id>/model``);
 without ``--model`` only the baselines are evaluated. Writes ``metrics.json`` and plots to ``--out``,
-``--json-path PATH`` the aggregate ``{"model": {...}, "frozen_xc": {...}, "linear_xc": {...}, "trivial": {...}}``, and logs an MLflow run.
+``--json-path PATH`` the aggregate ``{"model": {...}, "frozen_xc": {...}, "linear_xc": {...}, "grid_xc": {...}, "trivial": {...}}``, and logs an MLflow run.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class EvaluateConfig:
     out: str = "runs/evaluate"  # folder for metrics.json and plots
     ids: list[str] | None = None  # trajectory ids (None: all)
     rollout: RolloutEvalConfig = field(default_factory=RolloutEvalConfig)
-    json_path: str | None = None  # also write the aggregate {model, frozen_xc, linear_xc, trivial} metrics here
+    json_path: str | None = None  # also write the aggregate {model, frozen_xc, linear_xc, grid_xc, trivial} metrics here
     tracking_uri: str | None = None  # MLflow tracking URI (None: $MLFLOW_TRACKING_URI, else ./mlflow.db)
     experiment: str = "rtml-evaluate"  # MLflow experiment
 

@@ -105,7 +105,7 @@ def compare(model, store: str, task: Task, settings: AdaptSettings, progress=Non
     models = {"zero_shot": model, "finetune": tuned, "adapted": maml_adapt(learner, support, steps)}
     wall = {"finetune/adapt_s": t1 - t0, "adapted/adapt_s": time.perf_counter() - t1}  # the gradient steps alone
     ecfg = RolloutEvalConfig(max_trajectories=settings.max_query, max_steps=settings.max_steps,
-                             context=settings.context)
+                             context=settings.context, grid_xc=False)  # the table's columns: cols below
     st = TrajectoryStore(store)
     trajs = [st.read(i) for i in task.query[:settings.max_query]]
     results, metrics = {}, dict(wall)

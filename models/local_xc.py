@@ -37,6 +37,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from rtml.datasets.xc_grid import lda_potential
+
 FLOOR = 1e-12  # electrons/bohr³: densities are clamped here before the cube root (n ≥ 0 for a valid ρ)
 SLATER = -((6.0 / math.pi) ** (1.0 / 3.0))  # Slater exchange: v_x,σ = SLATER · n_σ^⅓ (Hartree, bohr)
 
@@ -127,8 +129,6 @@ class LocalXC(nn.Module):
 
 def exact_local(ops, density: torch.Tensor, _dn=None) -> torch.Tensor:
     """δv = v_xc(n) − v_xc(n0) [*, B, 2, G] through libxc (the functional of every member; not differentiable)."""
-    from rtml.datasets.xc_grid import lda_potential
-
     if ops.grid_functional is None or ops.grid_potential0 is None:
         raise ValueError("the exact local term needs one LDA functional for the whole batch (KohnShamBatch."
                          "grid_functional / grid_potential0)")

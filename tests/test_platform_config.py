@@ -254,7 +254,7 @@ def test_evaluate_command_logs_a_run(small_store, tmp_path):
                  "--max-trajectories", "2", "--max-steps", "10", "--tracking-uri", uri, "--json-path",
                  str(tmp_path / "m.json")]) == 0
     side = json.loads((tmp_path / "m.json").read_text())
-    assert set(side) == {"model", "frozen_xc", "linear_xc", "trivial"}
+    assert set(side) == {"model", "frozen_xc", "linear_xc", "grid_xc", "trivial"}
     assert {"dipole_nrmse", "scaled_l2", "spectrum_overlap", "spectrum_nrmse", "steps_to_violation",
             "ms_per_step"} <= set(side["model"])
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
