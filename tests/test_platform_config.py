@@ -265,7 +265,7 @@ def test_evaluate_command_logs_a_run(small_store, tmp_path):
     assert main(["evaluate", small_store, "--out", str(tmp_path / "bl"), "--json-path",
                  str(tmp_path / "bl.json"), "--max-trajectories", "2", "--max-steps", "10", "--tracking-uri", uri]) == 0
     bl = json.loads((tmp_path / "bl.json").read_text())
-    assert set(bl) == {"frozen_xc", "linear_xc", "trivial"} and "dipole_nrmse" in bl["frozen_xc"]
+    assert set(bl) == {"frozen_xc", "linear_xc", "grid_xc", "trivial"} and "dipole_nrmse" in bl["frozen_xc"]
     assert main(["evaluate", small_store, "--model", str(tmp_path / "nothing.pt"), "--tracking-uri", uri]) == 2
     assert main(["evaluate", str(tmp_path / "missing.zarr"), "--model", str(tmp_path / "m"), "--tracking-uri",
                  uri]) == 2
