@@ -21,7 +21,7 @@ import torch
 from rtml.cli import recipes
 from rtml.datasets.store.zarr_store import TrajectoryStore
 from rtml.datasets.xc_grid import is_lda
-from rtml.models.baselines import FrozenXC, GridXC, LinearXC
+from rtml.models.baselines import FrozenXC, FrozenXCConfig, GridXC, LinearXC
 from rtml.platform.configio import load_file
 from rtml.platform.evaluate import PREDICTORS, RolloutEvalConfig, evaluate_trajectories, per_trajectory
 from rtml.platform.modelio import load_model
@@ -111,6 +111,11 @@ def main(argv=None) -> int:
         for (mol, xc), (traj, i) in seen.items():
             preds = {"linear_xc": LinearXC(), "frozen_xc": FrozenXC(), **({"grid_xc": GridXC()} if is_lda(xc) else {}),
                      **{f"model:{k}": m for k, m in models.items() if m is not None}}
+            for k in sorted({m.cfg.stride for m in models.values() if m is not None and m.cfg.stride > 1}):
+                exact = FrozenXCConfig(linear_response="exact", stride=k)  # the physics competitors at that step
+                preds[f"linear_xc_lr:k{k}"] = LinearXC(exact)
+                if is_lda(xc):
+                    preds[f"grid_xc_lr:k{k}"] = GridXC(exact)
             costs[f"{mol} ({xc})"] = step_costs(preds, traj, a.timing_steps, a.timing_batch)
     report = ["# Held-out rollouts per field regime", "",
               (f"stores: {', '.join(a.store)}; models: {', '.join(f'{k}' for k in models)}; "

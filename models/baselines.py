@@ -13,8 +13,8 @@
   be; LDA functionals, molecules that carry a grid.
 
 With ``linear_response='exact'`` each Magnus step is corrected by :mod:`rtml.models.linear_response` so that its
-linear response is the exact one at any step (``LinearXC`` so configured is the physics competitor at steps larger
-than the data's, issue 26); the field then enters at the step's nodes (``field_nodes``).
+linear response is the exact one at any step (``LinearXC`` and ``GridXC`` so configured are the physics competitors
+at steps larger than the data's, issue 26); the field then enters at the step's nodes (``field_nodes``).
 
 The third baseline, the trivial ρ(t) = ρ(t0), needs no propagation (``rtml.platform.evaluate``).
 """
@@ -30,7 +30,8 @@ from torch import nn
 
 from rtml.models.inputs import MoleculeBatch
 from rtml.models.kohn_sham import KohnShamOperators, magnus_step
-from rtml.models.linear_response import LinearResponse, field_nodes, linear_xc_step, linear_xc_tag
+from rtml.models.linear_response import (LinearResponse, field_nodes, grid_kernel_step, grid_kernel_tag,
+                                         linear_xc_step, linear_xc_tag)
 from rtml.models.local_xc import exact_local, grid_term
 from rtml.models.physics import sandwich
 
@@ -62,10 +63,13 @@ class FrozenXC(nn.Module):
         ks = KohnShamOperators.from_batch(mol.ks)
         st = SimpleNamespace(ks=ks, s_half=ks.x_inv, lr=None)
         if self.cfg.linear_response == "exact":
-            if not isinstance(self, LinearXC):
-                raise ValueError("linear_response='exact' is the linear response of linear xc: use LinearXC")
             it = self.cfg.ks_iterations
-            st.lr = LinearResponse(ks, linear_xc_step(it), tag=linear_xc_tag(it))
+            if isinstance(self, GridXC):  # corrected against its own linearisation: the grid's kernel
+                st.lr = LinearResponse(ks, grid_kernel_step(it), tag=grid_kernel_tag(it))
+            elif isinstance(self, LinearXC):
+                st.lr = LinearResponse(ks, linear_xc_step(it), tag=linear_xc_tag(it))
+            else:
+                raise ValueError("linear_response='exact' corrects a step with the xc kernel: use LinearXC or GridXC")
         return st
 
     def init_state(self, st):

@@ -39,6 +39,7 @@ import torch
 
 from rtml.datasets.sized_cache import SizedLRU
 from rtml.models.kohn_sham import KohnShamOperators, magnus_step
+from rtml.models.local_xc import grid_kernel_operators
 
 MAX_COORDS = 4096  # n = 2N² (N ≤ 45): one O(n³) eigendecomposition and n-column Jacobians per geometry
 JACOBIAN_EPS = 1e-6  # central-difference step of the Magnus Jacobians (relative to ‖ρ₀‖ ≈ 1)
@@ -111,6 +112,21 @@ def linear_xc_tag(iterations: int) -> str:
     return f"linear_xc/{iterations}"
 
 
+def grid_kernel_step(iterations: int):
+    """The Magnus step with V_xc[ρ₀] + the LDA kernel on the local term's grid, f_xc(n0)·δn
+    (:mod:`rtml.models.local_xc`): what the exact grid LDA (``GridXC``) and the learned local term linearise to, for
+    any θ — so their corrected steps are the exact linear-response propagator too. Cache tag: :func:`grid_kernel_tag`."""
+    def step(ops: KohnShamOperators, cur, prev, e_mean, h):
+        dense = grid_kernel_operators(ops)
+        return magnus_step(dense, cur, (dense.vxc0_o, dense.linear_xc), e_mean, h, rho_prev_o=prev,
+                           iterations=iterations)
+    return step
+
+
+def grid_kernel_tag(iterations: int) -> str:
+    return f"grid_kernel/{iterations}"
+
+
 def field_nodes(e0: torch.Tensor, mean: torch.Tensor, e1: torch.Tensor) -> torch.Tensor:
     """Field [*, B, 3] at t, t+h/2, t+h -> [*, B, 3 nodes, 3]: the quadratic through its ends with the given mean."""
     return torch.stack([e0, 0.25 * (6.0 * mean - e0 - e1), e1], dim=-2)
@@ -120,7 +136,7 @@ def _digest(ops: KohnShamOperators, tag: str, h: float) -> str:
     """Key of one member's correction: its ground state, Kohn–Sham matrix pieces and kernel, the step and ``tag``."""
     d = hashlib.sha1(f"{tag}|{h:.12g}".encode())
     for t in (ops.h_o, ops.rho_gs_o, ops.vxc0_o, ops.x, ops.l_o, ops.kxc, ops.kxc_anti, ops.xc_points, ops.xc_weights,
-              ops.xc_hybrid):
+              ops.xc_hybrid, ops.grid_weights, ops.grid_kernel0):
         if t is not None:
             d.update(t.detach().cpu().contiguous().numpy().tobytes())
     return d.hexdigest()

@@ -104,8 +104,7 @@ class LocalXC(nn.Module):
             trust = 1.0 / (1.0 + ratio.square())
         else:
             trust = n0 / (n0 + self.cfg.kernel_density) if self.cfg.kernel_density > 0 else torch.ones_like(n0)
-        exact = torch.einsum("bstg,...btg->...bsg", ops.grid_kernel0, dn)  # f_xc(n0)·δn
-        return u - u0 + trust * (exact - lin)
+        return u - u0 + trust * (kernel_local(ops, dn) - lin)
 
     def _at_reference(self, ops) -> tuple[torch.Tensor, torch.Tensor]:
         """(u(n0) [B, 2, G], J_u(n0) [B, 2, 2, G]) cached on ``ops`` for this module: once per set of operators,
@@ -125,6 +124,34 @@ class LocalXC(nn.Module):
         """δV [*, B, 2, N, N] complex128 (Löwdin) of spin-resolved ρ_o [*, B, 2, N, N] on the grid of ``ops``
         (:class:`rtml.models.kohn_sham.KohnShamOperators`)."""
         return grid_term(ops, rho_o, lambda n, dn: self.local(ops, n, dn))
+
+
+def kernel_local(ops, dn: torch.Tensor) -> torch.Tensor:
+    """f_xc(n0)·δn [*, B, 2, G]: the grid's LDA kernel on the density change δn [*, B, 2, G] (the linear part of
+    both :func:`exact_local` and the learned term)."""
+    return torch.einsum("bstg,...btg->...bsg", ops.grid_kernel0, dn)
+
+
+def grid_kernel_operators(ops):
+    """``ops`` with the grid's LDA kernel as a dense kernel in the pair coordinates of
+    :mod:`rtml.datasets.xc_kernel` (spin-resolved; K_στ = Xᵀ diag(w f_στ) X, X[g, (m≤n)] = χ_m(g) χ_n(g), float64):
+    ``linear_xc`` of the result is Σ_g w χχ f_xc(n0)·δn — the linear part of :func:`exact_local` and of the learned
+    term — as one matrix product, for the Jacobians of :mod:`rtml.models.linear_response` (G·N² products per
+    column there)."""
+    import dataclasses
+
+    from rtml.datasets.xc_kernel import pairs
+
+    if ops.grid_orbitals is None or ops.grid_kernel0 is None:
+        raise ValueError("the grid kernel needs every molecule's grid with its LDA kernel (KohnShamBatch.grid_*)")
+    i0, i1, _, _, _ = pairs(ops.grid_orbitals.shape[-1])
+    chi = ops.grid_orbitals.to(torch.float64)  # [B|1, G, N]
+    x = chi[..., i0] * chi[..., i1]  # [B|1, G, M]
+    f = ops.grid_kernel0 * ops.grid_weights[:, None, None, :]  # [B|1, 2, 2, G]
+    blocks = torch.einsum("bgm,bstg,bgk->bsmtk", x, f, x)  # [B|1, 2, M, 2, M]
+    kxc = blocks.flatten(3, 4).flatten(1, 2)  # [B|1, 2M, 2M] spin-major, as KohnShamOperators.kxc
+    return dataclasses.replace(ops, kxc=kxc, kxc_anti=None, kxc_spins=2, xc_points=None, xc_weights=None,
+                               xc_hybrid=None)
 
 
 def exact_local(ops, density: torch.Tensor, _dn=None) -> torch.Tensor:

@@ -50,7 +50,8 @@ from rtml.models.inputs import MoleculeBatch
 from rtml.models.kohn_sham import KohnShamOperators
 from rtml.models.kohn_sham_head import head_potential, head_steps
 from rtml.models.layout import BasisLayout, build_layout
-from rtml.models.linear_response import LinearResponse, linear_xc_step, linear_xc_tag
+from rtml.models.linear_response import (LinearResponse, grid_kernel_step, grid_kernel_tag, linear_xc_step,
+                                         linear_xc_tag)
 from rtml.models.local_xc import LocalXC, LocalXCConfig
 from rtml.models.physics import lowdin, sandwich, spin_traces
 
@@ -90,9 +91,9 @@ class SurrogateConfig:
         if self.linear_response == "exact" and self.xc_anchor != "linear":
             raise ValueError("model.linear_response='exact' needs model.xc_anchor='linear' (the exact linear response "
                              "is linear xc's)")
-        if self.local_xc.enabled and (self.xc_anchor != "linear" or self.linear_response != "magnus"):
-            raise ValueError("model.local_xc.enabled needs model.xc_anchor='linear' and model.linear_response='magnus' "
-                             "(the local term carries its own grid kernel)")
+        if self.local_xc.enabled and self.xc_anchor != "linear":
+            raise ValueError("model.local_xc.enabled needs model.xc_anchor='linear' (the local term is the grid "
+                             "kernel plus an O(Δρ²) remainder)")
         if not self.network and not self.local_xc.enabled:
             raise ValueError("model.network=false needs model.local_xc.enabled=true (without either the model is the "
                              "linear-xc baseline: rtml evaluate rolls it out)")
@@ -196,8 +197,10 @@ class Surrogate(nn.Module):
                              "MoleculeBatch.from_trajectories(kohn_sham=True))")
         ks = KohnShamOperators.from_batch(mol.ks)
         lr = None
-        if self.cfg.linear_response == "exact":
-            lr = LinearResponse(ks, linear_xc_step(self.cfg.ks_iterations), linear_xc_tag(self.cfg.ks_iterations))
+        if self.cfg.linear_response == "exact":  # corrected against the step the head takes, linearised
+            it = self.cfg.ks_iterations
+            lr = LinearResponse(ks, grid_kernel_step(it), grid_kernel_tag(it)) if self.local_xc is not None else \
+                LinearResponse(ks, linear_xc_step(it), linear_xc_tag(it))
         return Static(ks=ks, lr=lr, mol=mol, layout=layout, s_half=s_half, geo=geo, geo_flat=geo_flat, cond=cond,
                       pair_emb=pair_emb, static_w=self.decoder.static_weights(layout, pair_emb), n_sigma=spin_traces(rho0_o),
                       spin_mask=spin_mask, atom_ao=atom_ao)

@@ -7,7 +7,9 @@ head with the network off, H = h + J[ρ(t)] + V_xc[ρ(0)] + E(t)·r, :class:`rtm
 **linear xc** (plus the exact xc kernel at ρ(0) applied to ρ − ρ(0): linear response, exact for weak kicks) and **trivial** ρ(t) = ρ(t0) (nothing changes); at steps larger than the data's (``stride`` > 1) also
 **linear xc with the exact linear response** (``linear_xc_lr``: each Magnus step corrected so that its linear part
 is the exact linear-response propagator, :mod:`rtml.models.linear_response`; molecules up to
-``MAX_COORDS`` = 2N²), the physics competitor at large steps. Metrics per predictor:
+``MAX_COORDS`` = 2N²), the physics competitor at large steps; and for LDA molecules with a grid **the adiabatic LDA on
+the local term's grid** (``grid_xc``, :class:`rtml.models.baselines.GridXC`; at stride > 1 with the exact linear
+response, ``grid_xc_lr``). Metrics per predictor:
 
 * ``scaled_l2`` — ‖ρ_pred − ρ_ref‖ / ‖ρ_ref‖ over all rolled-out frames;
 * ``dipole_nrmse`` — RMS(μ_pred − μ_ref) / RMS(μ_ref − μ_ref(0)) (the trivial baseline scores ≈ 1);
@@ -44,7 +46,7 @@ from rtml.models.rollout import rollout
 
 METRICS = ("dipole_nrmse", "population_nrmse", "scaled_l2", "spectrum_overlap", "spectrum_nrmse", "max_peak_shift_ev",
            "steps_to_violation", "ms_per_step", "ms_per_au")
-PREDICTORS = ("model", "frozen_xc", "linear_xc", "linear_xc_lr", "grid_xc", "trivial")  # rtml.models.baselines
+PREDICTORS = ("model", "frozen_xc", "linear_xc", "linear_xc_lr", "grid_xc", "grid_xc_lr", "trivial")  # rtml.models.baselines
 
 
 @dataclass(kw_only=True)
@@ -62,8 +64,9 @@ class RolloutEvalConfig:
     stride: int | None = None  # reference frames per predictor step (None: the model's own stride)
     violation_tol: float = 1e-3  # a frame violates the physics when its hermiticity/trace/idempotency error exceeds this
     baselines: bool = True  # also roll out the frozen-xc and linear-xc physics baselines
-    # also the adiabatic LDA itself on the local-term grid (rtml.models.baselines.GridXC; LDA, <= 70 functions,
-    # stride 1) — the physics the learned local term can at best equal; off in training-time selection
+    # also the adiabatic LDA itself on the local-term grid (rtml.models.baselines.GridXC; LDA, <= 70 functions;
+    # at stride > 1 with the exact linear response, <= 45) — the physics the learned local term can at best equal;
+    # off in training-time selection
     grid_xc: bool = True
     batch: int = 4  # trajectories of equal length, dt and functional rolled out together (1: one at a time)
 
@@ -162,8 +165,11 @@ def evaluate_trajectories(model, items: list, cfg: RolloutEvalConfig, device=Non
                     predictors["linear_xc"] = LinearXC()
                     if stride > 1 and 2 * mol.nbf ** 2 <= MAX_COORDS:
                         predictors["linear_xc_lr"] = LinearXC(FrozenXCConfig(linear_response="exact"))
-                if cfg.grid_xc and stride == 1 and mol.ks.grid_kernel0 is not None and mol.ks.grid_functional:
-                    predictors["grid_xc"] = GridXC()
+                if cfg.grid_xc and mol.ks.grid_kernel0 is not None and mol.ks.grid_functional:
+                    if stride == 1:
+                        predictors["grid_xc"] = GridXC()
+                    elif 2 * mol.nbf ** 2 <= MAX_COORDS and mol.ks.has_xc_kernel:
+                        predictors["grid_xc_lr"] = GridXC(FrozenXCConfig(linear_response="exact"))
             for who, m in predictors.items():
                 states, ms = _timed_rollout(m, mol, rho, field, n, dt, device, mid)  # [B, n, 2, N, N]
                 for b, i in enumerate(chunk):
@@ -256,7 +262,7 @@ def evaluate_store(model, store_path: str, ids: list[str] | None, cfg: RolloutEv
 
 STYLE = {"model": ("C1--", "rtml"), "frozen_xc": ("C0:", "frozen xc"), "linear_xc": ("C2-.", "linear xc"),
          "linear_xc_lr": ("C4-.", "linear xc, exact LR"), "grid_xc": ("C5:", "LDA on the grid"),
-         "trivial": ("C7-", "trivial")}
+         "grid_xc_lr": ("C5-.", "LDA on the grid, exact LR"), "trivial": ("C7-", "trivial")}
 
 
 def plot_results(results: list[dict], out_dir: str | Path) -> list[Path]:
@@ -273,7 +279,7 @@ def plot_results(results: list[dict], out_dir: str | Path) -> list[Path]:
     for ax, r in zip(axes[:, 0], results):
         ax_i = int(np.argmax(np.ptp(r["mu_ref"], axis=0)))
         ax.plot(r["time"], r["mu_ref"][:, ax_i], "k-", lw=1.2, label="reference (PySCF RT-TDDFT)")
-        for who in ("model", "frozen_xc", "linear_xc", "grid_xc"):
+        for who in ("model", "frozen_xc", "linear_xc", "linear_xc_lr", "grid_xc", "grid_xc_lr"):
             if who in r["mu"]:
                 ax.plot(r["time"], r["mu"][who][:, ax_i], STYLE[who][0], lw=1.0, label=STYLE[who][1])
         title = ", ".join(f"{STYLE[w][1]} {r[w]['dipole_nrmse']:.3f}" for w in PREDICTORS if w in r)

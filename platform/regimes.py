@@ -23,7 +23,7 @@ from rtml.models.rollout import rollout
 
 REGIME_METRICS = ("dipole_nrmse", "population_nrmse")
 NAMES = {"model": "rtml", "linear_xc": "linear xc", "linear_xc_lr": "linear xc, exact LR", "frozen_xc": "frozen xc",
-         "grid_xc": "LDA on the grid", "trivial": "trivial"}
+         "grid_xc": "LDA on the grid", "grid_xc_lr": "LDA on the grid, exact LR", "trivial": "trivial"}
 
 
 def _group(r: dict) -> str:

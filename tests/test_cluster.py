@@ -190,12 +190,13 @@ def _progress(out: Path) -> dict[int, dict]:
 
 
 def _wait_past_checkpoint(out: Path, boundary_step: int, timeout: float = 600) -> dict:
-    """Rank 0's progress once it is 2.5 s past step ``boundary_step`` (Ray Train V2's controller registers a
-    reported checkpoint when it polls the workers, every 2 s)."""
+    """Rank 0's progress once its checkpoint of step ``boundary_step`` has been in storage for 2.5 s (Ray Train V2's
+    controller registers a reported checkpoint when it polls the workers, every 2 s). Counting from the step
+    itself was a race: the held-out evaluation before the checkpoint can take longer than the margin."""
     deadline, t_cross = time.time() + timeout, None
     while time.time() < deadline:
         p = _progress(out).get(0)
-        if p and p.get("step", 0) >= boundary_step:
+        if p and (p.get("checkpointed") or 0) >= boundary_step:
             t_cross = t_cross or time.time()
             if time.time() - t_cross > 2.5:
                 return p

@@ -15,6 +15,8 @@ from rtml.models.linear_response import (
     HermitianCoords,
     LinearResponse,
     commutator,
+    grid_kernel_step,
+    grid_kernel_tag,
     linear_part,
     linear_xc_step,
     linear_xc_tag,
@@ -62,17 +64,23 @@ def test_liouvillian_is_the_linearised_equation_of_motion(h2o):
     assert float((got - fd).abs().max()) < 1e-6 * float(fd.abs().max())
 
 
+STEPS = {"linear_xc": (linear_xc_step, linear_xc_tag), "grid_kernel": (grid_kernel_step, grid_kernel_tag)}
+
+
+@pytest.mark.parametrize("kind", ["linear_xc", "grid_kernel"])
 @pytest.mark.parametrize("h", [0.2, 1.6])
-def test_corrected_step_linearises_to_the_exact_propagator(h2o, h):
+def test_corrected_step_linearises_to_the_exact_propagator(h2o, h, kind):
     """cur = ρ₀ + εX, prev = ρ₀ + εY (X, Y first-order changes of a pure state), no field: next − ρ₀ = e^{hL} εX
     to first order (dense matrix_exp); the previous state drops out (the Magnus extrapolation's dependence on it is
-    removed)."""
+    removed). For the linear-xc step and for the grid-kernel step (what the grid LDA and the learned local term
+    linearise to: their kernel is on another grid than L's, and the correction removes that difference too)."""
     _, ops, f0 = h2o
     c, lmat = _liouvillian(ops, f0)
     n, eps = ops.h_o.shape[-1], 1e-7
     x, y = _tangent(_hermitian(n, 1), ops.rho_gs_o), _tangent(_hermitian(n, 2), ops.rho_gs_o)
-    lr = LinearResponse(ops, linear_xc_step(1), linear_xc_tag(1))
-    step = linear_xc_step(1)
+    make, tag = STEPS[kind]
+    lr = LinearResponse(ops, make(1), tag(1))
+    step = make(1)
     cur, prev, r = ops.rho_gs_o + eps * x, ops.rho_gs_o + eps * y, ops.rho_gs_o
     nodes = torch.zeros(1, 3, 3, dtype=torch.float64)
     # minus the step from the ground state itself (the SCF's residual [F₀, ρ₀] ~ 1e-7 moves it a little)
@@ -158,7 +166,7 @@ def test_refusals_and_the_bounded_cache(h2o, monkeypatch):
     mol, ops, _ = h2o
     with pytest.raises(ValueError, match="xc_anchor='linear'"):
         SurrogateConfig(linear_response="exact", xc_anchor="frozen", linear_xc_source=True)
-    with pytest.raises(ValueError, match="LinearXC"):
+    with pytest.raises(ValueError, match="use LinearXC or GridXC"):
         FrozenXC(FrozenXCConfig(linear_response="exact")).prepare(mol, None)
     monkeypatch.setattr(lr_mod, "MAX_COORDS", 100)
     lr_mod._cache.items.clear()

@@ -59,13 +59,14 @@ class WorkerRun:
     out: Path
     name: str
     storage: str | None = None  # the run's Ray storage (checkpoints): where rank 0 keeps files MLflow refused
+    checkpointed: int | None = None  # the step of the last checkpoint this rank reported or resumed from
 
     def log(self, metrics: dict, step: int) -> None:
         if self.rank == 0:
             tracking.log_metrics(self.uri, self.run_id, metrics, step=step)
 
     def progress(self, **info) -> None:
-        write_progress(self.out, self.rank, **info)
+        write_progress(self.out, self.rank, checkpointed=self.checkpointed, **info)
 
 
 def start_worker(config: dict, name: str, cpus_per_worker: float, use_gpu: bool, seed: int) -> WorkerRun:
@@ -120,6 +121,7 @@ def resume(run: WorkerRun, ckpt: Checkpointer) -> int:
         with got.as_directory() as d:
             start = load_checkpoint(ckpt, d)
         run.log({"resumed_from_step": start}, start)
+        run.checkpointed = start
     run.progress(step=start, resumed_from=start if got is not None else None)
     return start
 
@@ -222,7 +224,8 @@ class Metrics:
 
 def report(run: WorkerRun, metrics: dict, ckpt: Checkpointer | None = None, step: int | None = None) -> None:
     """``ray.train.report(metrics)``, with a checkpoint of ``step`` when ``ckpt`` is given (written by every rank
-    or by rank 0, as ``ckpt.all_ranks`` says)."""
+    or by rank 0, as ``ckpt.all_ranks`` says). Once the checkpoint is in storage the rank's progress file says
+    ``checkpointed: step`` (Ray's controller registers it at its next poll of the workers)."""
     if ckpt is None:
         ray.train.report(metrics)
         return
@@ -232,6 +235,8 @@ def report(run: WorkerRun, metrics: dict, ckpt: Checkpointer | None = None, step
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
     else:
         ray.train.report(metrics)
+    run.checkpointed = step
+    run.progress(step=step)
 
 
 class ExportError(RuntimeError):
