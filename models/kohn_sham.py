@@ -192,7 +192,12 @@ def magnus_step(ops: KohnShamOperators, rho_o: torch.Tensor, v, e_mid: torch.Ten
     else:  # J of ρ(t) and of the extrapolated midpoint in one pass over the Coulomb factor
         extrap = rho_o + 0.5 * (rho_o - rho_prev_o)
         j_now, j_mid = ops.coulomb(torch.stack([rho_o, extrap])).unbind(0)
-        f_now, f_mid = (fn(rho_o), fn(extrap)) if fn is not None else (0.0, 0.0)
+        # V of both in one call too; without corrector passes V[ρ(t)] is not needed at all
+        f_now, f_mid = 0.0, 0.0
+        if fn is not None and iterations > 0:
+            f_now, f_mid = fn(torch.stack([rho_o, extrap])).unbind(0)
+        elif fn is not None:
+            f_mid = fn(extrap)
     h_mid = static + j_mid + f_mid
     for _ in range(iterations):
         j_new, f_new = parts(_propagate(rho_o, h_mid, dt))

@@ -173,6 +173,13 @@ def grid_term(ops, rho_o: torch.Tensor, local) -> torch.Tensor:
                          "molecules up to rtml.datasets.xc_grid.MAX_BASIS functions with a pure LDA functional)")
     chi = ops.grid_orbitals.to(torch.float32).unsqueeze(-3)  # [B|1, 1, G, N]
     d = (rho_o.real.to(torch.float64) - ops.rho_gs_o.real).to(torch.float32)  # [*, B, 2, N, N]
-    dn = ((chi @ d) * chi).sum(-1).to(torch.float64)  # [*, B, 2, G]
+    closed = torch.equal(d[..., 0, :, :], d[..., 1, :, :])  # closed shell: one spin's products, copied
+    if closed:
+        d = d[..., :1, :, :]
+    dn = ((chi @ d) * chi).sum(-1).to(torch.float64)  # [*, B, 2 (1), G]
+    dn = dn.expand(*dn.shape[:-2], 2, dn.shape[-1])
     wv = (local(ops.grid_density0 + dn, dn) * ops.grid_weights.unsqueeze(-2)).to(torch.float32)  # [*, B, 2, G]
-    return (chi.mT @ (wv.unsqueeze(-1) * chi)).to(torch.complex128)  # [*, B, 2, N, N]
+    if closed:
+        wv = wv[..., :1, :]
+    out = (chi.mT @ (wv.unsqueeze(-1) * chi)).to(torch.complex128)  # [*, B, 2 (1), N, N]
+    return out.expand(*out.shape[:-3], 2, *out.shape[-2:])
