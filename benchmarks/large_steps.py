@@ -8,8 +8,9 @@ Competitors at each k (issue 26): the **exact propagator** (the reference engine
 Magnus, exact xc — re-run at Δt = k·dt with a looser self-consistency tolerance for k > 1; a kick keeps its
 impulse; a run whose self-consistency fails or whose drift checks trip is reported as diverged), the **linear-xc** and
 **frozen-xc** propagators (the Kohn–Sham head with the network off) at Δt, **linear xc with the exact linear
-response** at Δt > dt (``linear_xc_lr``, :mod:`rtml.models.linear_response`), and each given model at its own
-stride. All are scored on the reference's frames that their steps land on (``Trajectory.strided``): dipole nRMSE,
+response** at Δt > dt (``linear_xc_lr``, :mod:`rtml.models.linear_response`), for LDA molecules the adiabatic LDA
+on the local term's grid (``grid_xc`` at dt, ``grid_xc_lr`` with the exact linear response at Δt > dt), and each
+given model at its own stride. All are scored on the reference's frames that their steps land on (``Trajectory.strided``): dipole nRMSE,
 kicked-peak shift (eV), and the cost per simulated a.u. of time (ms / a.u., batch 1, one thread). ``--converged
 SUB`` scores everything against the reference re-run at dt/SUB instead (row ``reference``: the recorded one against
 it — its own time-step error). Writes ``large_steps.json``, ``large_steps.md`` and ``large_steps.png`` (error and
@@ -123,6 +124,7 @@ def main(argv=None) -> int:
                    "linear_xc": {m: base["linear_xc"].get(m) for m in METRICS},
                    **({"linear_xc_lr": {m: base["linear_xc_lr"].get(m) for m in METRICS}}
                       if "linear_xc_lr" in base else {}),
+                   **{w: {m: base[w].get(m) for m in METRICS} for w in ("grid_xc", "grid_xc_lr") if w in base},
                    "frozen_xc": {m: base["frozen_xc"].get(m) for m in METRICS},
                    "exact": {m: v for m, v in exact_at(traj, k, c, n, cfg, tid).items()
                              if m in (*METRICS, "diverged", "ms_per_au_incl_scf")}}
@@ -165,7 +167,8 @@ def costs(traj, models: list, out: Path, strides=(8,)) -> int:
 
 
 def format_rows(rows: list[dict]) -> str:
-    whos = [w for w in ("reference", "exact", "linear_xc", "linear_xc_lr", "frozen_xc") if any(w in r for r in rows)]
+    whos = [w for w in ("reference", "exact", "linear_xc", "linear_xc_lr", "grid_xc", "grid_xc_lr", "frozen_xc")
+            if any(w in r for r in rows)]
     whos += sorted({w for r in rows for w in r if w.startswith("model:")})
     head = "| trajectory | k | Δt (a.u.) | " + " | ".join(f"{w} nRMSE / peak eV / ms per a.u." for w in whos) + " |"
     lines = [head, "|" + "---|" * (3 + len(whos))]
@@ -194,8 +197,8 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(2, len(ids), figsize=(4.2 * len(ids), 6.5), squeeze=False)
     for j, tid in enumerate(ids):
         mine = [r for r in rows if r["id"] == tid]
-        for w in sorted({w for r in mine for w in r if w in ("exact", "linear_xc", "linear_xc_lr", "frozen_xc") or
-                         w.startswith("model:")}):
+        for w in sorted({w for r in mine for w in r if w in ("exact", "linear_xc", "linear_xc_lr", "grid_xc", "grid_xc_lr",
+                                                             "frozen_xc") or w.startswith("model:")}):
             pts = [(r["dt"], r[w]) for r in mine if w in r and "diverged" not in r[w]]
             if pts:
                 axes[0, j].loglog([d for d, _ in pts], [m["dipole_nrmse"] for _, m in pts], "o-", label=w)

@@ -27,6 +27,7 @@ network in float32 (rounding ~1e-7 of u ~ 1 Hartree, far below what the remainde
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from rtml.datasets.xc_grid import lda_potential
+from rtml.datasets.xc_kernel import pairs
 
 FLOOR = 1e-12  # electrons/bohr³: densities are clamped here before the cube root (n ≥ 0 for a valid ρ)
 SLATER = -((6.0 / math.pi) ** (1.0 / 3.0))  # Slater exchange: v_x,σ = SLATER · n_σ^⅓ (Hartree, bohr)
@@ -138,10 +140,6 @@ def grid_kernel_operators(ops):
     ``linear_xc`` of the result is Σ_g w χχ f_xc(n0)·δn — the linear part of :func:`exact_local` and of the learned
     term — as one matrix product, for the Jacobians of :mod:`rtml.models.linear_response` (G·N² products per
     column there)."""
-    import dataclasses
-
-    from rtml.datasets.xc_kernel import pairs
-
     if ops.grid_orbitals is None or ops.grid_kernel0 is None:
         raise ValueError("the grid kernel needs every molecule's grid with its LDA kernel (KohnShamBatch.grid_*)")
     i0, i1, _, _, _ = pairs(ops.grid_orbitals.shape[-1])
