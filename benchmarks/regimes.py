@@ -67,6 +67,8 @@ def main(argv=None) -> int:
     p.add_argument("--timing-steps", type=int, default=100, help="steps of the cost measurement (0: skip)")
     p.add_argument("--timing-batch", type=int, default=8, help="batched cost: this many fields on one geometry")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: the per-core cost)")
+    p.add_argument("--costs-only", action="store_true", help="only the cost tables (no rollout evaluation)")
+    p.add_argument("--repeats", type=int, default=2, help="cost measurement: best of this many rollouts")
     p.add_argument("--curve", default=None, help="comma list of model labels: also plot their learning curve "
                    "(learning_curve.png) over their training-set sizes (run config: data.store, data.max_geometries)")
     a = p.parse_args(argv)
@@ -91,7 +93,7 @@ def main(argv=None) -> int:
         sizes[k] = training_trajectories(paths[k])
     results, summaries, t0 = {}, {}, time.perf_counter()
     first = None
-    for label, model in models.items():
+    for label, model in ({} if a.costs_only else models).items():
         cfg = RolloutEvalConfig(max_trajectories=len(items), max_steps=a.max_steps, batch=a.batch,
                                 baselines=first is None)
         t1 = time.perf_counter()
@@ -116,11 +118,11 @@ def main(argv=None) -> int:
                 preds[f"linear_xc_lr:k{k}"] = LinearXC(exact)
                 if is_lda(xc):
                     preds[f"grid_xc_lr:k{k}"] = GridXC(exact)
-            costs[f"{mol} ({xc})"] = step_costs(preds, traj, a.timing_steps, a.timing_batch)
+            costs[f"{mol} ({xc})"] = step_costs(preds, traj, a.timing_steps, a.timing_batch, repeats=a.repeats)
     report = ["# Held-out rollouts per field regime", "",
               (f"stores: {', '.join(a.store)}; models: {', '.join(f'{k}' for k in models)}; "
               f"{len(items)} trajectories; wall {time.perf_counter() - t0:.0f} s"), ""]
-    for m in REGIME_METRICS:
+    for m in REGIME_METRICS if summaries else ():
         report += [f"## {m}", "", format_compare(summaries, m) if len(models) > 1 else
                    format_regimes(summaries[next(iter(models))], metric=m), ""]
     if costs:

@@ -105,10 +105,14 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--fine", required=True, help="regimes.json of the model at stride 1")
     p.add_argument("--coarse", required=True, help="regimes.json of the model at stride k")
+    p.add_argument("--costs", default=None, help="take the costs from this regimes.json instead (a run with "
+                   "--costs-only, e.g. measured alone with more repeats)")
     p.add_argument("--out", default=None, help="also write the tables here (markdown)")
     a = p.parse_args(argv)
     lf, fine, fc = _load(a.fine)
     lc, coarse, cc = _load(a.coarse)
+    if a.costs:
+        cc = json.loads(Path(a.costs).read_text())["costs"]
     k = next((int(key.split(":k")[1].split("@")[0]) for c in cc.values() for key in c if key.startswith("linear_xc_lr:k")),
              None)
     if k is None:
