@@ -317,9 +317,10 @@ def format_table(agg: dict) -> str:
     """Model, frozen-xc and trivial side by side (a column only for predictors present)."""
     cols = [w for w in PREDICTORS if any(k.startswith(f"{w}/") for k in agg)]
     names = {w: label for w, (_, label) in STYLE.items()} | {"trivial": "trivial ρ(t)=ρ(t0)"}
-    rows = [f"{'metric':<20}" + "".join(f"{names[w]:>20}" for w in cols)]
+    width = max([20, *(len(names[w]) + 2 for w in cols)])  # every label stays apart from the next
+    rows = [f"{'metric':<20}" + "".join(f"{names[w]:>{width}}" for w in cols)]
     for m in METRICS:
         if any(f"{w}/{m}" in agg for w in cols):
             cells = [agg.get(f"{w}/{m}") for w in cols]
-            rows.append(f"{m:<20}" + "".join(f"{'' if v is None else f'{v:.4g}':>20}" for v in cells))
+            rows.append(f"{m:<20}" + "".join(f"{'' if v is None else f'{v:.4g}':>{width}}" for v in cells))
     return "\n".join(rows)
