@@ -85,7 +85,8 @@ class FrozenXC(nn.Module):
         return ks.vxc0_o
 
     def _magnus(self, ks: KohnShamOperators, cur, prev, e_mean, dt):
-        return magnus_step(ks, cur, self.potential(ks), e_mean, dt, rho_prev_o=prev, iterations=self.cfg.ks_iterations)
+        return magnus_step(ks, cur, self.potential(ks), e_mean, dt, rho_prev_o=prev, iterations=self.cfg.ks_iterations,
+                           batched_terms=True)  # the kernel and grid terms take any leading dimensions
 
     def step(self, st, state, rho_o, drho_o, e_sub, dt):
         """rho_o, drho_o [B, 2, N, N]; e_sub [1, B, 3] (the field over the step; [1, B, 3 nodes, 3] with

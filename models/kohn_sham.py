@@ -172,12 +172,14 @@ def _apply(op: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 def magnus_step(ops: KohnShamOperators, rho_o: torch.Tensor, v, e_mid: torch.Tensor, dt: float,
                 rho_prev_o: torch.Tensor | None = None, iterations: int = 1, tol: float = 0.0,
-                return_potential: bool = False):
+                return_potential: bool = False, batched_terms: bool = False):
     """One Magnus-2 step of ρ_o [*, B, 2, N, N] complex128 (module docstring). ``v``: V_mid [*, B, 2, N, N]
     (Löwdin, Hartree), or a callable ρ_o -> V[ρ_o] (then V_mid = ½(V[ρ(t)] + V[ρ̃(t+Δt)])), or a pair
     (V_const, callable) for V_const + that average (e.g. a learned potential plus a weighted linear-xc term);
     ``e_mid`` [*, B, 3]. ``iterations`` corrector passes; with ``tol`` > 0 the passes stop early once
-    max|ΔH_mid| <= tol. ``return_potential``: also return the V_mid used (the xc part of H_mid)."""
+    max|ΔH_mid| <= tol. ``return_potential``: also return the V_mid used (the xc part of H_mid). ``batched_terms``:
+    the callable takes extra leading dimensions (then V[ρ(t)] and V at the extrapolated midpoint come from one call
+    on both stacked; a callable written for ρ_o's own shape is called once per density)."""
     const, fn = v if isinstance(v, tuple) else (None, v) if callable(v) else (v, None)
 
     def parts(r):  # (J[r], V_fn[r])
@@ -192,12 +194,12 @@ def magnus_step(ops: KohnShamOperators, rho_o: torch.Tensor, v, e_mid: torch.Ten
     else:  # J of ρ(t) and of the extrapolated midpoint in one pass over the Coulomb factor
         extrap = rho_o + 0.5 * (rho_o - rho_prev_o)
         j_now, j_mid = ops.coulomb(torch.stack([rho_o, extrap])).unbind(0)
-        # V of both in one call too; without corrector passes V[ρ(t)] is not needed at all
+        # without corrector passes V[ρ(t)] is not needed at all
         f_now, f_mid = 0.0, 0.0
-        if fn is not None and iterations > 0:
+        if fn is not None and iterations > 0 and batched_terms:
             f_now, f_mid = fn(torch.stack([rho_o, extrap])).unbind(0)
         elif fn is not None:
-            f_mid = fn(extrap)
+            f_now, f_mid = (fn(rho_o) if iterations > 0 else 0.0), fn(extrap)
     h_mid = static + j_mid + f_mid
     for _ in range(iterations):
         j_new, f_new = parts(_propagate(rho_o, h_mid, dt))

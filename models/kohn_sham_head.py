@@ -60,7 +60,8 @@ def head_steps(cfg, coef, st, m, latent, rho_o, drho_o, e_sub, dt, nodes=None, l
     for j in range(k):
         vj = v[..., j, :, :, :, :]
         nxt, vmid = magnus_step(st.ks, cur, vj if lin is None else (vj, lin), e_sub[..., j, :, :], dt,
-                                rho_prev_o=prev, iterations=cfg.ks_iterations, return_potential=True)
+                                rho_prev_o=prev, iterations=cfg.ks_iterations, return_potential=True,
+                                batched_terms=True)
         if st.lr is not None:  # the step's linear response made exact (rtml.models.linear_response)
             nxt = st.lr.correct(nxt, cur, prev, field_nodes(*nodes[..., j, :, :, :].unbind(-2)), dt)
         prev, cur = cur, nxt

@@ -104,7 +104,8 @@ def linear_xc_step(iterations: int):
     K[ρ − ρ₀]) with ``iterations`` corrector passes: what the linear-xc baseline and the linear-anchored Kohn–Sham
     head linearise to; its cache tag is :func:`linear_xc_tag`."""
     def step(ops: KohnShamOperators, cur, prev, e_mean, h):
-        return magnus_step(ops, cur, (ops.vxc0_o, ops.linear_xc), e_mean, h, rho_prev_o=prev, iterations=iterations)
+        return magnus_step(ops, cur, (ops.vxc0_o, ops.linear_xc), e_mean, h, rho_prev_o=prev, iterations=iterations,
+                           batched_terms=True)
     return step
 
 
@@ -119,7 +120,7 @@ def grid_kernel_step(iterations: int):
     def step(ops: KohnShamOperators, cur, prev, e_mean, h):
         dense = grid_kernel_operators(ops)
         return magnus_step(dense, cur, (dense.vxc0_o, dense.linear_xc), e_mean, h, rho_prev_o=prev,
-                           iterations=iterations)
+                           iterations=iterations, batched_terms=True)
     return step
 
 
