@@ -30,8 +30,7 @@ from torch import nn
 
 from rtml.models.inputs import MoleculeBatch
 from rtml.models.kohn_sham import KohnShamOperators, magnus_step
-from rtml.models.linear_response import (LinearResponse, field_nodes, grid_kernel_step, grid_kernel_tag,
-                                         linear_xc_step, linear_xc_tag)
+from rtml.models.linear_response import exact_response, field_nodes
 from rtml.models.local_xc import exact_local, grid_term
 from rtml.models.physics import sandwich
 
@@ -63,13 +62,10 @@ class FrozenXC(nn.Module):
         ks = KohnShamOperators.from_batch(mol.ks)
         st = SimpleNamespace(ks=ks, s_half=ks.x_inv, lr=None)
         if self.cfg.linear_response == "exact":
-            it = self.cfg.ks_iterations
-            if isinstance(self, GridXC):  # corrected against its own linearisation: the grid's kernel
-                st.lr = LinearResponse(ks, grid_kernel_step(it), tag=grid_kernel_tag(it))
-            elif isinstance(self, LinearXC):
-                st.lr = LinearResponse(ks, linear_xc_step(it), tag=linear_xc_tag(it))
-            else:
+            if not isinstance(self, (LinearXC, GridXC)):
                 raise ValueError("linear_response='exact' corrects a step with the xc kernel: use LinearXC or GridXC")
+            # corrected against its own linearisation: the grid's kernel for the grid LDA
+            st.lr = exact_response(ks, self.cfg.ks_iterations, on_grid=isinstance(self, GridXC))
         return st
 
     def init_state(self, st):

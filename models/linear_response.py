@@ -128,6 +128,14 @@ def grid_kernel_tag(iterations: int) -> str:
     return f"grid_kernel/{iterations}"
 
 
+def exact_response(ops: KohnShamOperators, iterations: int, on_grid: bool) -> LinearResponse:
+    """The correction of a step with ``iterations`` corrector passes whose xc response is linear xc's kernel
+    (``on_grid=False``) or the local term's grid kernel (``on_grid=True``: the grid LDA and the learned local term)."""
+    if on_grid:
+        return LinearResponse(ops, grid_kernel_step(iterations), grid_kernel_tag(iterations))
+    return LinearResponse(ops, linear_xc_step(iterations), linear_xc_tag(iterations))
+
+
 def field_nodes(e0: torch.Tensor, mean: torch.Tensor, e1: torch.Tensor) -> torch.Tensor:
     """Field [*, B, 3] at t, t+h/2, t+h -> [*, B, 3 nodes, 3]: the quadratic through its ends with the given mean."""
     return torch.stack([e0, 0.25 * (6.0 * mean - e0 - e1), e1], dim=-2)

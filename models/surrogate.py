@@ -50,8 +50,7 @@ from rtml.models.inputs import MoleculeBatch
 from rtml.models.kohn_sham import KohnShamOperators
 from rtml.models.kohn_sham_head import head_potential, head_steps
 from rtml.models.layout import BasisLayout, build_layout
-from rtml.models.linear_response import (LinearResponse, grid_kernel_step, grid_kernel_tag, linear_xc_step,
-                                         linear_xc_tag)
+from rtml.models.linear_response import LinearResponse, exact_response
 from rtml.models.local_xc import LocalXC, LocalXCConfig
 from rtml.models.physics import lowdin, sandwich, spin_traces
 
@@ -198,9 +197,7 @@ class Surrogate(nn.Module):
         ks = KohnShamOperators.from_batch(mol.ks)
         lr = None
         if self.cfg.linear_response == "exact":  # corrected against the step the head takes, linearised
-            it = self.cfg.ks_iterations
-            lr = LinearResponse(ks, grid_kernel_step(it), grid_kernel_tag(it)) if self.local_xc is not None else \
-                LinearResponse(ks, linear_xc_step(it), linear_xc_tag(it))
+            lr = exact_response(ks, self.cfg.ks_iterations, on_grid=self.local_xc is not None)
         return Static(ks=ks, lr=lr, mol=mol, layout=layout, s_half=s_half, geo=geo, geo_flat=geo_flat, cond=cond,
                       pair_emb=pair_emb, static_w=self.decoder.static_weights(layout, pair_emb), n_sigma=spin_traces(rho0_o),
                       spin_mask=spin_mask, atom_ao=atom_ao)
